@@ -1,0 +1,32 @@
+"""The FastAPI application factory."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from enclave import __version__
+from enclave.api.errors import install_error_handlers
+from enclave.api.routes import audit, auth, health, tokens, users
+from enclave.wiring import Services
+
+DESCRIPTION = """\
+The Enclave API. Authenticate with `Authorization: Bearer <token>`: a session token from
+`POST /auth/login`, or a personal token from `enclave users token` / `POST /users/{username}/tokens`.
+Every 4xx answer has the body `{"error": code, "detail": sentence}`.
+"""
+
+
+def create_app(services: Services) -> FastAPI:
+    app = FastAPI(
+        title="Enclave",
+        version=__version__,
+        description=DESCRIPTION,
+        openapi_url="/openapi.json",
+        docs_url="/docs",
+        redoc_url=None,
+    )
+    app.state.services = services
+    install_error_handlers(app)
+    for router in (health.router, auth.router, auth.me_router, users.router, tokens.router, audit.router):
+        app.include_router(router)
+    return app

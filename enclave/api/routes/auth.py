@@ -1,0 +1,32 @@
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from enclave.api.deps import CurrentActor, ServicesDep
+from enclave.api.schemas import LoginRequest, TokenIssued, TokenPublic, UserPublic
+from enclave.domain.identity import Actor
+
+router = APIRouter(prefix="/auth", tags=["auth"])
+me_router = APIRouter(tags=["auth"])
+
+
+@router.post("/login", summary="Exchange a username and password for a session token (public)")
+def login(body: LoginRequest, services: ServicesDep) -> TokenIssued:
+    issued = services.identity.login(body.username, body.password)
+    return TokenIssued(token=issued.secret, **TokenPublic.of(issued.token).model_dump())
+
+
+@router.post("/logout", summary="Revoke the token used for this request", status_code=204)
+def logout(actor: CurrentActor, services: ServicesDep) -> None:
+    assert actor.token is not None
+    services.identity.revoke_token(actor, actor.token.id)
+
+
+def _me(actor: Actor) -> UserPublic:
+    assert actor.user is not None
+    return UserPublic.of(actor.user)
+
+
+@me_router.get("/me", summary="The user behind the token")
+def me(actor: CurrentActor) -> UserPublic:
+    return _me(actor)

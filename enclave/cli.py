@@ -1,0 +1,529 @@
+"""The ``enclave`` command.
+
+Run on the server by an operator who can read ENCLAVE_HOME; such an operator holds every right and
+is recorded in the audit log as ``operator:<os user>``. Every error a user can cause ends with one
+line on stderr and a non-zero exit.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Annotated, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from enclave import __version__
+from enclave.config import Settings, load_settings
+from enclave.domain.errors import EnclaveError, InvalidInput
+from enclave.domain.identity import Actor, Role, generate_password, parse_role
+from enclave.wiring import Services, build_services
+
+app = typer.Typer(
+    name="enclave",
+    help="Enclave: a privacy-preserving analytics enclave for health data.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+db_app = typer.Typer(help="The metadata database: migrations.", no_args_is_help=True)
+users_app = typer.Typer(help="Accounts, roles, accreditation and API tokens.", no_args_is_help=True)
+audit_app = typer.Typer(help="The tamper-evident audit log.", no_args_is_help=True)
+config_app = typer.Typer(help="Settings.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(users_app, name="users")
+app.add_typer(audit_app, name="audit")
+app.add_typer(config_app, name="config")
+
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
+T = TypeVar("T")
+
+
+class CliError(Exception):
+    """A one-line reason to stop, printed without a traceback."""
+
+
+def fail(message: str, code: int = 1) -> typer.Exit:
+    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    return typer.Exit(code)
+
+
+def operator() -> Actor:
+    try:
+        name = getpass.getuser()
+    except (KeyError, OSError):
+        name = str(os.getuid())
+    return Actor.operator(name)
+
+
+@contextmanager
+def services(*, migrate: bool = True) -> Iterator[Services]:
+    built = build_services(load_settings(), migrate=migrate)
+    try:
+        yield built
+    finally:
+        built.close()
+
+
+def run(fn: Callable[[], T]) -> T:
+    """Run a command body, turning user-caused errors into one line and exit code 1."""
+    try:
+        return fn()
+    except EnclaveError as exc:
+        raise fail(exc.detail) from None
+    except CliError as exc:
+        raise fail(str(exc)) from None
+
+
+def parse_duration(text: str) -> timedelta:
+    """'30d', '12h', '90m' -> a timedelta."""
+    units = {"d": "days", "h": "hours", "m": "minutes"}
+    text = text.strip().lower()
+    if len(text) < 2 or text[-1] not in units or not text[:-1].isdigit():
+        raise InvalidInput(f"cannot read duration {text!r}: use a number and d, h or m (e.g. 30d)")
+    return timedelta(**{units[text[-1]]: int(text[:-1])})
+
+
+def parse_date(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise InvalidInput(f"cannot read date {text!r}: use YYYY-MM-DD") from None
+
+
+@app.callback()
+def _root(
+    version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False,
+) -> None:
+    if version:
+        out.print(f"enclave {__version__}")
+        raise typer.Exit()
+
+
+# --- db ----------------------------------------------------------------------------------------
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Apply every pending migration to the metadata database."""
+    from enclave.db.migrate import current_revision, head_revision, upgrade
+    from enclave.db.session import Database
+
+    def body() -> None:
+        settings = load_settings()
+        settings.check_safe_to_start()
+        settings.ensure_home()
+        db = Database(settings.database)
+        try:
+            before = current_revision(db.engine)
+            upgrade(settings.database)
+            after = current_revision(db.engine)
+        finally:
+            db.dispose()
+        if before == after:
+            out.print(f"database already at {after} (head {head_revision(settings.database)})")
+        else:
+            out.print(f"database upgraded from {before or 'empty'} to {after}")
+
+    run(body)
+
+
+@db_app.command("current")
+def db_current() -> None:
+    """Print the database's migration revision and the newest one this Enclave knows."""
+    from enclave.db.migrate import current_revision, head_revision
+    from enclave.db.session import Database
+
+    def body() -> None:
+        settings = load_settings()
+        db = Database(settings.database)
+        try:
+            current = current_revision(db.engine)
+        finally:
+            db.dispose()
+        out.print(f"current: {current or 'empty'}  head: {head_revision(settings.database)}")
+
+    run(body)
+
+
+# --- users -------------------------------------------------------------------------------------
+
+
+RoleOption = Annotated[
+    list[str] | None, typer.Option("--role", "-r", help="researcher, custodian, reviewer, admin; repeatable")
+]
+
+
+@users_app.command("add")
+def users_add(
+    username: Annotated[str, typer.Argument(help="lower-case login name")],
+    role: RoleOption = None,
+    name: Annotated[str, typer.Option(help="display name")] = "",
+    email: Annotated[str, typer.Option()] = "",
+    organisation: Annotated[str, typer.Option("--org", help="organisation")] = "",
+    accredited_until: Annotated[
+        str | None, typer.Option(help="researcher accreditation expiry, YYYY-MM-DD")
+    ] = None,
+    password_stdin: Annotated[bool, typer.Option(help="read the password from standard input")] = False,
+    no_password: Annotated[bool, typer.Option(help="token-only account, no password login")] = False,
+) -> None:
+    """Create an account. Without --password-stdin a random password is generated and printed once.
+
+    Bootstrap the first admin this way on the server: `enclave users add alice --role admin`.
+    """
+
+    def body() -> None:
+        roles = frozenset(parse_role(r) for r in role or [])
+        expires = parse_date(accredited_until) if accredited_until else None
+        password: str | None
+        if no_password:
+            password = None
+        elif password_stdin:
+            password = sys.stdin.readline().rstrip("\n")
+        else:
+            password = generate_password()
+        with services() as s:
+            user = s.identity.create_user(
+                operator(),
+                username=username,
+                password=password,
+                roles=roles,
+                display_name=name,
+                email=email,
+                organisation=organisation,
+                accreditation_expires=expires,
+            )
+        out.print(f"created {user.username} (roles: {', '.join(sorted(user.roles)) or 'none'})")
+        if password is not None and not password_stdin:
+            out.print(f"password: {password}", highlight=False)
+
+    run(body)
+
+
+@users_app.command("list")
+def users_list(
+    as_json: Annotated[bool, typer.Option("--json", help="one JSON object per line")] = False,
+) -> None:
+    """List accounts with their roles and accreditation."""
+
+    def body() -> None:
+        with services() as s:
+            users = s.identity.list_users(operator())
+        if as_json:
+            for u in users:
+                out.print_json(
+                    json.dumps(
+                        {
+                            "username": u.username,
+                            "roles": sorted(u.roles),
+                            "active": u.active,
+                            "accreditation_expires": u.accreditation_expires.isoformat()
+                            if u.accreditation_expires
+                            else None,
+                        }
+                    )
+                )
+            return
+        table = Table("username", "name", "roles", "active", "accredited until", "organisation")
+        for u in users:
+            table.add_row(
+                u.username,
+                u.display_name,
+                ", ".join(sorted(u.roles)),
+                "yes" if u.active else "no",
+                str(u.accreditation_expires or "-"),
+                u.organisation,
+            )
+        out.print(table)
+
+    run(body)
+
+
+@users_app.command("grant")
+def users_grant(username: str, role: Annotated[str, typer.Argument(help="the role to grant")]) -> None:
+    """Grant a role."""
+
+    def body() -> None:
+        with services() as s:
+            user = s.identity.grant_role(operator(), username, parse_role(role))
+        out.print(f"{user.username} now holds: {', '.join(sorted(user.roles))}")
+
+    run(body)
+
+
+@users_app.command("revoke")
+def users_revoke(username: str, role: Annotated[str, typer.Argument(help="the role to revoke")]) -> None:
+    """Revoke a role."""
+
+    def body() -> None:
+        with services() as s:
+            user = s.identity.revoke_role(operator(), username, parse_role(role))
+        out.print(f"{user.username} now holds: {', '.join(sorted(user.roles)) or 'no role'}")
+
+    run(body)
+
+
+@users_app.command("accredit")
+def users_accredit(
+    username: str,
+    until: Annotated[str | None, typer.Option(help="last valid day, YYYY-MM-DD")] = None,
+    withdraw: Annotated[bool, typer.Option(help="withdraw the accreditation")] = False,
+) -> None:
+    """Set (or withdraw) a researcher's accreditation."""
+
+    def body() -> None:
+        if (until is None) == (not withdraw):
+            raise CliError("give either --until YYYY-MM-DD or --withdraw")
+        expires = None if withdraw else parse_date(until or "")
+        with services() as s:
+            user = s.identity.set_accreditation(operator(), username, expires)
+        out.print(f"{user.username} accredited until {user.accreditation_expires or '- (withdrawn)'}")
+
+    run(body)
+
+
+@users_app.command("passwd")
+def users_passwd(
+    username: str,
+    password_stdin: Annotated[bool, typer.Option(help="read the password from standard input")] = False,
+) -> None:
+    """Set a password (random and printed once, unless read from stdin)."""
+
+    def body() -> None:
+        password = sys.stdin.readline().rstrip("\n") if password_stdin else generate_password()
+        with services() as s:
+            s.identity.set_password(operator(), username, password)
+        out.print(f"password of {username} changed")
+        if not password_stdin:
+            out.print(f"password: {password}", highlight=False)
+
+    run(body)
+
+
+@users_app.command("deactivate")
+def users_deactivate(username: str) -> None:
+    """Deactivate an account and revoke all its tokens at once."""
+
+    def body() -> None:
+        with services() as s:
+            s.identity.set_active(operator(), username, False)
+        out.print(f"{username} deactivated; all its tokens are revoked")
+
+    run(body)
+
+
+@users_app.command("activate")
+def users_activate(username: str) -> None:
+    """Re-activate an account (its old tokens stay revoked)."""
+
+    def body() -> None:
+        with services() as s:
+            s.identity.set_active(operator(), username, True)
+        out.print(f"{username} activated")
+
+    run(body)
+
+
+@users_app.command("token")
+def users_token(
+    username: str,
+    name: Annotated[str, typer.Option(help="what the token is for")] = "",
+    expires_in: Annotated[str, typer.Option(help="lifetime, e.g. 30d, 12h")] = "30d",
+) -> None:
+    """Create a personal API token for a user and print it once."""
+
+    def body() -> None:
+        ttl = parse_duration(expires_in)
+        with services() as s:
+            issued = s.identity.issue_token(operator(), username, name=name, ttl=ttl)
+        out.print(
+            f"token {issued.token.id} for {username}, expires {issued.token.expires_at:%Y-%m-%d %H:%M} UTC",
+            highlight=False,
+        )
+        out.print(issued.secret, highlight=False, soft_wrap=True)
+
+    run(body)
+
+
+@users_app.command("tokens")
+def users_tokens(username: str) -> None:
+    """List a user's tokens (never their secrets)."""
+
+    def body() -> None:
+        with services() as s:
+            tokens = s.identity.list_tokens(operator(), username)
+        now = datetime.now(UTC)
+        table = Table("id", "kind", "name", "prefix", "expires", "state")
+        for t in tokens:
+            table.add_row(
+                str(t.id),
+                t.kind,
+                t.name,
+                t.prefix,
+                f"{t.expires_at:%Y-%m-%d %H:%M}",
+                t.problem(now) or "valid",
+            )
+        out.print(table)
+
+    run(body)
+
+
+@users_app.command("revoke-token")
+def users_revoke_token(
+    token_id: Annotated[int, typer.Argument(help="the token's id (see `users tokens`)")],
+) -> None:
+    """Revoke a token, with effect on the next request."""
+
+    def body() -> None:
+        with services() as s:
+            token = s.identity.revoke_token(operator(), token_id)
+        out.print(f"token {token.id} ({token.prefix}...) revoked")
+
+    run(body)
+
+
+# --- audit -------------------------------------------------------------------------------------
+
+
+@audit_app.command("verify")
+def audit_verify() -> None:
+    """Check every link of the audit chain; exit 0 with the count, or 1 naming the first bad event."""
+
+    def body() -> None:
+        with services() as s:
+            result = s.audit.verify(operator())
+        if not result.ok:
+            raise CliError(result.describe())
+        out.print(result.describe(), highlight=False)
+
+    run(body)
+
+
+@audit_app.command("export")
+def audit_export(
+    output: Annotated[Path | None, typer.Option("--out", "-o", help="file to write; default stdout")] = None,
+    after: Annotated[int, typer.Option(help="only events after this sequence number")] = 0,
+) -> None:
+    """Write the audit events as JSON lines (with their hashes, so the export verifies on its own)."""
+
+    def body() -> None:
+        with services() as s:
+            events = s.audit.export(operator(), after_seq=after)
+            if output is None:
+                for ev in events:
+                    sys.stdout.write(ev.to_json() + "\n")
+                return
+            tmp = output.with_name(output.name + ".partial")
+            count = 0
+            with tmp.open("w", encoding="utf-8") as handle:
+                for ev in events:
+                    handle.write(ev.to_json() + "\n")
+                    count += 1
+            tmp.replace(output)
+            err.print(f"wrote {count} events to {output}")
+
+    run(body)
+
+
+# --- config ------------------------------------------------------------------------------------
+
+
+@config_app.command("show")
+def config_show() -> None:
+    """Print the effective settings (secrets hidden) and what production mode would refuse."""
+
+    def body() -> None:
+        settings = load_settings()
+        for key, value in settings.model_dump().items():
+            shown = "***" if key == "secret_key" and value else value
+            out.print(f"{key} = {shown}", highlight=False)
+        out.print(f"database = {settings.database}", highlight=False)
+        for problem in settings.problems():
+            out.print(f"production would refuse: {problem}", highlight=False)
+
+    run(body)
+
+
+# --- serve and demo ----------------------------------------------------------------------------
+
+
+def _serve(settings: Settings, s: Services, host: str, port: int) -> None:
+    import uvicorn
+
+    from enclave.api.app import create_app
+
+    uvicorn.run(create_app(s), host=host, port=port, log_level=settings.log_level, access_log=False)
+
+
+@app.command("serve")
+def serve(
+    host: Annotated[str | None, typer.Option(help="address to listen on (ENCLAVE_API_HOST)")] = None,
+    port: Annotated[int | None, typer.Option(help="port (ENCLAVE_API_PORT)")] = None,
+) -> None:
+    """Run the API with uvicorn. Creates the schema on first run; refuses an outdated one."""
+
+    def body() -> None:
+        settings = load_settings()
+        with services() as s:
+            _serve(settings, s, host or settings.api_host, port or settings.api_port)
+
+    run(body)
+
+
+@app.command("demo")
+def demo(
+    host: Annotated[str | None, typer.Option(help="address to listen on")] = None,
+    port: Annotated[int | None, typer.Option(help="port")] = None,
+    no_serve: Annotated[bool, typer.Option(help="set everything up, print the logins, and exit")] = False,
+) -> None:
+    """Set up a demonstration enclave in ENCLAVE_HOME, print its URLs and logins, and serve it."""
+    from enclave.demo import setup_demo
+
+    def body() -> None:
+        settings = load_settings()
+        with services() as s:
+            credentials = setup_demo(s, operator())
+            url = f"http://{host or settings.api_host}:{port or settings.api_port}"
+            out.rule("Enclave demo")
+            out.print(f"data directory : {settings.home_dir}", highlight=False)
+            out.print(f"database       : {settings.database}", highlight=False)
+            out.print(
+                f"API            : {url}   (OpenAPI: {url}/openapi.json, docs: {url}/docs)", highlight=False
+            )
+            out.print(
+                "logins (also in " + str(settings.key_store / "demo-credentials.json") + "):", highlight=False
+            )
+            table = Table("username", "roles", "password")
+            for cred in credentials:
+                table.add_row(cred.username, ", ".join(cred.roles), cred.password)
+            out.print(table)
+            out.print(
+                f"try: curl -s -X POST {url}/auth/login -H 'content-type: application/json' "
+                f'-d \'{{"username": "researcher", "password": "..."}}\'',
+                highlight=False,
+                soft_wrap=True,
+            )
+            if not no_serve:
+                _serve(settings, s, host or settings.api_host, port or settings.api_port)
+
+    run(body)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
+
+
+__all__ = ["Role", "app", "main"]

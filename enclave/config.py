@@ -1,0 +1,192 @@
+"""Settings, from the environment (``ENCLAVE_*``) and an optional TOML settings file.
+
+Precedence, highest first: explicit arguments, environment variables, the settings file
+(``ENCLAVE_SETTINGS_FILE``, else ``$ENCLAVE_HOME/enclave.toml`` when it exists), defaults.
+
+The embedded default needs nothing: one data directory (``ENCLAVE_HOME``, default ``./.enclave``)
+holds the SQLite metadata database and every store. In ``production`` mode the service refuses to
+start until its secrets are set explicitly (:meth:`Settings.check_safe_to_start`).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from enclave.domain.errors import ConfigurationError
+
+DEFAULT_HOME = Path(".enclave")
+MIN_SECRET_LENGTH = 32
+KNOWN_WEAK_SECRETS = frozenset({"changeme", "change-me", "secret", "development", "dev", "enclave"})
+
+
+def _settings_file() -> Path | None:
+    explicit = os.environ.get("ENCLAVE_SETTINGS_FILE")
+    if explicit:
+        path = Path(explicit)
+        if not path.is_file():
+            raise ConfigurationError(f"ENCLAVE_SETTINGS_FILE points to {path}, which is not a file")
+        return path
+    home = Path(os.environ.get("ENCLAVE_HOME") or DEFAULT_HOME)
+    candidate = home / "enclave.toml"
+    return candidate if candidate.is_file() else None
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="ENCLAVE_", extra="forbid", validate_default=True)
+
+    mode: Literal["development", "production"] = Field(
+        "development", description="'production' refuses default or missing secrets"
+    )
+    home: Path = Field(DEFAULT_HOME, description="data directory: SQLite file, stores, key store")
+    database_url: str | None = Field(
+        None, description="SQLAlchemy URL of the metadata database; default: SQLite under home"
+    )
+    secret_key: SecretStr | None = Field(
+        None,
+        description="signs web sessions; generated into home in development, required in production",
+    )
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(8400, ge=1, le=65535)
+    public_url: str | None = Field(None, description="URL users reach the API at, if behind a proxy")
+    session_ttl_hours: int = Field(12, ge=1, le=24 * 7)
+    token_default_days: int = Field(30, ge=1, le=365)
+    token_max_days: int = Field(365, ge=1, le=3650)
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        path = _settings_file()
+        if path is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
+        return tuple(sources)
+
+    @field_validator("database_url")
+    @classmethod
+    def _blank_is_default(cls, value: str | None) -> str | None:
+        return value or None
+
+    # --- derived paths ---------------------------------------------------------------------
+
+    @property
+    def home_dir(self) -> Path:
+        return self.home.expanduser().resolve()
+
+    @property
+    def database(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{self.home_dir / 'enclave.db'}"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database.startswith("sqlite")
+
+    @property
+    def research_store(self) -> Path:
+        return self.home_dir / "research"
+
+    @property
+    def key_store(self) -> Path:
+        return self.home_dir / "keys"
+
+    @property
+    def holding_store(self) -> Path:
+        return self.home_dir / "holding"
+
+    @property
+    def release_store(self) -> Path:
+        return self.home_dir / "releases"
+
+    @property
+    def quarantine_store(self) -> Path:
+        return self.home_dir / "quarantine"
+
+    @property
+    def api_url(self) -> str:
+        return self.public_url or f"http://{self.api_host}:{self.api_port}"
+
+    # --- safety ----------------------------------------------------------------------------
+
+    def problems(self) -> list[str]:
+        """What would make this configuration unsafe in production, each saying what to set."""
+        found: list[str] = []
+        secret = self.secret_key.get_secret_value() if self.secret_key else ""
+        if not secret:
+            found.append("set ENCLAVE_SECRET_KEY to a random string of at least 32 characters")
+        elif len(secret) < MIN_SECRET_LENGTH or secret.lower() in KNOWN_WEAK_SECRETS:
+            found.append(
+                "ENCLAVE_SECRET_KEY is too weak: use a random string of at least 32 characters"
+                " (python -c 'import secrets; print(secrets.token_urlsafe(48))')"
+            )
+        if self.database_url is None:
+            found.append(
+                "set ENCLAVE_DATABASE_URL (for example postgresql+psycopg://enclave@db/enclave);"
+                " the embedded SQLite default is for development"
+            )
+        return found
+
+    def check_safe_to_start(self) -> None:
+        if self.mode != "production":
+            return
+        found = self.problems()
+        if found:
+            raise ConfigurationError("refusing to start in production mode: " + "; ".join(found))
+
+    def ensure_home(self) -> None:
+        """Create the data directory and its stores, readable by the service account only."""
+        for path in (
+            self.home_dir,
+            self.research_store,
+            self.key_store,
+            self.holding_store,
+            self.release_store,
+            self.quarantine_store,
+        ):
+            path.mkdir(parents=True, exist_ok=True)
+            path.chmod(0o700)
+
+    def resolved_secret_key(self) -> str:
+        """The secret key; in development, generated once into the key store."""
+        if self.secret_key is not None and self.secret_key.get_secret_value():
+            return self.secret_key.get_secret_value()
+        self.check_safe_to_start()
+        path = self.key_store / "secret_key"
+        if not path.exists():
+            self.ensure_home()
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as handle:
+                handle.write(secrets.token_urlsafe(48))
+        return path.read_text().strip()
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read the settings, turning validation errors into one readable ConfigurationError."""
+    from pydantic import ValidationError
+
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        parts = []
+        for err in exc.errors():
+            name = ".".join(str(p) for p in err["loc"])
+            parts.append(f"ENCLAVE_{name.upper()}: {err['msg']}")
+        raise ConfigurationError("invalid settings: " + "; ".join(parts)) from None

@@ -1,0 +1,1 @@
+"""Adapters to the metadata database: models, repositories, sessions, migrations."""

@@ -1,0 +1,258 @@
+"""SQLAlchemy implementations of the repository protocols in ``enclave.domain.ports``.
+
+Every state-changing method writes its audit event through :class:`SqlAuditLog` in the same
+session, so the change and its record commit or roll back together.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import date, datetime
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from enclave.db.models import ApiTokenRow, AuditEventRow, AuditHeadRow, UserRoleRow, UserRow
+from enclave.domain.audit import GENESIS_HASH, AuditEvent, ChainedEvent, chain_event
+from enclave.domain.clock import utcnow
+from enclave.domain.errors import InternalError, NotFound
+from enclave.domain.identity import ApiToken, Role, TokenKind, User
+
+HEAD_ID = 1
+
+
+class SqlAuditLog:
+    def __init__(self, session: Session) -> None:
+        self._session = session
+
+    def append(self, event: AuditEvent) -> ChainedEvent:
+        head = self._session.execute(
+            select(AuditHeadRow).where(AuditHeadRow.id == HEAD_ID).with_for_update()
+        ).scalar_one_or_none()
+        if head is None:
+            raise InternalError("the audit head row is missing: run `enclave db upgrade`")
+        chained = chain_event(event, seq=head.seq + 1, at=utcnow(), prev_hash=head.hash)
+        self._session.add(
+            AuditEventRow(
+                seq=chained.seq,
+                at=chained.at,
+                actor=chained.actor,
+                action=chained.action,
+                object_type=chained.object_type,
+                object_id=chained.object_id,
+                details_json=chained.details_json,
+                prev_hash=chained.prev_hash,
+                hash=chained.hash,
+            )
+        )
+        head.seq = chained.seq
+        head.hash = chained.hash
+        self._session.flush()
+        return chained
+
+    def get_head(self) -> tuple[int, str]:
+        head = self._session.get(AuditHeadRow, HEAD_ID)
+        return (0, GENESIS_HASH) if head is None else (head.seq, head.hash)
+
+    def iter_events(self, after_seq: int = 0, limit: int | None = None) -> Iterator[ChainedEvent]:
+        query = select(AuditEventRow).where(AuditEventRow.seq > after_seq).order_by(AuditEventRow.seq)
+        if limit is not None:
+            query = query.limit(limit)
+        for row in self._session.execute(query.execution_options(yield_per=2000)).scalars():
+            yield ChainedEvent(
+                seq=row.seq,
+                at=row.at,
+                actor=row.actor,
+                action=row.action,
+                object_type=row.object_type,
+                object_id=row.object_id,
+                details_json=row.details_json,
+                prev_hash=row.prev_hash,
+                hash=row.hash,
+            )
+
+
+def _user(row: UserRow) -> User:
+    return User(
+        id=row.id,
+        username=row.username,
+        display_name=row.display_name,
+        email=row.email,
+        organisation=row.organisation,
+        roles=frozenset(Role(r.role) for r in row.roles),
+        active=row.active,
+        accreditation_expires=row.accreditation_expires,
+        created_at=row.created_at,
+    )
+
+
+def _token(row: ApiTokenRow) -> ApiToken:
+    return ApiToken(
+        id=row.id,
+        user_id=row.user_id,
+        kind=TokenKind(row.kind),
+        name=row.name,
+        prefix=row.prefix,
+        created_at=row.created_at,
+        expires_at=row.expires_at,
+        revoked_at=row.revoked_at,
+        project_id=row.project_id,
+    )
+
+
+class SqlUserRepository:
+    def __init__(self, session: Session, audit: SqlAuditLog) -> None:
+        self._session = session
+        self._audit = audit
+
+    def _row(self, user_id: int) -> UserRow:
+        row = self._session.get(UserRow, user_id)
+        if row is None:
+            raise NotFound(f"no user with id {user_id}")
+        return row
+
+    def get_by_id(self, user_id: int) -> User | None:
+        row = self._session.get(UserRow, user_id)
+        return _user(row) if row is not None else None
+
+    def get_by_username(self, username: str) -> User | None:
+        row = self._session.execute(select(UserRow).where(UserRow.username == username)).scalar_one_or_none()
+        return _user(row) if row is not None else None
+
+    def get_password_hash(self, user_id: int) -> str | None:
+        return self._row(user_id).password_hash
+
+    def list_users(self) -> list[User]:
+        return [_user(r) for r in self._session.execute(select(UserRow).order_by(UserRow.username)).scalars()]
+
+    def add_user(
+        self,
+        *,
+        username: str,
+        display_name: str,
+        email: str,
+        organisation: str,
+        password_hash: str | None,
+        roles: frozenset[Role],
+        accreditation_expires: date | None,
+        created_at: datetime,
+        audit: AuditEvent,
+    ) -> User:
+        row = UserRow(
+            username=username,
+            display_name=display_name,
+            email=email,
+            organisation=organisation,
+            password_hash=password_hash,
+            active=True,
+            accreditation_expires=accreditation_expires,
+            created_at=created_at,
+            roles=[UserRoleRow(role=r.value) for r in sorted(roles)],
+        )
+        self._session.add(row)
+        self._session.flush()
+        self._audit.append(audit)
+        return _user(row)
+
+    def grant_role(self, user_id: int, role: Role, *, audit: AuditEvent) -> User:
+        row = self._row(user_id)
+        row.roles.append(UserRoleRow(role=role.value))
+        self._session.flush()
+        self._audit.append(audit)
+        return _user(row)
+
+    def revoke_role(self, user_id: int, role: Role, *, audit: AuditEvent) -> User:
+        row = self._row(user_id)
+        row.roles = [r for r in row.roles if r.role != role.value]
+        self._session.flush()
+        self._audit.append(audit)
+        return _user(row)
+
+    def set_accreditation(self, user_id: int, expires: date | None, *, audit: AuditEvent) -> User:
+        row = self._row(user_id)
+        row.accreditation_expires = expires
+        self._session.flush()
+        self._audit.append(audit)
+        return _user(row)
+
+    def set_password_hash(self, user_id: int, password_hash: str, *, audit: AuditEvent) -> None:
+        row = self._row(user_id)
+        row.password_hash = password_hash
+        self._session.flush()
+        self._audit.append(audit)
+
+    def set_active(self, user_id: int, active: bool, *, audit: AuditEvent) -> User:
+        row = self._row(user_id)
+        row.active = active
+        self._session.flush()
+        self._audit.append(audit)
+        return _user(row)
+
+
+class SqlTokenRepository:
+    def __init__(self, session: Session, audit: SqlAuditLog) -> None:
+        self._session = session
+        self._audit = audit
+
+    def get_by_hash(self, token_hash: str) -> ApiToken | None:
+        row = self._session.execute(
+            select(ApiTokenRow).where(ApiTokenRow.token_hash == token_hash)
+        ).scalar_one_or_none()
+        return _token(row) if row is not None else None
+
+    def get_by_id(self, token_id: int) -> ApiToken | None:
+        row = self._session.get(ApiTokenRow, token_id)
+        return _token(row) if row is not None else None
+
+    def list_for_user(self, user_id: int) -> list[ApiToken]:
+        rows = self._session.execute(
+            select(ApiTokenRow).where(ApiTokenRow.user_id == user_id).order_by(ApiTokenRow.id)
+        ).scalars()
+        return [_token(r) for r in rows]
+
+    def add_token(
+        self,
+        *,
+        user_id: int,
+        kind: TokenKind,
+        name: str,
+        token_hash: str,
+        prefix: str,
+        created_at: datetime,
+        expires_at: datetime,
+        project_id: int | None,
+        audit: AuditEvent,
+    ) -> ApiToken:
+        row = ApiTokenRow(
+            user_id=user_id,
+            kind=kind.value,
+            name=name,
+            token_hash=token_hash,
+            prefix=prefix,
+            created_at=created_at,
+            expires_at=expires_at,
+            revoked_at=None,
+            project_id=project_id,
+        )
+        self._session.add(row)
+        self._session.flush()
+        self._audit.append(audit)
+        return _token(row)
+
+    def revoke_token(self, token_id: int, at: datetime, *, audit: AuditEvent) -> ApiToken:
+        row = self._session.get(ApiTokenRow, token_id)
+        if row is None:
+            raise NotFound(f"no token with id {token_id}")
+        row.revoked_at = at
+        self._session.flush()
+        self._audit.append(audit)
+        return _token(row)
+
+    def revoke_all_for_user(self, user_id: int, at: datetime, *, audit: AuditEvent) -> int:
+        result = self._session.execute(
+            update(ApiTokenRow)
+            .where(ApiTokenRow.user_id == user_id, ApiTokenRow.revoked_at.is_(None))
+            .values(revoked_at=at)
+        )
+        self._audit.append(audit)
+        return int(getattr(result, "rowcount", 0) or 0)

@@ -1,0 +1,107 @@
+"""Repository protocols: what the domain needs from storage.
+
+Rule (checked by ``tests/unit/test_ports.py``): every method of a repository that changes state takes
+an ``audit: AuditEvent`` keyword argument, and the implementation writes that event in the same
+transaction as the change. Read methods are named ``get_*``, ``list_*``, ``find_*``, ``count_*`` or
+``iter_*``. The only writer without an ``audit`` argument is :meth:`AuditLog.append` itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import AbstractContextManager
+from datetime import date, datetime
+from typing import Protocol
+
+from enclave.domain.audit import AuditEvent, ChainedEvent
+from enclave.domain.identity import ApiToken, Role, TokenKind, User
+
+
+class AuditLog(Protocol):
+    def append(self, event: AuditEvent) -> ChainedEvent:
+        """Chain ``event`` after the current head, in the caller's transaction."""
+        ...
+
+    def get_head(self) -> tuple[int, str]: ...
+
+    def iter_events(self, after_seq: int = 0, limit: int | None = None) -> Iterator[ChainedEvent]: ...
+
+
+class UserRepository(Protocol):
+    def get_by_id(self, user_id: int) -> User | None: ...
+
+    def get_by_username(self, username: str) -> User | None: ...
+
+    def get_password_hash(self, user_id: int) -> str | None: ...
+
+    def list_users(self) -> list[User]: ...
+
+    def add_user(
+        self,
+        *,
+        username: str,
+        display_name: str,
+        email: str,
+        organisation: str,
+        password_hash: str | None,
+        roles: frozenset[Role],
+        accreditation_expires: date | None,
+        created_at: datetime,
+        audit: AuditEvent,
+    ) -> User: ...
+
+    def grant_role(self, user_id: int, role: Role, *, audit: AuditEvent) -> User: ...
+
+    def revoke_role(self, user_id: int, role: Role, *, audit: AuditEvent) -> User: ...
+
+    def set_accreditation(self, user_id: int, expires: date | None, *, audit: AuditEvent) -> User: ...
+
+    def set_password_hash(self, user_id: int, password_hash: str, *, audit: AuditEvent) -> None: ...
+
+    def set_active(self, user_id: int, active: bool, *, audit: AuditEvent) -> User: ...
+
+
+class TokenRepository(Protocol):
+    def get_by_hash(self, token_hash: str) -> ApiToken | None: ...
+
+    def get_by_id(self, token_id: int) -> ApiToken | None: ...
+
+    def list_for_user(self, user_id: int) -> list[ApiToken]: ...
+
+    def add_token(
+        self,
+        *,
+        user_id: int,
+        kind: TokenKind,
+        name: str,
+        token_hash: str,
+        prefix: str,
+        created_at: datetime,
+        expires_at: datetime,
+        project_id: int | None,
+        audit: AuditEvent,
+    ) -> ApiToken: ...
+
+    def revoke_token(self, token_id: int, at: datetime, *, audit: AuditEvent) -> ApiToken: ...
+
+    def revoke_all_for_user(self, user_id: int, at: datetime, *, audit: AuditEvent) -> int: ...
+
+
+class UnitOfWork(Protocol):
+    """One transaction: everything done through its repositories commits or rolls back together."""
+
+    @property
+    def audit(self) -> AuditLog: ...
+
+    @property
+    def users(self) -> UserRepository: ...
+
+    @property
+    def tokens(self) -> TokenRepository: ...
+
+
+class UnitOfWorkFactory(Protocol):
+    def __call__(self, *, write: bool = True) -> AbstractContextManager[UnitOfWork]:
+        """Open a transaction. ``write=True`` takes the database's write lock up front, so
+        concurrent writers queue instead of failing."""
+        ...

@@ -1,0 +1,47 @@
+"""Build the services from settings: the one place where adapters meet the domain."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from enclave.config import Settings
+from enclave.db.migrate import ensure_schema
+from enclave.db.session import Database
+from enclave.domain.audit_service import AuditService
+from enclave.domain.identity_service import IdentityService, TokenPolicy
+
+
+@dataclass
+class Services:
+    settings: Settings
+    db: Database
+    identity: IdentityService
+    audit: AuditService
+
+    def close(self) -> None:
+        self.db.dispose()
+
+
+def build_services(settings: Settings, *, migrate: bool = True) -> Services:
+    """Check the configuration, prepare ENCLAVE_HOME and the schema, and wire the services.
+
+    With ``migrate``, an empty database gets the schema; one that is behind is refused with the
+    command to run (never migrated silently).
+    """
+    settings.check_safe_to_start()
+    settings.ensure_home()
+    db = Database(settings.database)
+    if migrate:
+        ensure_schema(db.engine, settings.database)
+    policy = TokenPolicy(
+        session_ttl=timedelta(hours=settings.session_ttl_hours),
+        personal_default_ttl=timedelta(days=settings.token_default_days),
+        max_ttl=timedelta(days=settings.token_max_days),
+    )
+    return Services(
+        settings=settings,
+        db=db,
+        identity=IdentityService(db.unit_of_work, policy=policy),
+        audit=AuditService(db.unit_of_work),
+    )
