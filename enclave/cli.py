@@ -220,7 +220,7 @@ def users_list(
             users = s.identity.list_users(operator())
         if as_json:
             for u in users:
-                out.print_json(
+                sys.stdout.write(
                     json.dumps(
                         {
                             "username": u.username,
@@ -231,6 +231,7 @@ def users_list(
                             else None,
                         }
                     )
+                    + "\n"
                 )
             return
         table = Table("username", "name", "roles", "active", "accredited until", "organisation")

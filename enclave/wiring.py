@@ -9,6 +9,7 @@ from enclave.config import Settings
 from enclave.db.migrate import ensure_schema
 from enclave.db.session import Database
 from enclave.domain.audit_service import AuditService
+from enclave.domain.clock import Clock, utcnow
 from enclave.domain.identity_service import IdentityService, TokenPolicy
 
 
@@ -23,7 +24,7 @@ class Services:
         self.db.dispose()
 
 
-def build_services(settings: Settings, *, migrate: bool = True) -> Services:
+def build_services(settings: Settings, *, migrate: bool = True, clock: Clock = utcnow) -> Services:
     """Check the configuration, prepare ENCLAVE_HOME and the schema, and wire the services.
 
     With ``migrate``, an empty database gets the schema; one that is behind is refused with the
@@ -42,6 +43,6 @@ def build_services(settings: Settings, *, migrate: bool = True) -> Services:
     return Services(
         settings=settings,
         db=db,
-        identity=IdentityService(db.unit_of_work, policy=policy),
+        identity=IdentityService(db.unit_of_work, policy=policy, clock=clock),
         audit=AuditService(db.unit_of_work),
     )

@@ -1,0 +1,195 @@
+"""The `enclave` command against a real database: users, tokens, audit verify/export, errors."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+from typer.testing import CliRunner
+
+from enclave.cli import app
+from enclave.config import Settings
+from enclave.db.models import AuditEventRow
+from enclave.domain.audit import AuditEvent, chain_event
+from enclave.wiring import Services
+
+
+@pytest.fixture
+def cli(settings: Settings, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("ENCLAVE_HOME", str(settings.home))
+    monkeypatch.setenv("ENCLAVE_DATABASE_URL", settings.database)
+    runner = CliRunner()
+
+    def invoke(*args: str, input: str | None = None, ok: bool = True):
+        result = runner.invoke(app, list(args), input=input)
+        if ok:
+            assert result.exit_code == 0, (result.stdout, result.stderr)
+        return result
+
+    return invoke
+
+
+def test_users_lifecycle_through_the_cli(cli) -> None:
+    """add, list, grant, revoke, accredit, token, tokens, revoke-token, deactivate all work and say so."""
+    out = cli("users", "add", "alice", "--role", "admin", "--name", "Alice A").stdout
+    assert "created alice (roles: admin)" in out
+    assert "password: " in out
+    cli("users", "add", "bob", "--role", "researcher", "--password-stdin", input="a very long password\n")
+    assert "bob now holds: custodian, researcher" in cli("users", "grant", "bob", "custodian").stdout
+    assert "bob now holds: researcher" in cli("users", "revoke", "bob", "custodian").stdout
+    assert "until 2030-01-31" in cli("users", "accredit", "bob", "--until", "2030-01-31").stdout
+    listing = [json.loads(line) for line in cli("users", "list", "--json").stdout.splitlines()]
+    assert {u["username"]: u["roles"] for u in listing} == {"alice": ["admin"], "bob": ["researcher"]}
+    token_out = cli("users", "token", "bob", "--name", "laptop", "--expires-in", "7d").stdout
+    secret = token_out.strip().splitlines()[-1]
+    assert secret.startswith("enc_")
+    tokens = cli("users", "tokens", "bob").stdout
+    assert "laptop" in tokens
+    assert "valid" in tokens
+    assert secret not in tokens
+    assert "revoked" in cli("users", "revoke-token", "1").stdout
+    assert "deactivated" in cli("users", "deactivate", "bob").stdout
+    assert "events verified" in cli("audit", "verify").stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["users", "grant", "ghost", "admin"], "no user named 'ghost'"),
+        (["users", "add", "Bad Name"], "invalid username"),
+        (["users", "add", "x1", "--role", "root"], "unknown role 'root'"),
+        (["users", "token", "ghost", "--expires-in", "soon"], "cannot read duration"),
+        (["users", "accredit", "ghost"], "give either --until"),
+        (["users", "accredit", "ghost", "--until", "31/01/2030"], "use YYYY-MM-DD"),
+        (["users", "revoke-token", "42"], "no token with id 42"),
+    ],
+)
+def test_user_errors_are_one_line_and_non_zero(cli, args: list[str], message: str) -> None:
+    """Every mistake ends with exit 1 and a single line saying what is wrong."""
+    result = cli(*args, ok=False)
+    assert result.exit_code == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert message in lines[0]
+    assert "Traceback" not in result.output
+
+
+def test_every_command_has_help(cli) -> None:
+    """--help works on every command and group."""
+    import typer.main
+
+    group = typer.main.get_command(app)
+    paths: list[list[str]] = [[]]
+    for name, sub in group.commands.items():  # type: ignore[attr-defined]
+        paths.append([name])
+        for child in getattr(sub, "commands", {}):
+            paths.append([name, child])
+    for path in paths:
+        result = cli(*path, "--help")
+        assert "Usage" in result.stdout, path
+    assert len(paths) > 15
+
+
+def _tamperable(services: Services) -> None:
+    """What an attacker who owns the database can do: remove the append-only triggers."""
+    with services.db.session() as session:
+        if services.db.dialect == "sqlite":
+            session.execute(text("DROP TRIGGER audit_events_no_update"))
+            session.execute(text("DROP TRIGGER audit_events_no_delete"))
+        else:
+            session.execute(text("DROP TRIGGER audit_events_append_only ON audit_events"))
+
+
+def _seed(services: Services, n: int = 6) -> None:
+    from tests.conftest import OPERATOR
+
+    for i in range(n):
+        services.identity.create_user(OPERATOR, username=f"user{i}", password=None)
+
+
+def _edit(services: Services) -> None:
+    with services.db.session() as s:
+        s.execute(text("UPDATE audit_events SET actor = 'mallory' WHERE seq = 3"))
+
+
+def _delete(services: Services) -> None:
+    with services.db.session() as s:
+        s.execute(text("DELETE FROM audit_events WHERE seq = 3"))
+
+
+def _insert(services: Services) -> None:
+    """Renumber the events from 3 on and slip a well-formed forged event in at 3."""
+    with services.db.session() as s:
+        s.execute(text("UPDATE audit_events SET seq = seq + 1000 WHERE seq >= 3"))
+        s.execute(text("UPDATE audit_events SET seq = seq - 999 WHERE seq >= 1000"))
+        prev_hash = s.execute(text("SELECT hash FROM audit_events WHERE seq = 2")).scalar_one()
+        forged = chain_event(
+            AuditEvent("user.created", "mallory", "user", "ghost"),
+            seq=3,
+            at=datetime.now(UTC),
+            prev_hash=prev_hash,
+        )
+        s.add(AuditEventRow(**{f.name: getattr(forged, f.name) for f in dataclasses.fields(forged)}))
+
+
+def _swap(services: Services) -> None:
+    with services.db.session() as s:
+        s.execute(text("UPDATE audit_events SET seq = 1002 WHERE seq = 2"))
+        s.execute(text("UPDATE audit_events SET seq = 2 WHERE seq = 3"))
+        s.execute(text("UPDATE audit_events SET seq = 3 WHERE seq = 1002"))
+
+
+@pytest.mark.parametrize(
+    ("tamper", "failed_event", "reason"),
+    [
+        (_edit, 3, "edited"),
+        (_delete, 3, "deleted"),
+        (_insert, 4, "inserted"),
+        (_swap, 2, "reordered"),
+    ],
+    ids=["edited", "deleted", "inserted", "swapped"],
+)
+def test_audit_verify_names_the_first_tampered_event(
+    cli, services: Services, tamper, failed_event: int, reason: str
+) -> None:
+    """`enclave audit verify` exits 0 on an intact chain and 1 naming the first broken event."""
+    _seed(services)
+    assert "6 events verified" in cli("audit", "verify").stdout
+    _tamperable(services)
+    tamper(services)
+    result = cli("audit", "verify", ok=False)
+    assert result.exit_code == 1
+    assert f"broken at event {failed_event}:" in result.stderr
+    assert reason in result.stderr
+
+
+def test_audit_export_writes_json_lines_that_verify_alone(cli, services: Services, tmp_path: Path) -> None:
+    """The export has one JSON object per event with its hashes; re-verifying it needs no database."""
+    from enclave.domain.audit import ChainedEvent, verify_chain
+
+    _seed(services, 4)
+    out = tmp_path / "audit.jsonl"
+    cli("audit", "export", "--out", str(out))
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [e["seq"] for e in lines] == [1, 2, 3, 4]
+    assert lines[0]["action"] == "user.created"
+    events = [
+        ChainedEvent(
+            seq=e["seq"],
+            at=datetime.fromisoformat(e["at"].replace("Z", "+00:00")),
+            actor=e["actor"],
+            action=e["action"],
+            object_type=e["object_type"],
+            object_id=e["object_id"],
+            details_json=json.dumps(e["details"], sort_keys=True, separators=(",", ":"), ensure_ascii=False),
+            prev_hash=e["prev_hash"],
+            hash=e["hash"],
+        )
+        for e in lines
+    ]
+    assert verify_chain(events).ok
+    assert cli("audit", "export").stdout.count("\n") == 4
