@@ -6,7 +6,7 @@ session, so the change and its record commit or roll back together.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Generator
 from datetime import date, datetime
 
 from sqlalchemy import select, update
@@ -54,22 +54,32 @@ class SqlAuditLog:
         head = self._session.get(AuditHeadRow, HEAD_ID)
         return (0, GENESIS_HASH) if head is None else (head.seq, head.hash)
 
-    def iter_events(self, after_seq: int = 0, limit: int | None = None) -> Iterator[ChainedEvent]:
+    def iter_events(self, after_seq: int = 0, limit: int | None = None) -> Generator[ChainedEvent]:
         query = select(AuditEventRow).where(AuditEventRow.seq > after_seq).order_by(AuditEventRow.seq)
         if limit is not None:
             query = query.limit(limit)
-        for row in self._session.execute(query.execution_options(yield_per=2000)).scalars():
-            yield ChainedEvent(
-                seq=row.seq,
-                at=row.at,
-                actor=row.actor,
-                action=row.action,
-                object_type=row.object_type,
-                object_id=row.object_id,
-                details_json=row.details_json,
-                prev_hash=row.prev_hash,
-                hash=row.hash,
-            )
+        result = self._session.execute(query.execution_options(yield_per=2000)).scalars()
+        try:
+            for row in result:
+                yield _chained(row)
+        finally:
+            # A reader that stops early (verify at the first broken link) must not leave a
+            # server-side cursor open.
+            result.close()
+
+
+def _chained(row: AuditEventRow) -> ChainedEvent:
+    return ChainedEvent(
+        seq=row.seq,
+        at=row.at,
+        actor=row.actor,
+        action=row.action,
+        object_type=row.object_type,
+        object_id=row.object_id,
+        details_json=row.details_json,
+        prev_hash=row.prev_hash,
+        hash=row.hash,
+    )
 
 
 def _user(row: UserRow) -> User:

@@ -24,7 +24,11 @@ class AuditService:
         # One read transaction: the head and the events are one consistent snapshot.
         with self._uow(write=False) as uow:
             head_seq, head_hash = uow.audit.get_head()
-            return verify_chain(uow.audit.iter_events(), head_seq=head_seq, head_hash=head_hash)
+            events = uow.audit.iter_events()
+            try:
+                return verify_chain(events, head_seq=head_seq, head_hash=head_hash)
+            finally:
+                events.close()
 
     def export(self, actor: Actor, *, after_seq: int = 0, limit: int | None = None) -> Iterator[ChainedEvent]:
         check_read_audit(actor)

@@ -8,7 +8,7 @@ transaction as the change. Read methods are named ``get_*``, ``list_*``, ``find_
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Generator
 from contextlib import AbstractContextManager
 from datetime import date, datetime
 from typing import Protocol
@@ -24,7 +24,7 @@ class AuditLog(Protocol):
 
     def get_head(self) -> tuple[int, str]: ...
 
-    def iter_events(self, after_seq: int = 0, limit: int | None = None) -> Iterator[ChainedEvent]: ...
+    def iter_events(self, after_seq: int = 0, limit: int | None = None) -> Generator[ChainedEvent]: ...
 
 
 class UserRepository(Protocol):
