@@ -9,6 +9,8 @@ from enclave.api.errors import install_error_handlers
 from enclave.api.routes import audit, auth, health, tokens, users
 from enclave.wiring import Services
 
+ROUTERS = (health.router, auth.router, auth.me_router, users.router, tokens.router, audit.router)
+
 DESCRIPTION = """\
 The Enclave API. Authenticate with `Authorization: Bearer <token>`: a session token from
 `POST /auth/login`, or a personal token from `enclave users token` / `POST /users/{username}/tokens`.
@@ -27,6 +29,6 @@ def create_app(services: Services) -> FastAPI:
     )
     app.state.services = services
     install_error_handlers(app)
-    for router in (health.router, auth.router, auth.me_router, users.router, tokens.router, audit.router):
+    for router in ROUTERS:
         app.include_router(router)
     return app
