@@ -100,13 +100,20 @@ def parse_date(text: str) -> date:
         raise InvalidInput(f"cannot read date {text!r}: use YYYY-MM-DD") from None
 
 
-@app.callback()
-def _root(
-    version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False,
-) -> None:
-    if version:
+def _print_version(value: bool) -> None:
+    if value:
         out.print(f"enclave {__version__}")
         raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option("--version", help="Print the version and exit.", callback=_print_version, is_eager=True),
+    ] = False,
+) -> None:
+    """Enclave: a privacy-preserving analytics enclave for health data."""
 
 
 # --- db ----------------------------------------------------------------------------------------

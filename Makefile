@@ -1,0 +1,43 @@
+# One command runner. `make demo` runs the enclave; `make test` sets up and runs every check.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PG_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/postgres
+
+.PHONY: setup demo serve test test-sqlite test-postgresql check fix clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Enclave needs Python 3.11 or newer")'
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	@touch $@
+
+demo: setup
+	$(VENV)/bin/enclave demo
+
+serve: setup
+	$(VENV)/bin/enclave serve
+
+check: setup
+	$(VENV)/bin/ruff check enclave tests
+	$(VENV)/bin/ruff format --check enclave tests
+	$(VENV)/bin/mypy
+
+fix: setup
+	$(VENV)/bin/ruff check --fix enclave tests
+	$(VENV)/bin/ruff format enclave tests
+
+test-sqlite: setup
+	$(PY) -m pytest --db sqlite $(PYTEST_ARGS)
+
+test-postgresql: setup
+	ENCLAVE_DATABASE_URL=$(PG_URL) $(PY) -m pytest --db postgresql $(PYTEST_ARGS)
+
+test: check test-sqlite test-postgresql
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

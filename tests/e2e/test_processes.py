@@ -1,0 +1,160 @@
+"""Whole processes, as a newcomer and an operator start them: `enclave demo`, two `enclave serve`."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+
+from enclave.config import Settings
+from enclave.domain.identity import Role
+from enclave.wiring import build_services
+from tests.conftest import free_port, make_account
+
+pytestmark = pytest.mark.slow
+
+ENCLAVE = [sys.executable, "-m", "enclave.cli"]
+
+
+def _env(settings: Settings, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ENCLAVE_")}
+    env.update(ENCLAVE_HOME=str(settings.home), ENCLAVE_DATABASE_URL=settings.database, **extra)
+    return env
+
+
+def _wait_healthy(url: str, proc: subprocess.Popen[str], timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(
+                f"process exited with {proc.returncode}: {proc.stderr.read() if proc.stderr else ''}"
+            )
+        try:
+            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    raise AssertionError(f"{url} did not become healthy")
+
+
+class Output:
+    stdout = ""
+    stderr = ""
+
+
+def stop(proc: subprocess.Popen[str], output: Output | None = None) -> None:
+    """Interrupt as Ctrl-C would, collect what it printed, close its pipes."""
+    proc.send_signal(signal.SIGINT)
+    try:
+        out, err = proc.communicate(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate()
+    if output is not None:
+        output.stdout, output.stderr = out or "", err or ""
+
+
+@contextmanager
+def running(args: list[str], env: dict[str, str], url: str) -> Iterator[Output]:
+    proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    output = Output()
+    try:
+        _wait_healthy(url, proc)
+        yield output
+    finally:
+        stop(proc, output)
+
+
+def test_demo_prints_logins_that_work(settings: Settings, tmp_path: Path) -> None:
+    """`enclave demo` on an empty ENCLAVE_HOME creates the schema and demo users, prints the URL and
+    passwords, serves the API; the printed researcher password logs in; a second run prints the same."""
+    if settings.is_sqlite:
+        # Let the demo create its own database, as on a fresh machine.
+        Path(settings.database.removeprefix("sqlite:///")).unlink()
+    port = free_port()
+    env = _env(settings, ENCLAVE_API_PORT=str(port))
+    url = f"http://127.0.0.1:{port}"
+    with running([*ENCLAVE, "demo"], env, url) as output, httpx.Client(base_url=url) as c:
+        creds = json.loads((settings.key_store / "demo-credentials.json").read_text())
+        researcher = next(cred for cred in creds if cred["username"] == "researcher")
+        r = c.post("/auth/login", json={"username": "researcher", "password": researcher["password"]})
+        assert r.status_code == 200, r.text
+        me = c.get("/me", headers={"Authorization": f"Bearer {r.json()['token']}"}).json()
+        assert me["roles"] == ["researcher"]
+        assert me["accreditation_expires"] is not None
+    assert url in output.stdout
+    assert researcher["password"] in output.stdout
+    again = subprocess.run(
+        [*ENCLAVE, "demo", "--no-serve"], env=env, capture_output=True, text=True, check=True
+    )
+    assert researcher["password"] in again.stdout
+
+
+def test_two_api_processes_write_one_audit_chain(settings: Settings) -> None:
+    """Two `enclave serve` processes on one database, 8 client threads hitting both with actions
+    that each write audit events; afterwards `enclave audit verify` finds one intact chain."""
+    services = build_services(settings)
+    admin = make_account(services, "admin", Role.ADMIN)
+    services.close()
+    ports = [free_port(), free_port()]
+    procs = []
+    try:
+        for port in ports:
+            procs.append(
+                subprocess.Popen(
+                    [*ENCLAVE, "serve", "--port", str(port)],
+                    env=_env(settings),
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.PIPE,
+                    text=True,
+                )
+            )
+        for port, proc in zip(ports, procs, strict=True):
+            _wait_healthy(f"http://127.0.0.1:{port}", proc)
+        errors: list[str] = []
+        per_thread = 12
+
+        def work(t: int) -> None:
+            url = f"http://127.0.0.1:{ports[t % 2]}"
+            with httpx.Client(base_url=url, headers=admin.headers, timeout=60) as c:
+                for i in range(per_thread):
+                    r = c.post("/users/admin/tokens", json={"name": f"t{t}-{i}"})
+                    if r.status_code != 201:
+                        errors.append(r.text)
+                    r = c.get("/me", headers={"Authorization": "Bearer enc_wrong"})
+                    if r.status_code != 401:
+                        errors.append(r.text)
+
+        threads = [threading.Thread(target=work, args=(t,)) for t in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert errors == []
+    finally:
+        for proc in procs:
+            stop(proc)
+    result = subprocess.run([*ENCLAVE, "audit", "verify"], env=_env(settings), capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    expected = 2 + 8 * per_thread * 2  # the admin's creation and token, then two events per iteration
+    assert f"{expected} events verified" in result.stdout
+
+
+def test_enclave_command_is_installed() -> None:
+    """The console script the README uses exists and answers --version."""
+    exe = shutil.which("enclave", path=str(Path(sys.executable).parent))
+    assert exe is not None
+    out = subprocess.run([exe, "--version"], capture_output=True, text=True, check=True).stdout
+    assert out.startswith("enclave ")
