@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -38,10 +38,16 @@ db_app = typer.Typer(help="The metadata database: migrations.", no_args_is_help=
 users_app = typer.Typer(help="Accounts, roles, accreditation and API tokens.", no_args_is_help=True)
 audit_app = typer.Typer(help="The tamper-evident audit log.", no_args_is_help=True)
 config_app = typer.Typer(help="Settings.", no_args_is_help=True)
+catalog_app = typer.Typer(help="Datasets, versions, linkage reports, DCAT-AP export.", no_args_is_help=True)
+optout_app = typer.Typer(help="The national data opt-out list.", no_args_is_help=True)
+keys_app = typer.Typer(help="The key store.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(users_app, name="users")
 app.add_typer(audit_app, name="audit")
 app.add_typer(config_app, name="config")
+app.add_typer(catalog_app, name="catalog")
+app.add_typer(optout_app, name="optout")
+app.add_typer(keys_app, name="keys")
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -457,6 +463,223 @@ def config_show() -> None:
         out.print(f"database = {settings.database}", highlight=False)
         for problem in settings.problems():
             out.print(f"production would refuse: {problem}", highlight=False)
+
+    run(body)
+
+
+# --- custodian pipeline ------------------------------------------------------------------------
+
+
+@app.command("synth")
+def synth(
+    persons: Annotated[int, typer.Option(help="number of persons")] = 50_000,
+    seed: Annotated[int, typer.Option(help="random seed; the same seed gives the same files")] = 1,
+    out: Annotated[Path, typer.Option(help="directory to write the extracts into")] = Path("synthetic"),
+    fmt: Annotated[str, typer.Option("--format", help="csv or parquet")] = "csv",
+) -> None:
+    """Generate a synthetic population and its source extracts (with realistic faults)."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from enclave.synth import generate
+
+    def body() -> None:
+        if fmt not in ("csv", "parquet"):
+            raise CliError(f"unknown format {fmt!r}: use csv or parquet")
+        with Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TextColumn("{task.completed}/{task.total}"),
+            TimeElapsedColumn(),
+            console=err,
+            transient=True,
+        ) as progress:
+            tasks: dict[str, Any] = {}
+
+            def report(stage: str, done: int, total: int) -> None:
+                if stage not in tasks:
+                    tasks[stage] = progress.add_task(stage, total=total)
+                progress.update(tasks[stage], completed=done, total=total)
+
+            summary = generate(
+                persons, seed, out, fmt="parquet" if fmt == "parquet" else "csv", progress=report
+            )
+        for name, rows in summary.files.items():
+            console_print(f"{name:<28} {rows:>12,} rows")
+        console_print(f"{summary.persons:,} persons in {summary.seconds:.1f} s -> {out}")
+
+    run(body)
+
+
+def console_print(text: str) -> None:
+    out.print(text, highlight=False)
+
+
+@app.command("ingest")
+def ingest(
+    spec: Annotated[Path, typer.Argument(help="the source spec (YAML)")],
+    file: Annotated[Path, typer.Argument(help="the extract: CSV (UTF-8, with a header) or Parquet")],
+    report_file: Annotated[
+        Path | None, typer.Option("--report", help="also write the ingest report as JSON")
+    ] = None,
+) -> None:
+    """Validate an extract against its spec and publish it as the dataset's next version."""
+    from enclave.ingest.spec import load_spec
+
+    def body() -> None:
+        loaded = load_spec(spec)
+        with services() as s:
+            result = s.catalog.ingest(operator(), loaded, file)
+        data = result.as_dict()
+        console_print(
+            f"{loaded.dataset} v{result.version}: {result.rows_read:,} rows read,"
+            f" {result.rows_written:,} written"
+            f" ({result.persons:,} persons), {result.rows_quarantined:,} quarantined,"
+            f" {result.rows_opted_out:,} opted out, in {result.seconds:.1f} s"
+        )
+        for reason, count in result.reasons.items():
+            console_print(f"  quarantined {count:>8,}  {reason}")
+        for column, count in result.clamped.items():
+            if count:
+                console_print(f"  clamped     {count:>8,}  {column}")
+        if result.quarantine_file:
+            console_print(f"  quarantine file (custodian only): {result.quarantine_file}")
+        if report_file is not None:
+            report_file.write_text(json.dumps(data, indent=2))
+
+    run(body)
+
+
+@optout_app.command("load")
+def optout_load(
+    file: Annotated[Path, typer.Argument(help="CSV with a column nhs_number, or one number per line")],
+) -> None:
+    """Replace the national data opt-out list (stored as keyed pseudonyms only)."""
+
+    def body() -> None:
+        with services() as s:
+            stored, rejected = s.catalog.load_opt_outs(operator(), file)
+        console_print(
+            f"opt-out list replaced: {stored:,} people"
+            + (f", {rejected:,} malformed lines skipped" if rejected else "")
+        )
+
+    run(body)
+
+
+@catalog_app.command("list")
+def catalog_list() -> None:
+    """List datasets with their custodian, current version and size."""
+
+    def body() -> None:
+        with services() as s:
+            datasets = s.catalog.list_datasets(operator())
+        table = Table("dataset", "title", "population", "custodian", "version", "rows", "persons", "bound")
+        for d in datasets:
+            table.add_row(
+                d["name"],
+                d["title"],
+                d["population"],
+                d["custodian"],
+                str(d.get("current_version") or "-"),
+                f"{d.get('rows', 0):,}",
+                f"{d.get('persons', 0):,}",
+                str(d["contribution_bound"]),
+            )
+        out.print(table)
+
+    run(body)
+
+
+@catalog_app.command("show")
+def catalog_show(name: str) -> None:
+    """Print one dataset's metadata and columns as JSON."""
+
+    def body() -> None:
+        with services() as s:
+            console_print(json.dumps(s.catalog.get_dataset(operator(), name), indent=2, default=str))
+
+    run(body)
+
+
+@catalog_app.command("versions")
+def catalog_versions(name: str) -> None:
+    """Print a dataset's versions with their ingest reports as JSON."""
+
+    def body() -> None:
+        with services() as s:
+            console_print(json.dumps(s.catalog.versions(operator(), name), indent=2, default=str))
+
+    run(body)
+
+
+@catalog_app.command("linkage")
+def catalog_linkage(
+    population: Annotated[str | None, typer.Option(help="only this population")] = None,
+) -> None:
+    """For each pair of sources: persons in each, matched, only in one, match rates."""
+
+    def body() -> None:
+        with services() as s:
+            result = s.catalog.linkage_report(operator(), population)
+        for pop, data in result.items():
+            table = Table(
+                "a",
+                "b",
+                "persons a",
+                "persons b",
+                "matched",
+                "only a",
+                "only b",
+                "rate a",
+                "rate b",
+                title=f"population {pop}",
+            )
+            for p in data["pairs"]:
+                table.add_row(
+                    p["a"],
+                    p["b"],
+                    f"{p['persons_a']:,}",
+                    f"{p['persons_b']:,}",
+                    f"{p['matched']:,}",
+                    f"{p['only_in_a']:,}",
+                    f"{p['only_in_b']:,}",
+                    f"{p['match_rate_a']:.1%}",
+                    f"{p['match_rate_b']:.1%}",
+                )
+            out.print(table)
+
+    run(body)
+
+
+@catalog_app.command("dcat")
+def catalog_dcat(
+    base_url: Annotated[str | None, typer.Option(help="public URL of the API")] = None,
+) -> None:
+    """Print the catalog as DCAT-AP JSON-LD, for national data portals."""
+
+    def body() -> None:
+        settings = load_settings()
+        with services() as s:
+            console_print(json.dumps(s.catalog.dcat(base_url or settings.api_url), indent=2))
+
+    run(body)
+
+
+@keys_app.command("init")
+def keys_init() -> None:
+    """Create the master key if there is none (required once before production start)."""
+
+    def body() -> None:
+        from enclave.keys import KeyStore
+
+        settings = load_settings()
+        settings.ensure_home()
+        store = KeyStore(settings.master_key_file, create=True)
+        created = store.init()
+        console_print(
+            f"{'created' if created else 'kept the existing'} master key {settings.master_key_file}"
+            f" (fingerprint {store.fingerprint()})"
+        )
 
     run(body)
 

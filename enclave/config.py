@@ -56,6 +56,10 @@ class Settings(BaseSettings):
         None,
         description="signs web sessions; generated into home in development, required in production",
     )
+    key_file: Path | None = Field(
+        None,
+        description="master key file (e.g. mounted from a secret store); default: keys/master.key in home",
+    )
     api_host: str = "127.0.0.1"
     api_port: int = Field(8400, ge=1, le=65535)
     public_url: str | None = Field(None, description="URL users reach the API at, if behind a proxy")
@@ -63,6 +67,7 @@ class Settings(BaseSettings):
     token_default_days: int = Field(30, ge=1, le=365)
     token_max_days: int = Field(365, ge=1, le=3650)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    max_upload_mb: int = Field(4096, ge=1, description="largest extract accepted by the API, in MiB")
 
     @classmethod
     def settings_customise_sources(
@@ -107,6 +112,10 @@ class Settings(BaseSettings):
     @property
     def key_store(self) -> Path:
         return self.home_dir / "keys"
+
+    @property
+    def master_key_file(self) -> Path:
+        return self.key_file.expanduser().resolve() if self.key_file else self.key_store / "master.key"
 
     @property
     def holding_store(self) -> Path:

@@ -11,6 +11,8 @@ from enclave.db.session import Database
 from enclave.domain.audit_service import AuditService
 from enclave.domain.clock import Clock, utcnow
 from enclave.domain.identity_service import IdentityService, TokenPolicy
+from enclave.ingest.service import CatalogService
+from enclave.keys import KeyStore
 
 
 @dataclass
@@ -19,6 +21,8 @@ class Services:
     db: Database
     identity: IdentityService
     audit: AuditService
+    keys: KeyStore
+    catalog: CatalogService
 
     def close(self) -> None:
         self.db.dispose()
@@ -40,9 +44,20 @@ def build_services(settings: Settings, *, migrate: bool = True, clock: Clock = u
         personal_default_ttl=timedelta(days=settings.token_default_days),
         max_ttl=timedelta(days=settings.token_max_days),
     )
+    # In production the master key must already exist (`enclave keys init`), so a mistyped path
+    # never silently starts a new key that links nothing ingested before.
+    keys = KeyStore(settings.master_key_file, create=settings.mode != "production")
     return Services(
         settings=settings,
         db=db,
         identity=IdentityService(db.unit_of_work, policy=policy, clock=clock),
         audit=AuditService(db.unit_of_work),
+        keys=keys,
+        catalog=CatalogService(
+            db.unit_of_work,
+            keys=keys,
+            research_store=settings.research_store,
+            quarantine_store=settings.quarantine_store,
+            clock=clock,
+        ),
     )

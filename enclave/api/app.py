@@ -6,10 +6,19 @@ from fastapi import FastAPI
 
 from enclave import __version__
 from enclave.api.errors import install_error_handlers
-from enclave.api.routes import audit, auth, health, tokens, users
+from enclave.api.routes import audit, auth, catalog, health, tokens, users
 from enclave.wiring import Services
 
-ROUTERS = (health.router, auth.router, auth.me_router, users.router, tokens.router, audit.router)
+ROUTERS = (
+    health.router,
+    auth.router,
+    auth.me_router,
+    users.router,
+    tokens.router,
+    audit.router,
+    catalog.router,
+    catalog.optouts_router,
+)
 
 DESCRIPTION = """\
 The Enclave API. Authenticate with `Authorization: Bearer <token>`: a session token from

@@ -25,6 +25,7 @@ STATUS: dict[type[errors.EnclaveError], int] = {
     errors.NotFound: 404,
     errors.AlreadyExists: 409,
     errors.InvalidState: 409,
+    errors.PayloadTooLarge: 413,
     errors.ConfigurationError: 503,
 }
 

@@ -28,6 +28,7 @@ Password = Annotated[str, StringConstraints(min_length=1, max_length=1024), Prin
 NewPassword = Annotated[str, StringConstraints(min_length=12, max_length=1024), Printable]
 
 
+NAME_PATTERN = r"^[a-z][a-z0-9_]{0,62}$"
 Username = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9._-]{1,63}$")]
 Id = Annotated[int, Field(ge=1, le=MAX_INT)]
 
@@ -178,3 +179,24 @@ class AuditVerification(BaseModel):
             reason=result.reason,
             message=result.describe(),
         )
+
+
+class IngestResult(BaseModel):
+    dataset: str
+    version: int | None
+    source_name: str
+    source_sha256: str
+    rows_read: int
+    rows_written: int
+    rows_quarantined: int
+    rows_opted_out: int
+    persons: int
+    clamped: dict[str, int]
+    reasons: dict[str, int]
+    quarantine_file: str | None
+    seconds: float
+
+
+class OptOutResult(BaseModel):
+    stored: int
+    rejected: int

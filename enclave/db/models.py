@@ -132,3 +132,49 @@ class ApiTokenRow(Base):
     project_id: Mapped[int | None] = mapped_column(Integer, index=True)
 
     __table_args__ = (UniqueConstraint("token_hash"),)
+
+
+class DatasetRow(Base):
+    __tablename__ = "datasets"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(63), unique=True)
+    title: Mapped[str] = mapped_column(String(300))
+    description: Mapped[str] = mapped_column(Text)
+    population: Mapped[str] = mapped_column(String(63), index=True)
+    custodian_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    contribution_bound: Mapped[int] = mapped_column(Integer)
+    current_version: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class DatasetVersionRow(Base):
+    __tablename__ = "dataset_versions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"), index=True)
+    version: Mapped[int] = mapped_column(Integer)
+    path: Mapped[str] = mapped_column(String(500))
+    created_at: Mapped[datetime]
+    created_by: Mapped[str] = mapped_column(String(200))
+    source_name: Mapped[str] = mapped_column(String(300))
+    source_sha256: Mapped[str] = mapped_column(String(64))
+    spec_sha256: Mapped[str] = mapped_column(String(64))
+    spec_yaml: Mapped[str] = mapped_column(Text)
+    columns_json: Mapped[str] = mapped_column(Text)
+    report_json: Mapped[str] = mapped_column(Text)
+    rows_written: Mapped[int] = mapped_column(BigInteger)
+    persons: Mapped[int] = mapped_column(BigInteger)
+    key_fingerprint: Mapped[str] = mapped_column(String(32))
+
+    __table_args__ = (UniqueConstraint("dataset_id", "version"),)
+
+
+class OptOutRow(Base):
+    """The national data opt-out list, as linkage pseudonyms (never the raw numbers)."""
+
+    __tablename__ = "opt_outs"
+
+    pseudonym: Mapped[str] = mapped_column(String(64), primary_key=True)
+    loaded_at: Mapped[datetime]

@@ -6,14 +6,25 @@ session, so the change and its record commit or roll back together.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Generator
 from datetime import date, datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import Select, delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
-from enclave.db.models import ApiTokenRow, AuditEventRow, AuditHeadRow, UserRoleRow, UserRow
+from enclave.db.models import (
+    ApiTokenRow,
+    AuditEventRow,
+    AuditHeadRow,
+    DatasetRow,
+    DatasetVersionRow,
+    OptOutRow,
+    UserRoleRow,
+    UserRow,
+)
 from enclave.domain.audit import GENESIS_HASH, AuditEvent, ChainedEvent, chain_event
+from enclave.domain.catalog import Dataset, DatasetVersion
 from enclave.domain.clock import utcnow
 from enclave.domain.errors import InternalError, NotFound
 from enclave.domain.identity import ApiToken, Role, TokenKind, User
@@ -266,3 +277,166 @@ class SqlTokenRepository:
         )
         self._audit.append(audit)
         return int(getattr(result, "rowcount", 0) or 0)
+
+
+def _dataset(row: DatasetRow, custodian: str) -> Dataset:
+    return Dataset(
+        id=row.id,
+        name=row.name,
+        title=row.title,
+        description=row.description,
+        population=row.population,
+        custodian_id=row.custodian_id,
+        custodian=custodian,
+        contribution_bound=row.contribution_bound,
+        current_version=row.current_version,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )
+
+
+def _version(row: DatasetVersionRow) -> DatasetVersion:
+    return DatasetVersion(
+        dataset_id=row.dataset_id,
+        version=row.version,
+        path=row.path,
+        created_at=row.created_at,
+        created_by=row.created_by,
+        source_name=row.source_name,
+        source_sha256=row.source_sha256,
+        spec_sha256=row.spec_sha256,
+        spec_yaml=row.spec_yaml,
+        columns=json.loads(row.columns_json),
+        report=json.loads(row.report_json),
+        rows_written=row.rows_written,
+        persons=row.persons,
+        key_fingerprint=row.key_fingerprint,
+    )
+
+
+class SqlCatalogRepository:
+    def __init__(self, session: Session, audit: SqlAuditLog) -> None:
+        self._session = session
+        self._audit = audit
+
+    def _query(self) -> Select[DatasetRow, str]:
+        return select(DatasetRow, UserRow.username).join(UserRow, UserRow.id == DatasetRow.custodian_id)
+
+    def get_dataset(self, name: str) -> Dataset | None:
+        row = self._session.execute(self._query().where(DatasetRow.name == name)).one_or_none()
+        return _dataset(row[0], row[1]) if row is not None else None
+
+    def list_datasets(self) -> list[Dataset]:
+        rows = self._session.execute(self._query().order_by(DatasetRow.name)).all()
+        return [_dataset(r[0], r[1]) for r in rows]
+
+    def get_version(self, dataset_id: int, version: int) -> DatasetVersion | None:
+        row = self._session.execute(
+            select(DatasetVersionRow).where(
+                DatasetVersionRow.dataset_id == dataset_id, DatasetVersionRow.version == version
+            )
+        ).scalar_one_or_none()
+        return _version(row) if row is not None else None
+
+    def list_versions(self, dataset_id: int) -> list[DatasetVersion]:
+        rows = self._session.execute(
+            select(DatasetVersionRow)
+            .where(DatasetVersionRow.dataset_id == dataset_id)
+            .order_by(DatasetVersionRow.version)
+        ).scalars()
+        return [_version(r) for r in rows]
+
+    def add_dataset(
+        self,
+        *,
+        name: str,
+        title: str,
+        description: str,
+        population: str,
+        custodian_id: int,
+        contribution_bound: int,
+        created_at: datetime,
+        audit: AuditEvent,
+    ) -> Dataset:
+        row = DatasetRow(
+            name=name,
+            title=title,
+            description=description,
+            population=population,
+            custodian_id=custodian_id,
+            contribution_bound=contribution_bound,
+            current_version=None,
+            created_at=created_at,
+            updated_at=created_at,
+        )
+        self._session.add(row)
+        self._session.flush()
+        self._audit.append(audit)
+        dataset = self.get_dataset(name)
+        assert dataset is not None
+        return dataset
+
+    def publish_version(
+        self,
+        dataset_id: int,
+        version: DatasetVersion,
+        *,
+        title: str,
+        description: str,
+        contribution_bound: int,
+        audit: AuditEvent,
+    ) -> Dataset:
+        row = self._session.get(DatasetRow, dataset_id, with_for_update=True)
+        if row is None:
+            raise NotFound(f"no dataset with id {dataset_id}")
+        self._session.add(
+            DatasetVersionRow(
+                dataset_id=dataset_id,
+                version=version.version,
+                path=version.path,
+                created_at=version.created_at,
+                created_by=version.created_by,
+                source_name=version.source_name,
+                source_sha256=version.source_sha256,
+                spec_sha256=version.spec_sha256,
+                spec_yaml=version.spec_yaml,
+                columns_json=json.dumps(version.columns, default=str),
+                report_json=json.dumps(version.report, default=str),
+                rows_written=version.rows_written,
+                persons=version.persons,
+                key_fingerprint=version.key_fingerprint,
+            )
+        )
+        row.current_version = version.version
+        row.title = title
+        row.description = description
+        row.contribution_bound = contribution_bound
+        row.updated_at = version.created_at
+        self._session.flush()
+        self._audit.append(audit)
+        dataset = self.get_dataset(row.name)
+        assert dataset is not None
+        return dataset
+
+
+class SqlOptOutRepository:
+    def __init__(self, session: Session, audit: SqlAuditLog) -> None:
+        self._session = session
+        self._audit = audit
+
+    def list_opt_outs(self) -> list[str]:
+        return list(self._session.execute(select(OptOutRow.pseudonym)).scalars())
+
+    def count_opt_outs(self) -> int:
+        return int(self._session.execute(select(func.count()).select_from(OptOutRow)).scalar_one())
+
+    def replace_opt_outs(self, pseudonyms: list[str], loaded_at: datetime, *, audit: AuditEvent) -> int:
+        self._session.execute(delete(OptOutRow))
+        unique = sorted(set(pseudonyms))
+        for start in range(0, len(unique), 10_000):
+            chunk = unique[start : start + 10_000]
+            self._session.execute(
+                insert(OptOutRow), [{"pseudonym": p, "loaded_at": loaded_at} for p in chunk]
+            )
+        self._audit.append(audit)
+        return len(unique)

@@ -16,7 +16,13 @@ from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
-from enclave.db.repositories import SqlAuditLog, SqlTokenRepository, SqlUserRepository
+from enclave.db.repositories import (
+    SqlAuditLog,
+    SqlCatalogRepository,
+    SqlOptOutRepository,
+    SqlTokenRepository,
+    SqlUserRepository,
+)
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 _WRITE = "enclave_write"
@@ -61,6 +67,8 @@ class SqlUnitOfWork:
         self.audit = SqlAuditLog(session)
         self.users = SqlUserRepository(session, self.audit)
         self.tokens = SqlTokenRepository(session, self.audit)
+        self.catalog = SqlCatalogRepository(session, self.audit)
+        self.opt_outs = SqlOptOutRepository(session, self.audit)
 
 
 class Database:

@@ -33,6 +33,12 @@ class AlreadyExists(EnclaveError):
     code = "already_exists"
 
 
+class PayloadTooLarge(EnclaveError):
+    """An upload over the configured size limit."""
+
+    code = "payload_too_large"
+
+
 class InvalidState(EnclaveError):
     """The object is not in a state that allows the action ("cannot X while Y")."""
 

@@ -14,6 +14,7 @@ from datetime import date, datetime
 from typing import Protocol
 
 from enclave.domain.audit import AuditEvent, ChainedEvent
+from enclave.domain.catalog import Dataset, DatasetVersion
 from enclave.domain.identity import ApiToken, Role, TokenKind, User
 
 
@@ -87,6 +88,50 @@ class TokenRepository(Protocol):
     def revoke_all_for_user(self, user_id: int, at: datetime, *, audit: AuditEvent) -> int: ...
 
 
+class CatalogRepository(Protocol):
+    def get_dataset(self, name: str) -> Dataset | None: ...
+
+    def list_datasets(self) -> list[Dataset]: ...
+
+    def get_version(self, dataset_id: int, version: int) -> DatasetVersion | None: ...
+
+    def list_versions(self, dataset_id: int) -> list[DatasetVersion]: ...
+
+    def add_dataset(
+        self,
+        *,
+        name: str,
+        title: str,
+        description: str,
+        population: str,
+        custodian_id: int,
+        contribution_bound: int,
+        created_at: datetime,
+        audit: AuditEvent,
+    ) -> Dataset: ...
+
+    def publish_version(
+        self,
+        dataset_id: int,
+        version: DatasetVersion,
+        *,
+        title: str,
+        description: str,
+        contribution_bound: int,
+        audit: AuditEvent,
+    ) -> Dataset:
+        """Record ``version`` and make it the dataset's current one, in the caller's transaction."""
+        ...
+
+
+class OptOutRepository(Protocol):
+    def list_opt_outs(self) -> list[str]: ...
+
+    def count_opt_outs(self) -> int: ...
+
+    def replace_opt_outs(self, pseudonyms: list[str], loaded_at: datetime, *, audit: AuditEvent) -> int: ...
+
+
 class UnitOfWork(Protocol):
     """One transaction: everything done through its repositories commits or rolls back together."""
 
@@ -98,6 +143,12 @@ class UnitOfWork(Protocol):
 
     @property
     def tokens(self) -> TokenRepository: ...
+
+    @property
+    def catalog(self) -> CatalogRepository: ...
+
+    @property
+    def opt_outs(self) -> OptOutRepository: ...
 
 
 class UnitOfWorkFactory(Protocol):

@@ -53,6 +53,8 @@ def test_implementations_cover_their_protocols() -> None:
         ports.AuditLog: repositories.SqlAuditLog,
         ports.UserRepository: repositories.SqlUserRepository,
         ports.TokenRepository: repositories.SqlTokenRepository,
+        ports.CatalogRepository: repositories.SqlCatalogRepository,
+        ports.OptOutRepository: repositories.SqlOptOutRepository,
     }
     for protocol, impl in pairs.items():
         for name, member in inspect.getmembers(protocol, inspect.isfunction):

@@ -1,0 +1,99 @@
+"""The catalog: datasets, their versions and columns, and who may see what.
+
+Researchers see a dataset's schema and descriptions, never row counts, reports or quarantine;
+a dataset's custodian (and admins) see everything about it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from enclave.domain.errors import PermissionDenied
+from enclave.domain.identity import Actor, Role
+
+
+@dataclass(frozen=True)
+class Dataset:
+    id: int
+    name: str
+    title: str
+    description: str
+    population: str
+    custodian_id: int
+    custodian: str
+    contribution_bound: int
+    current_version: int | None
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class DatasetVersion:
+    dataset_id: int
+    version: int
+    path: str
+    created_at: datetime
+    created_by: str
+    source_name: str
+    source_sha256: str
+    spec_sha256: str
+    spec_yaml: str
+    columns: list[dict[str, Any]]
+    report: dict[str, Any]
+    rows_written: int
+    persons: int
+    key_fingerprint: str
+
+
+def is_custodian_of(actor: Actor, dataset: Dataset) -> bool:
+    if actor.is_operator:
+        return True
+    if actor.user is None or actor.project_scope is not None:
+        return False
+    return actor.has_role(Role.ADMIN) or (
+        actor.has_role(Role.CUSTODIAN) and actor.user.id == dataset.custodian_id
+    )
+
+
+def can_ingest(actor: Actor, dataset: Dataset | None, spec_custodian: str) -> bool:
+    """Operators ingest anything; a custodian ingests their own datasets, and creates new ones
+    naming themselves as custodian. Admins manage accounts, not data."""
+    if actor.is_operator:
+        return True
+    if actor.user is None or actor.project_scope is not None or not actor.has_role(Role.CUSTODIAN):
+        return False
+    if dataset is None:
+        return actor.user.username == spec_custodian
+    return actor.user.id == dataset.custodian_id and spec_custodian == dataset.custodian
+
+
+def check_ingest(actor: Actor, dataset: Dataset | None, spec_custodian: str) -> None:
+    if not can_ingest(actor, dataset, spec_custodian):
+        if dataset is not None:
+            raise PermissionDenied(
+                f"only {dataset.custodian}, the custodian of {dataset.name}, can ingest into it"
+                + (
+                    " (and the spec must keep them as custodian)"
+                    if spec_custodian != dataset.custodian
+                    else ""
+                )
+            )
+        raise PermissionDenied("a new dataset is created by a custodian naming themselves as its custodian")
+
+
+def check_custodian_of(actor: Actor, dataset: Dataset) -> None:
+    if not is_custodian_of(actor, dataset):
+        raise PermissionDenied(f"only the custodian of {dataset.name} (or an admin) can see this")
+
+
+def can_manage_opt_outs(actor: Actor) -> bool:
+    return actor.is_operator or (
+        actor.project_scope is None and (actor.has_role(Role.CUSTODIAN) or actor.has_role(Role.ADMIN))
+    )
+
+
+def check_manage_opt_outs(actor: Actor) -> None:
+    if not can_manage_opt_outs(actor):
+        raise PermissionDenied("loading the national data opt-out list needs the custodian or admin role")

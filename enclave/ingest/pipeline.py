@@ -1,0 +1,451 @@
+"""The ingest pipeline: validate, quarantine, opt out, pseudonymise, generalise, write a new version.
+
+Everything runs on Polars' streaming engine over ``scan_csv``/``scan_parquet``, so an extract is never
+one giant DataFrame: the only thing held in memory is the map from each distinct identifier to its
+pseudonym. Every source column is read as text and checked by the spec's rules; the first rule a row
+fails becomes its quarantine reason. Then, in this order:
+
+1. rows of people on the national data opt-out list are removed (whatever else is wrong with them)
+   and only counted;
+2. rows with a reason go to the custodian-only quarantine file (raw values plus the reason);
+3. the other rows are written to a staging directory with the identifier replaced by its keyed
+   pseudonym, direct identifiers dropped and quasi-identifiers generalised.
+
+The staging directory becomes a version only by one ``rename``; the catalog points at it only when
+the database transaction that records the version commits. A crash at any point leaves the previous
+version current and intact.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from enclave.domain.errors import InvalidInput
+from enclave.ingest.spec import (
+    AGE_BAND_EDGES,
+    MAX_AGE_BAND_START,
+    PERSON_COLUMN,
+    Column,
+    Generalisation,
+    LoadedSpec,
+    Role,
+)
+from enclave.keys import Pseudonymiser
+
+Fault = Callable[[str], None]
+REASON = "_reason"
+NORM = "_norm_id"
+OPTED_OUT = "_opted_out"
+DATA_FILE = "data.parquet"
+
+
+@dataclass
+class IngestReport:
+    dataset: str
+    source_name: str
+    source_sha256: str
+    rows_read: int = 0
+    rows_written: int = 0
+    rows_quarantined: int = 0
+    rows_opted_out: int = 0
+    persons: int = 0
+    clamped: dict[str, int] = field(default_factory=dict)
+    reasons: dict[str, int] = field(default_factory=dict)
+    quarantine_file: str | None = None
+    seconds: float = 0.0
+    version: int | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "dataset": self.dataset,
+            "version": self.version,
+            "source_name": self.source_name,
+            "source_sha256": self.source_sha256,
+            "rows_read": self.rows_read,
+            "rows_written": self.rows_written,
+            "rows_quarantined": self.rows_quarantined,
+            "rows_opted_out": self.rows_opted_out,
+            "persons": self.persons,
+            "clamped": self.clamped,
+            "reasons": self.reasons,
+            "quarantine_file": self.quarantine_file,
+            "seconds": round(self.seconds, 3),
+        }
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def detect_format(path: Path) -> str:
+    with path.open("rb") as handle:
+        head = handle.read(4)
+    if head == b"PAR1":
+        return "parquet"
+    if path.suffix.lower() == ".parquet":
+        return "parquet"  # claims to be Parquet but lacks the magic: reported by the reader
+    return "csv"
+
+
+def _scan(path: Path, spec: LoadedSpec) -> pl.LazyFrame:
+    """A lazy frame of the file with every column as text, after checking its header."""
+    if not path.is_file():
+        raise InvalidInput(f"{path} does not exist")
+    if path.stat().st_size == 0:
+        raise InvalidInput(f"{path.name} is empty")
+    fmt = detect_format(path)
+    try:
+        if fmt == "parquet":
+            lf = pl.scan_parquet(path)
+            header = list(lf.collect_schema().names())
+            lf = lf.select(pl.col(c).cast(pl.String) for c in header)
+        else:
+            with path.open("rb") as handle:
+                first = handle.readline()
+            try:
+                first.decode("utf-8")
+            except UnicodeDecodeError:
+                raise InvalidInput(f"{path.name} is not UTF-8 text: save the extract as UTF-8") from None
+            header = list(pl.read_csv(path, n_rows=0, infer_schema=False).columns)
+            lf = pl.scan_csv(path, infer_schema=False, encoding="utf8")
+    except InvalidInput:
+        raise
+    except (pl.exceptions.PolarsError, OSError) as exc:
+        kind = "Parquet" if fmt == "parquet" else "CSV"
+        raise InvalidInput(f"cannot read {path.name} as {kind}: {_first_line(exc)}") from None
+    declared = [c.name for c in spec.spec.columns]
+    missing = [c for c in declared if c not in header]
+    extra = [c for c in header if c not in declared]
+    if missing or extra:
+        parts = []
+        if missing:
+            parts.append(f"missing column(s) the spec declares: {', '.join(missing)}")
+        if extra:
+            parts.append(f"column(s) the spec does not declare: {', '.join(extra)}")
+        raise InvalidInput(f"{path.name} does not match spec {spec.dataset}: " + "; ".join(parts))
+    return lf
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:300] if text else type(exc).__name__
+
+
+def _nhs_number_valid(norm: pl.Expr) -> pl.Expr:
+    """Ten digits whose last is the mod-11 check digit of the first nine (weights 10..2)."""
+    digits = [norm.str.slice(i, 1).cast(pl.Int64, strict=False) for i in range(10)]
+    total = sum((d * (10 - i) for i, d in enumerate(digits[:9])), start=pl.lit(0, dtype=pl.Int64))
+    check = (11 - total % 11) % 11
+    return norm.str.contains(r"^\d{10}$") & (check != 10) & (check == digits[9])
+
+
+def _normalised_id(col: Column) -> tuple[pl.Expr, pl.Expr]:
+    raw = pl.col(col.name).str.strip_chars()
+    if col.normalise == "nhs_number":
+        norm = raw.str.replace_all(r"[\s-]", "")
+        return norm, _nhs_number_valid(norm)
+    return raw, raw.str.len_chars() > 0
+
+
+def _parse(col: Column) -> pl.Expr:
+    raw = pl.col(col.name).str.strip_chars()
+    if col.type == "integer":
+        return raw.cast(pl.Int64, strict=False)
+    if col.type == "decimal":
+        return raw.cast(pl.Float64, strict=False)
+    if col.type == "date" or col.role is Role.DATE:
+        return raw.str.strptime(pl.Date, "%Y-%m-%d", strict=False)
+    return raw
+
+
+def _rules(spec: LoadedSpec) -> tuple[list[tuple[pl.Expr, str]], dict[str, pl.Expr]]:
+    """(bad-row condition, reason) in order, and the clamp counters of numeric columns."""
+    rules: list[tuple[pl.Expr, str]] = []
+    clamps: dict[str, pl.Expr] = {}
+    resolved = {c.source: c for c in spec.columns}
+    for col in spec.spec.columns:
+        raw = pl.col(col.name).str.strip_chars()
+        present = raw.is_not_null() & (raw != "")
+        if col.role is Role.DIRECT_IDENTIFIER:
+            continue
+        if col.role is Role.PERSON_ID:
+            _, valid = _normalised_id(col)
+            rules.append((~present, f"{col.name}: missing person identifier"))
+            rules.append((~valid, f"{col.name}: invalid identifier (format or check digit)"))
+            continue
+        if not col.nullable:
+            rules.append((~present, f"{col.name}: missing value"))
+        parsed = _parse(col)
+        if col.role is Role.CATEGORY:
+            domain = resolved[col.name].domain or []
+            rules.append((present & ~raw.is_in(domain), f"{col.name}: value outside its public domain"))
+        elif col.role is Role.NUMERIC:
+            assert col.bounds is not None
+            lo, hi = col.bounds
+            kind = "an integer" if col.type == "integer" else "a number"
+            rules.append((present & parsed.is_null(), f"{col.name}: not {kind}"))
+            if col.type == "decimal":
+                rules.append((present & parsed.is_nan(), f"{col.name}: not {kind}"))
+            outside = present & ((parsed < lo) | (parsed > hi))
+            if col.out_of_bounds == "quarantine":
+                rules.append((outside, f"{col.name}: outside bounds [{lo:g}, {hi:g}]"))
+            else:
+                clamps[col.name] = outside
+        elif col.role is Role.DATE:
+            assert col.range is not None
+            first, last = col.range
+            rules.append((present & parsed.is_null(), f"{col.name}: not a date (YYYY-MM-DD)"))
+            rules.append(
+                (present & ((parsed < first) | (parsed > last)), f"{col.name}: outside {first}..{last}")
+            )
+        elif col.role is Role.QUASI_IDENTIFIER:
+            if col.generalise is Generalisation.POSTCODE_AREA:
+                area = raw.str.to_uppercase().str.extract(r"^([A-Z]{1,2})[0-9]", 1)
+                rules.append((present & area.is_null(), f"{col.name}: not a UK postcode"))
+            else:
+                when = raw.str.strptime(pl.Date, "%Y-%m-%d", strict=False)
+                rules.append((present & when.is_null(), f"{col.name}: not a date (YYYY-MM-DD)"))
+                if col.reference_date is not None:
+                    rules.append(
+                        (present & (when > col.reference_date), f"{col.name}: after the reference date")
+                    )
+    if spec.spec.duplicates == "quarantine":
+        source_cols = [c.name for c in spec.spec.columns]
+        rules.append((~pl.struct(source_cols).is_first_distinct(), "duplicate row"))
+    return rules, clamps
+
+
+def _reason_expr(rules: list[tuple[pl.Expr, str]]) -> pl.Expr:
+    if not rules:
+        return pl.lit(None, dtype=pl.String)
+    cond, reason = rules[0]
+    chain: Any = pl.when(cond.fill_null(False)).then(pl.lit(reason))
+    for cond, reason in rules[1:]:
+        chain = chain.when(cond.fill_null(False)).then(pl.lit(reason))
+    result: pl.Expr = chain.otherwise(pl.lit(None, dtype=pl.String))
+    return result
+
+
+def _age_band(dob: pl.Expr, reference: date, width: int) -> pl.Expr:
+    ref = pl.lit(reference)
+    years = ref.dt.year() - dob.dt.year()
+    had_birthday = (ref.dt.month() > dob.dt.month()) | (
+        (ref.dt.month() == dob.dt.month()) & (ref.dt.day() >= dob.dt.day())
+    )
+    age = years - (~had_birthday).cast(pl.Int32)
+    start = (age // width) * width
+    band = start.cast(pl.String) + "-" + (start + width - 1).cast(pl.String)
+    return pl.when(age >= MAX_AGE_BAND_START).then(pl.lit(f"{MAX_AGE_BAND_START}+")).otherwise(band)
+
+
+def _outputs(spec: LoadedSpec) -> list[pl.Expr]:
+    exprs: list[pl.Expr] = []
+    for col in spec.spec.columns:
+        out = col.output_name
+        if out is None:
+            continue
+        raw = pl.col(col.name).str.strip_chars()
+        if col.role is Role.PERSON_ID:
+            exprs.append(pl.col(PERSON_COLUMN))
+        elif col.role is Role.NUMERIC:
+            assert col.bounds is not None
+            parsed = _parse(col)
+            lo, hi = col.bounds
+            if col.type == "integer":
+                exprs.append(parsed.clip(int(lo), int(hi)).alias(out))
+            else:
+                exprs.append(parsed.clip(lo, hi).alias(out))
+        elif col.role is Role.DATE:
+            exprs.append(_parse(col).alias(out))
+        elif col.role is Role.QUASI_IDENTIFIER:
+            if col.generalise is Generalisation.POSTCODE_AREA:
+                exprs.append(raw.str.to_uppercase().str.extract(r"^([A-Z]{1,2})[0-9]", 1).alias(out))
+                continue
+            dob = raw.str.strptime(pl.Date, "%Y-%m-%d", strict=False)
+            if col.generalise is Generalisation.YEAR_OF_BIRTH:
+                exprs.append(dob.dt.year().cast(pl.Int64).alias(out))
+            else:
+                assert col.generalise is not None
+                assert col.reference_date is not None
+                exprs.append(_age_band(dob, col.reference_date, AGE_BAND_EDGES[col.generalise]).alias(out))
+        else:
+            exprs.append(raw.alias(out))
+    return exprs
+
+
+def _fsync_tree(path: Path) -> None:
+    for child in path.iterdir():
+        with child.open("rb") as handle:
+            os.fsync(handle.fileno())
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@dataclass
+class Staged:
+    """A validated, written, not yet published version."""
+
+    directory: Path
+    report: IngestReport
+
+
+def stage(
+    spec: LoadedSpec,
+    source: Path,
+    *,
+    linkage_key: bytes,
+    opt_outs: pl.DataFrame,
+    dataset_dir: Path,
+    quarantine_dir: Path,
+    source_name: str | None = None,
+    fault: Fault | None = None,
+) -> Staged:
+    """Validate and write ``source`` into a fresh staging directory under ``dataset_dir``.
+
+    ``opt_outs`` has one column ``person_id`` of linkage pseudonyms. Nothing outside the staging
+    directory and one new quarantine file is written; on any error both are removed.
+    """
+    started = time.perf_counter()
+    report = IngestReport(spec.dataset, source_name or source.name, sha256_file(source))
+    lf = _scan(source, spec)
+    person = spec.spec.person_column
+    norm, valid_id = _normalised_id(person)
+
+    # Pass 1: the distinct valid identifiers (one column), pseudonymised once each.
+    try:
+        ids = (
+            lf.select(norm.alias(NORM), valid_id.alias("_valid"))
+            .filter(pl.col("_valid").fill_null(False))
+            .select(NORM)
+            .unique()
+            .collect(engine="streaming")
+        )
+        report.rows_read = int(lf.select(pl.len()).collect(engine="streaming").item())
+    except pl.exceptions.PolarsError as exc:
+        raise InvalidInput(f"cannot read {source.name}: {_first_line(exc)}") from None
+    if report.rows_read == 0:
+        raise InvalidInput(f"{source.name} has a header but no rows")
+    values = ids.get_column(NORM).to_list()
+    mapping = pl.DataFrame(
+        {NORM: values, PERSON_COLUMN: Pseudonymiser(linkage_key).many(values)},
+        schema={NORM: pl.String, PERSON_COLUMN: pl.String},
+    )
+    if fault:
+        fault("pseudonymised")
+
+    rules, clamps = _rules(spec)
+    opted = opt_outs.select(pl.col(PERSON_COLUMN), pl.lit(True).alias(OPTED_OUT))
+    base = (
+        lf.with_columns(norm.alias(NORM), _reason_expr(rules).alias(REASON))
+        .join(mapping.lazy(), on=NORM, how="left")
+        .join(opted.lazy(), on=PERSON_COLUMN, how="left")
+        .with_columns(pl.col(OPTED_OUT).fill_null(False))
+    )
+
+    dataset_dir.mkdir(parents=True, exist_ok=True)
+    quarantine_dir.mkdir(parents=True, exist_ok=True)
+    staging = dataset_dir / f".staging-{uuid.uuid4().hex[:12]}"
+    staging.mkdir()
+    stamp = time.strftime("%Y%m%dT%H%M%S")
+    quarantine_file = quarantine_dir / f"{spec.dataset}-{stamp}-{staging.name[-12:]}.csv"
+    try:
+        kept = base.filter(pl.col(REASON).is_null() & ~pl.col(OPTED_OUT))
+        source_cols = [c.name for c in spec.spec.columns]
+        stats = base.select(
+            (pl.col(REASON).is_null() & ~pl.col(OPTED_OUT)).sum().alias("written"),
+            (pl.col(REASON).is_not_null() & ~pl.col(OPTED_OUT)).sum().alias("quarantined"),
+            pl.col(OPTED_OUT).sum().alias("opted_out"),
+            *[
+                (c & pl.col(REASON).is_null() & ~pl.col(OPTED_OUT)).sum().alias(f"clamp:{n}")
+                for n, c in clamps.items()
+            ],
+        )
+        reasons = (
+            base.filter(pl.col(REASON).is_not_null() & ~pl.col(OPTED_OUT)).group_by(REASON).agg(pl.len())
+        )
+        persons = kept.select(pl.col(PERSON_COLUMN).n_unique())
+        quarantined = base.filter(pl.col(REASON).is_not_null() & ~pl.col(OPTED_OUT)).select(
+            *source_cols, pl.col(REASON).alias("quarantine_reason")
+        )
+        pl.collect_all(
+            [
+                kept.select(_outputs(spec)).sink_parquet(staging / DATA_FILE, lazy=True, statistics=True),
+                quarantined.sink_csv(quarantine_file, lazy=True),
+            ],
+            engine="streaming",
+        )
+        stats_df, reasons_df, persons_df = pl.collect_all([stats, reasons, persons], engine="streaming")
+        if fault:
+            fault("written")
+        row = stats_df.row(0, named=True)
+        report.rows_written = int(row["written"] or 0)
+        report.rows_quarantined = int(row["quarantined"] or 0)
+        report.rows_opted_out = int(row["opted_out"] or 0)
+        report.clamped = {
+            k.removeprefix("clamp:"): int(v or 0) for k, v in row.items() if k.startswith("clamp:")
+        }
+        report.reasons = dict(sorted((r, int(n)) for r, n in reasons_df.iter_rows()))
+        report.persons = int(persons_df.item())
+        if report.rows_quarantined:
+            quarantine_file.chmod(0o600)
+            report.quarantine_file = quarantine_file.name
+        else:
+            quarantine_file.unlink(missing_ok=True)
+        if report.rows_written == 0:
+            raise InvalidInput(
+                f"no row of {source.name} passed validation ({report.rows_quarantined} quarantined,"
+                f" {report.rows_opted_out} opted out): nothing to publish; see the ingest report"
+            )
+        _fsync_tree(staging)
+    except BaseException as exc:
+        shutil.rmtree(staging, ignore_errors=True)
+        quarantine_file.unlink(missing_ok=True)
+        if isinstance(exc, pl.exceptions.PolarsError):
+            raise InvalidInput(f"cannot ingest {source.name}: {_first_line(exc)}") from None
+        raise
+    report.seconds = time.perf_counter() - started
+    return Staged(staging, report)
+
+
+def publish(staged: Staged, version: int) -> Path:
+    """Make the staged directory a version with one atomic rename; return its path."""
+    target = staged.directory.parent / f"v{version:04d}-{staged.directory.name[-12:]}"
+    os.rename(staged.directory, target)
+    fd = os.open(target.parent, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    return target
+
+
+def discard(staged: Staged) -> None:
+    shutil.rmtree(staged.directory, ignore_errors=True)
+
+
+def remove_stale_staging(dataset_dir: Path) -> int:
+    """Staging directories left by a crash are never published; remove them (under the dataset lock)."""
+    removed = 0
+    if dataset_dir.is_dir():
+        for child in dataset_dir.glob(".staging-*"):
+            shutil.rmtree(child, ignore_errors=True)
+            removed += 1
+    return removed

@@ -1,0 +1,457 @@
+"""Use cases of the custodian pipeline: ingest, opt-outs, the catalog, linkage reports, DCAT-AP."""
+
+from __future__ import annotations
+
+import csv
+import fcntl
+import json
+import re
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from enclave.domain.audit import AuditEvent
+from enclave.domain.catalog import (
+    Dataset,
+    DatasetVersion,
+    check_custodian_of,
+    check_ingest,
+    check_manage_opt_outs,
+    is_custodian_of,
+)
+from enclave.domain.clock import Clock, utcnow
+from enclave.domain.errors import InvalidInput, NotFound, PermissionDenied
+from enclave.domain.identity import Actor, Role
+from enclave.domain.ports import UnitOfWorkFactory
+from enclave.ingest.pipeline import (
+    DATA_FILE,
+    Fault,
+    IngestReport,
+    discard,
+    publish,
+    remove_stale_staging,
+    stage,
+)
+from enclave.ingest.spec import PERSON_COLUMN, LoadedSpec
+from enclave.keys import KeyStore, Pseudonymiser
+
+NHS_LIKE = re.compile(r"^\d{10}$")
+
+
+@dataclass(frozen=True)
+class LinkagePair:
+    a: str
+    b: str
+    in_a: int
+    in_b: int
+    matched: int
+
+    @property
+    def only_a(self) -> int:
+        return self.in_a - self.matched
+
+    @property
+    def only_b(self) -> int:
+        return self.in_b - self.matched
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "a": self.a,
+            "b": self.b,
+            "persons_a": self.in_a,
+            "persons_b": self.in_b,
+            "matched": self.matched,
+            "only_in_a": self.only_a,
+            "only_in_b": self.only_b,
+            "match_rate_a": round(self.matched / self.in_a, 4) if self.in_a else None,
+            "match_rate_b": round(self.matched / self.in_b, 4) if self.in_b else None,
+        }
+
+
+class CatalogService:
+    def __init__(
+        self,
+        uow: UnitOfWorkFactory,
+        *,
+        keys: KeyStore,
+        research_store: Path,
+        quarantine_store: Path,
+        clock: Clock = utcnow,
+    ) -> None:
+        self._uow = uow
+        self._keys = keys
+        self._research = research_store
+        self._quarantine = quarantine_store
+        self._clock = clock
+
+    # --- ingest ---------------------------------------------------------------------------
+
+    @contextmanager
+    def _dataset_lock(self, name: str) -> Iterator[None]:
+        """One ingest per dataset at a time, across processes."""
+        self._research.mkdir(parents=True, exist_ok=True)
+        lock = self._research / f".{name}.lock"
+        with lock.open("a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def _opt_out_frame(self) -> pl.DataFrame:
+        with self._uow(write=False) as uow:
+            values = uow.opt_outs.list_opt_outs()
+        return pl.DataFrame({PERSON_COLUMN: values}, schema={PERSON_COLUMN: pl.String})
+
+    def ingest(
+        self,
+        actor: Actor,
+        spec: LoadedSpec,
+        source: Path,
+        *,
+        source_name: str | None = None,
+        fault: Fault | None = None,
+    ) -> IngestReport:
+        """Validate ``source`` against ``spec`` and publish it as the dataset's next version."""
+        name = spec.dataset
+        with self._uow(write=False) as uow:
+            dataset = uow.catalog.get_dataset(name)
+            custodian = uow.users.get_by_username(spec.spec.custodian)
+        check_ingest(actor, dataset, spec.spec.custodian)
+        if custodian is None or not custodian.has_role(Role.CUSTODIAN):
+            raise InvalidInput(
+                f"spec names {spec.spec.custodian!r} as custodian, who is not a user with the custodian role"
+            )
+        if dataset is not None and dataset.population != spec.spec.population:
+            raise InvalidInput(
+                f"{name} belongs to population {dataset.population!r}; a spec cannot move it to"
+                f" {spec.spec.population!r}"
+            )
+        with self._dataset_lock(name):
+            dataset_dir = self._research / name
+            remove_stale_staging(dataset_dir)
+            staged = stage(
+                spec,
+                source,
+                linkage_key=self._keys.linkage_key(),
+                opt_outs=self._opt_out_frame(),
+                dataset_dir=dataset_dir,
+                quarantine_dir=self._quarantine / name,
+                source_name=source_name,
+                fault=fault,
+            )
+            report = staged.report
+            published: Path | None = None
+            try:
+                with self._uow() as uow:
+                    current = uow.catalog.get_dataset(name)
+                    if current is None:
+                        current = uow.catalog.add_dataset(
+                            name=name,
+                            title=spec.spec.title,
+                            description=spec.spec.description,
+                            population=spec.spec.population,
+                            custodian_id=custodian.id,
+                            contribution_bound=spec.spec.contribution_bound,
+                            created_at=self._clock(),
+                            audit=AuditEvent(
+                                "dataset.created",
+                                actor.name,
+                                "dataset",
+                                name,
+                                {"custodian": custodian.username, "population": spec.spec.population},
+                            ),
+                        )
+                    number = max((v.version for v in uow.catalog.list_versions(current.id)), default=0) + 1
+                    report.version = number
+                    if fault:
+                        fault("before_publish")
+                    path = published = publish(staged, number)
+                    if fault:
+                        fault("published")
+                    uow.catalog.publish_version(
+                        current.id,
+                        DatasetVersion(
+                            dataset_id=current.id,
+                            version=number,
+                            path=str(path.relative_to(self._research)),
+                            created_at=self._clock(),
+                            created_by=actor.name,
+                            source_name=report.source_name,
+                            source_sha256=report.source_sha256,
+                            spec_sha256=spec.sha256,
+                            spec_yaml=spec.text,
+                            columns=[c.model_dump(mode="json") for c in spec.columns],
+                            report=report.as_dict(),
+                            rows_written=report.rows_written,
+                            persons=report.persons,
+                            key_fingerprint=self._keys.fingerprint(),
+                        ),
+                        title=spec.spec.title,
+                        description=spec.spec.description,
+                        contribution_bound=spec.spec.contribution_bound,
+                        audit=AuditEvent(
+                            "dataset.version_published",
+                            actor.name,
+                            "dataset",
+                            name,
+                            {
+                                "version": number,
+                                "source_sha256": report.source_sha256,
+                                "spec_sha256": spec.sha256,
+                                "rows_read": report.rows_read,
+                                "rows_written": report.rows_written,
+                                "rows_quarantined": report.rows_quarantined,
+                                "rows_opted_out": report.rows_opted_out,
+                                "reasons": report.reasons,
+                            },
+                        ),
+                    )
+                    if fault:
+                        fault("recorded")
+            except BaseException:
+                # Nothing committed: the catalog still points at the previous version. Remove what
+                # this attempt wrote, published or not.
+                discard(staged)
+                if published is not None:
+                    shutil.rmtree(published, ignore_errors=True)
+                raise
+        return report
+
+    # --- opt-outs -------------------------------------------------------------------------
+
+    def load_opt_outs(self, actor: Actor, source: Path) -> tuple[int, int]:
+        """Replace the opt-out list with the identifiers in ``source`` (a CSV with a column
+        ``nhs_number``, or one identifier per line). Stored as linkage pseudonyms only.
+        Returns (stored, rejected as malformed)."""
+        check_manage_opt_outs(actor)
+        raw = _read_identifiers(source)
+        valid = [v for v in raw if NHS_LIKE.match(v)]
+        rejected = len(raw) - len(valid)
+        pseudonyms = Pseudonymiser(self._keys.linkage_key()).many(valid)
+        with self._uow() as uow:
+            stored = uow.opt_outs.replace_opt_outs(
+                pseudonyms,
+                self._clock(),
+                audit=AuditEvent(
+                    "optouts.loaded",
+                    actor.name,
+                    "opt_out_list",
+                    "national",
+                    {"stored": len(set(pseudonyms)), "rejected": rejected, "source": source.name},
+                ),
+            )
+        return stored, rejected
+
+    # --- catalog views --------------------------------------------------------------------
+
+    def list_datasets(self, actor: Actor) -> list[dict[str, Any]]:
+        with self._uow(write=False) as uow:
+            return [self._view(uow, actor, d) for d in uow.catalog.list_datasets()]
+
+    def get_dataset(self, actor: Actor, name: str) -> dict[str, Any]:
+        with self._uow(write=False) as uow:
+            dataset = uow.catalog.get_dataset(name)
+            if dataset is None:
+                raise NotFound(f"no dataset named {name!r}")
+            return self._view(uow, actor, dataset)
+
+    def _view(self, uow: Any, actor: Actor, dataset: Dataset) -> dict[str, Any]:
+        current = (
+            uow.catalog.get_version(dataset.id, dataset.current_version)
+            if dataset.current_version is not None
+            else None
+        )
+        view: dict[str, Any] = {
+            "name": dataset.name,
+            "title": dataset.title,
+            "description": dataset.description,
+            "population": dataset.population,
+            "custodian": dataset.custodian,
+            "contribution_bound": dataset.contribution_bound,
+            "updated_at": dataset.updated_at.isoformat(),
+            "columns": [_public_column(c) for c in current.columns] if current else [],
+        }
+        if is_custodian_of(actor, dataset):
+            view["current_version"] = dataset.current_version
+            view["rows"] = current.rows_written if current else 0
+            view["persons"] = current.persons if current else 0
+        return view
+
+    def versions(self, actor: Actor, name: str) -> list[dict[str, Any]]:
+        with self._uow(write=False) as uow:
+            dataset = uow.catalog.get_dataset(name)
+            if dataset is None:
+                raise NotFound(f"no dataset named {name!r}")
+            check_custodian_of(actor, dataset)
+            return [
+                {
+                    "version": v.version,
+                    "current": v.version == dataset.current_version,
+                    "created_at": v.created_at.isoformat(),
+                    "created_by": v.created_by,
+                    "source_name": v.source_name,
+                    "source_sha256": v.source_sha256,
+                    "spec_sha256": v.spec_sha256,
+                    "key_fingerprint": v.key_fingerprint,
+                    "report": v.report,
+                }
+                for v in uow.catalog.list_versions(dataset.id)
+            ]
+
+    def current_parquet(self, name: str) -> Path:
+        """The current version's data file (for the engine and the linkage report)."""
+        with self._uow(write=False) as uow:
+            dataset = uow.catalog.get_dataset(name)
+            if dataset is None or dataset.current_version is None:
+                raise NotFound(f"no dataset named {name!r} with data")
+            version = uow.catalog.get_version(dataset.id, dataset.current_version)
+        assert version is not None
+        return self._research / version.path / DATA_FILE
+
+    # --- linkage --------------------------------------------------------------------------
+
+    def linkage_report(self, actor: Actor, population: str | None = None) -> dict[str, Any]:
+        """For each pair of datasets of a population: persons in each, matched, only in one."""
+        if not (actor.is_operator or actor.has_role(Role.CUSTODIAN) or actor.has_role(Role.ADMIN)):
+            raise PermissionDenied("the linkage report needs the custodian or admin role")
+        if actor.project_scope is not None:
+            raise PermissionDenied("a workspace token cannot read linkage reports")
+        with self._uow(write=False) as uow:
+            datasets = [d for d in uow.catalog.list_datasets() if d.current_version is not None]
+        if population is not None:
+            datasets = [d for d in datasets if d.population == population]
+        visible = [d for d in datasets if is_custodian_of(actor, d)]
+        populations: dict[str, list[Dataset]] = {}
+        for d in visible:
+            populations.setdefault(d.population, []).append(d)
+        result: dict[str, Any] = {}
+        for pop, members in sorted(populations.items()):
+            persons = {
+                d.name: pl.scan_parquet(self.current_parquet(d.name)).select(PERSON_COLUMN).unique()
+                for d in members
+            }
+            counts = {
+                n: int(v)
+                for n, v in zip(
+                    persons,
+                    (f.item() for f in pl.collect_all([lf.select(pl.len()) for lf in persons.values()])),
+                    strict=True,
+                )
+            }
+            names = sorted(persons)
+            pairs = [(a, b) for i, a in enumerate(names) for b in names[i + 1 :]]
+            matched = pl.collect_all(
+                [
+                    persons[a].join(persons[b], on=PERSON_COLUMN, how="inner").select(pl.len())
+                    for a, b in pairs
+                ]
+            )
+            result[pop] = {
+                "datasets": counts,
+                "pairs": [
+                    LinkagePair(a, b, counts[a], counts[b], int(m.item())).as_dict()
+                    for (a, b), m in zip(pairs, matched, strict=True)
+                ],
+            }
+        return result
+
+    # --- DCAT-AP --------------------------------------------------------------------------
+
+    def dcat(self, base_url: str) -> dict[str, Any]:
+        """Dataset metadata as DCAT-AP JSON-LD for national data portals (no counts, no data)."""
+        with self._uow(write=False) as uow:
+            datasets = [d for d in uow.catalog.list_datasets() if d.current_version is not None]
+            columns = {
+                d.name: uow.catalog.get_version(d.id, d.current_version).columns  # type: ignore[union-attr, arg-type]
+                for d in datasets
+            }
+        return {
+            "@context": {
+                "dcat": "http://www.w3.org/ns/dcat#",
+                "dct": "http://purl.org/dc/terms/",
+                "foaf": "http://xmlns.com/foaf/0.1/",
+                "xsd": "http://www.w3.org/2001/XMLSchema#",
+            },
+            "@id": f"{base_url}/catalog/dcat",
+            "@type": "dcat:Catalog",
+            "dct:title": "Enclave research datasets",
+            "dct:description": (
+                "Pseudonymised health datasets available for approved research through differential"
+                " privacy; no row-level access."
+            ),
+            "dcat:dataset": [
+                {
+                    "@id": f"{base_url}/catalog/datasets/{d.name}",
+                    "@type": "dcat:Dataset",
+                    "dct:identifier": d.name,
+                    "dct:title": d.title,
+                    "dct:description": d.description,
+                    "dct:modified": {"@value": d.updated_at.date().isoformat(), "@type": "xsd:date"},
+                    "dct:publisher": {"@type": "foaf:Agent", "foaf:name": d.custodian},
+                    "dct:accessRights": {
+                        "@id": "http://publications.europa.eu/resource/authority/access-right/RESTRICTED"
+                    },
+                    "dcat:keyword": [d.population],
+                    "dct:conformsTo": [
+                        {
+                            "dct:title": f"{c['name']} ({c['role']}, {c['type']})",
+                            "dct:description": c["description"],
+                        }
+                        for c in columns[d.name]
+                    ],
+                    "dcat:distribution": [
+                        {
+                            "@type": "dcat:Distribution",
+                            "dct:title": "Differentially private queries in an approved Enclave project",
+                            "dcat:accessURL": {"@id": f"{base_url}/catalog/datasets/{d.name}"},
+                            "dct:format": "DP query API",
+                        }
+                    ],
+                }
+                for d in datasets
+            ],
+        }
+
+
+def _public_column(column: dict[str, Any]) -> dict[str, Any]:
+    keys = (
+        "name",
+        "role",
+        "type",
+        "description",
+        "nullable",
+        "domain",
+        "lower",
+        "upper",
+        "unit",
+        "first",
+        "last",
+    )
+    return {k: column.get(k) for k in keys if column.get(k) is not None}
+
+
+def _read_identifiers(source: Path) -> list[str]:
+    if not source.is_file():
+        raise InvalidInput(f"{source} does not exist")
+    try:
+        text = source.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise InvalidInput(f"{source.name} is not UTF-8 text") from None
+    rows = list(csv.reader(text.splitlines()))
+    if not rows:
+        raise InvalidInput(f"{source.name} is empty")
+    header = [h.strip().lower() for h in rows[0]]
+    column = header.index("nhs_number") if "nhs_number" in header else None
+    body = rows[1:] if column is not None or not NHS_LIKE.match(rows[0][0].replace(" ", "")) else rows
+    idx = column or 0
+    return [r[idx].replace(" ", "").replace("-", "").strip() for r in body if len(r) > idx and r[idx].strip()]
+
+
+def report_json(report: IngestReport) -> str:
+    return json.dumps(report.as_dict(), indent=2)
