@@ -83,32 +83,31 @@ class Column(Strict):
 
     @model_validator(mode="after")
     def _role_fields(self) -> Column:
-        where = f"column {self.name!r}"
         if self.role is Role.CATEGORY and self.domain is None:
-            raise ValueError(f"{where}: a category needs a public domain (domain: [values] or a codelist)")
+            raise ValueError("a category needs a public domain (domain: [values] or a codelist)")
         if self.role is Role.NUMERIC:
             if self.bounds is None:
-                raise ValueError(f"{where}: a numeric column needs bounds: [lower, upper]")
+                raise ValueError("a numeric column needs bounds: [lower, upper]")
             if self.bounds[0] >= self.bounds[1]:
-                raise ValueError(f"{where}: bounds must be [lower, upper] with lower < upper")
+                raise ValueError("bounds must be [lower, upper] with lower < upper")
             if self.type not in ("integer", "decimal"):
-                raise ValueError(f"{where}: a numeric column has type integer or decimal")
+                raise ValueError("a numeric column has type integer or decimal")
         if self.role is Role.DATE and self.range is None:
-            raise ValueError(f"{where}: a date column needs a range: [first, last]")
+            raise ValueError("a date column needs a range: [first, last]")
         if self.role is Role.DATE and self.range is not None and self.range[0] > self.range[1]:
-            raise ValueError(f"{where}: range must be [first, last]")
+            raise ValueError("range must be [first, last]")
         if self.role is Role.QUASI_IDENTIFIER:
             if self.generalise is None:
                 raise ValueError(
-                    f"{where}: a quasi-identifier needs a generalisation ({', '.join(Generalisation)})"
+                    f"a quasi-identifier needs a generalisation ({', '.join(Generalisation)})"
                 )
             if (
                 self.generalise in (Generalisation.AGE_BAND_5, Generalisation.AGE_BAND_10)
                 and not self.reference_date
             ):
-                raise ValueError(f"{where}: an age band needs a reference_date")
+                raise ValueError("an age band needs a reference_date")
         if self.role is Role.PERSON_ID and self.nullable:
-            raise ValueError(f"{where}: the person identifier cannot be nullable")
+            raise ValueError("the person identifier cannot be nullable")
         return self
 
     @property
@@ -278,9 +277,13 @@ def parse_spec(text: str, *, base: Path, source: str = "spec") -> LoadedSpec:
                     loc = loc.replace(f"columns.{idx}", f"columns[{raw['columns'][idx].get('name', idx)}]", 1)
             problems.append(f"{loc}: {err['msg'].removeprefix('Value error, ')}" if loc else err["msg"])
         raise InvalidInput(f"{source} is invalid: " + "; ".join(problems)) from None
+    try:
+        columns = resolve(spec, base)
+    except InvalidInput as exc:
+        raise InvalidInput(f"{source}: {exc.detail}") from None
     return LoadedSpec(
         spec=spec,
-        columns=resolve(spec, base),
+        columns=columns,
         sha256=hashlib.sha256(text.encode("utf-8")).hexdigest(),
         text=text,
     )
