@@ -715,18 +715,51 @@ def demo(
     host: Annotated[str | None, typer.Option(help="address to listen on")] = None,
     port: Annotated[int | None, typer.Option(help="port")] = None,
     no_serve: Annotated[bool, typer.Option(help="set everything up, print the logins, and exit")] = False,
+    persons: Annotated[int, typer.Option(help="size of the synthetic population (first run only)")] = 50_000,
 ) -> None:
-    """Set up a demonstration enclave in ENCLAVE_HOME, print its URLs and logins, and serve it."""
-    from enclave.demo import setup_demo
+    """Set up a demonstration enclave in ENCLAVE_HOME (accounts, a synthetic population ingested from
+    every source), print its URLs and logins, and serve it."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from enclave.demo import setup_data, setup_demo
 
     def body() -> None:
         settings = load_settings()
         with services() as s:
             credentials = setup_demo(s, operator())
+            with Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                TimeElapsedColumn(),
+                console=err,
+                transient=True,
+            ) as bar:
+                tasks: dict[str, Any] = {}
+
+                def progress(stage: str, done: int, total: int) -> None:
+                    if stage not in tasks:
+                        tasks[stage] = bar.add_task(stage, total=total)
+                    bar.update(tasks[stage], completed=done, total=total)
+
+                data = setup_data(s, operator(), persons=persons, progress=progress)
+            datasets = s.catalog.list_datasets(operator())
             url = f"http://{host or settings.api_host}:{port or settings.api_port}"
             out.rule("Enclave demo")
             out.print(f"data directory : {settings.home_dir}", highlight=False)
             out.print(f"database       : {settings.database}", highlight=False)
+            out.print(
+                f"research store : {settings.research_store} ({len(datasets)} datasets,"
+                f" {data.opt_outs:,} people opted out"
+                + (", just generated and ingested" if data.ingested else "")
+                + ")",
+                highlight=False,
+            )
+            for d in datasets:
+                out.print(
+                    f"  {d['name']:<14} v{d.get('current_version')}  {d.get('rows', 0):>10,} rows"
+                    f"  {d.get('persons', 0):>8,} persons",
+                    highlight=False,
+                )
             out.print(
                 f"API            : {url}   (OpenAPI: {url}/openapi.json, docs: {url}/docs)", highlight=False
             )

@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import date, timedelta
+from pathlib import Path
 
 from enclave.domain.identity import Actor, Role, generate_password
+from enclave.ingest.pipeline import IngestReport
 from enclave.wiring import Services
 
 
@@ -67,6 +70,50 @@ def setup_demo(services: Services, actor: Actor) -> list[DemoLogin]:
         json.dump([asdict(login) for login in logins], handle, indent=2)
     tmp.replace(path)
     return logins
+
+
+SPECS_DIR = Path(__file__).parent / "specs"
+DEMO_SEED = 2026
+
+
+@dataclass(frozen=True)
+class DemoData:
+    generated: bool
+    ingested: dict[str, IngestReport]
+    opt_outs: int
+
+
+def setup_data(
+    services: Services, actor: Actor, *, persons: int, progress: Callable[[str, int, int], None] | None = None
+) -> DemoData:
+    """Generate the synthetic population once, load its opt-out list, and ingest every source that
+    has no version yet, as the demo custodian."""
+    from enclave.ingest.spec import load_spec
+    from enclave.synth import generate
+
+    out = services.settings.home_dir / "synthetic"
+    generated = False
+    if not (out / "demographics.csv").exists():
+        generate(persons, DEMO_SEED, out, fmt="csv", progress=progress)
+        generated = True
+    custodian = Actor.for_user(services.identity.get_user(actor, "custodian"))
+    with services.db.unit_of_work(write=False) as uow:
+        opt_outs = uow.opt_outs.count_opt_outs()
+    if opt_outs == 0:
+        opt_outs, _ = services.catalog.load_opt_outs(custodian, out / "opt_outs.csv")
+    ingested: dict[str, IngestReport] = {}
+    for spec_path in sorted(SPECS_DIR.glob("*.yaml")):
+        spec = load_spec(spec_path)
+        with services.db.unit_of_work(write=False) as uow:
+            existing = uow.catalog.get_dataset(spec.dataset)
+        if existing is not None and existing.current_version is not None:
+            continue
+        if progress:
+            progress(f"ingest {spec.dataset}", 0, 1)
+        ingested[spec.dataset] = services.catalog.ingest(custodian, spec, out / f"{spec.dataset}.csv")
+        if progress:
+            progress(f"ingest {spec.dataset}", 1, 1)
+    return DemoData(generated, ingested, opt_outs)
 
 
 def _exists(services: Services, username: str) -> bool:

@@ -98,9 +98,7 @@ class Column(Strict):
             raise ValueError("range must be [first, last]")
         if self.role is Role.QUASI_IDENTIFIER:
             if self.generalise is None:
-                raise ValueError(
-                    f"a quasi-identifier needs a generalisation ({', '.join(Generalisation)})"
-                )
+                raise ValueError(f"a quasi-identifier needs a generalisation ({', '.join(Generalisation)})")
             if (
                 self.generalise in (Generalisation.AGE_BAND_5, Generalisation.AGE_BAND_10)
                 and not self.reference_date

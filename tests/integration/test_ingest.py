@@ -31,7 +31,7 @@ ROWS_OK = [
     f"{P1},A2,2021-03-01,I21.4,IX,9,5400",
     f"{P2},A3,2022-07-14,J18.9,X,2,900",
     f"{P3},A4,2023-02-02,E11.9,IV,500,3000",  # length of stay clamped to 365
-    f"{P4},A5,2024-11-30,I10,IX,,450",  # length of stay missing: nullable
+    f"{P4},A5,2024-11-30,I21.4,IX,,450",  # length of stay missing: nullable
 ]
 ROWS_BAD = {
     f"{BAD},A6,2020-01-05,E11.9,IV,3,1200": "nhs_number: invalid identifier (format or check digit)",
