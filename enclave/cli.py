@@ -49,7 +49,8 @@ app.add_typer(catalog_app, name="catalog")
 app.add_typer(optout_app, name="optout")
 app.add_typer(keys_app, name="keys")
 
-out = Console(soft_wrap=True)
+# Piped output (scripts, CI logs) gets wide tables instead of ones cut at 80 columns.
+out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 200)
 err = Console(stderr=True, soft_wrap=True)
 T = TypeVar("T")
 
@@ -621,7 +622,14 @@ def catalog_linkage(
     def body() -> None:
         with services() as s:
             result = s.catalog.linkage_report(operator(), population)
+        if not result:
+            console_print("no dataset with data that you are the custodian of")
         for pop, data in result.items():
+            sizes = ", ".join(f"{name} {count:,}" for name, count in data["datasets"].items())
+            console_print(f"population {pop}: persons per dataset: {sizes}")
+            if not data["pairs"]:
+                console_print("  only one dataset: no pair to link yet")
+                continue
             table = Table(
                 "a",
                 "b",

@@ -193,3 +193,54 @@ def test_audit_export_writes_json_lines_that_verify_alone(cli, services: Service
     ]
     assert verify_chain(events).ok
     assert cli("audit", "export").stdout.count("\n") == 4
+
+
+def test_custodian_pipeline_through_the_cli(cli, services: Services, tmp_path: Path) -> None:
+    """keys init, optout load, ingest (with its report), catalog list/show/versions/linkage/dcat."""
+    from enclave.domain.identity import Role
+    from tests.conftest import make_account
+    from tests.integration.test_ingest import HEADER, P1, ROWS_BAD, ROWS_OK, SPECS
+
+    make_account(services, "custodian", Role.CUSTODIAN)
+    assert "master key" in cli("keys", "init").stdout
+    optouts = tmp_path / "optouts.txt"
+    optouts.write_text(f"{P1}\n")
+    assert "1 people" in cli("optout", "load", str(optouts)).stdout
+    extract = tmp_path / "admissions.csv"
+    extract.write_text("\n".join([HEADER, *ROWS_OK, *ROWS_BAD]) + "\n")
+    report_path = tmp_path / "report.json"
+    out = cli("ingest", str(SPECS / "admissions.yaml"), str(extract), "--report", str(report_path)).stdout
+    assert "admissions v1:" in out
+    assert "quarantined" in out
+    assert "duplicate row" in out
+    report = json.loads(report_path.read_text())
+    assert report["rows_opted_out"] == 2
+    assert report["rows_quarantined"] == len(ROWS_BAD)
+    assert "admissions" in cli("catalog", "list").stdout
+    shown = json.loads(cli("catalog", "show", "admissions").stdout)
+    assert shown["rows"] == len(ROWS_OK) - 2
+    versions = json.loads(cli("catalog", "versions", "admissions").stdout)
+    assert versions[0]["source_sha256"] == report["source_sha256"]
+    assert "admissions" in cli("catalog", "linkage").stdout
+    assert (
+        json.loads(cli("catalog", "dcat", "--base-url", "https://x.example").stdout)["@type"]
+        == "dcat:Catalog"
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["ingest", "missing.yaml", "x.csv"], "spec file missing.yaml does not exist"),
+        (["catalog", "show", "nothing"], "no dataset named 'nothing'"),
+        (["optout", "load", "nowhere.csv"], "nowhere.csv does not exist"),
+        (["synth", "--persons", "0", "--out", "out"], "persons"),
+        (["synth", "--format", "xlsx"], "unknown format 'xlsx'"),
+    ],
+)
+def test_pipeline_errors_are_one_line(cli, args: list[str], message: str) -> None:
+    """Mistakes in the pipeline commands end with one line and exit 1."""
+    result = cli(*args, ok=False)
+    assert result.exit_code == 1
+    assert message in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
