@@ -1696,11 +1696,12 @@ def generate(
 ) -> SynthSummary:
     """Write the six synthetic extracts for ``persons`` registered people into ``out``.
 
-    Files are ``<source>.csv`` or ``<source>.parquet`` for each name in ``FILE_NAMES``; existing ones
-    are replaced only once all are complete (each is written to a work directory inside ``out``
-    first). ``progress(stage, done, total)`` is called with stage ``"generate"`` (persons done, out of
-    ``persons``) before and after each chunk, then ``"write"`` (files finished, out of 6).
-    The same ``(persons, seed)`` gives byte-identical files; bad arguments raise ``InvalidInput``.
+    Files are ``<source>.csv`` or ``<source>.parquet`` for each name in ``FILE_NAMES``. They are built
+    in a work directory inside ``out`` and moved into place (replacing files of the same name) only
+    after every chunk has been generated; the work directory is always removed. ``progress(stage,
+    done, total)`` is called with stage ``"generate"`` (persons done, out of ``persons``) before and
+    after each chunk, then ``"write"`` (files finished, out of 6). The same ``(persons, seed)`` gives
+    byte-identical files; bad arguments raise ``InvalidInput``.
     """
     path = _check_arguments(persons, seed, out, fmt)
     started = time.perf_counter()
