@@ -640,7 +640,6 @@ def catalog_linkage(
                 "only b",
                 "rate a",
                 "rate b",
-                title=f"population {pop}",
             )
             for p in data["pairs"]:
                 table.add_row(

@@ -86,7 +86,10 @@ def test_demo_prints_logins_that_work(settings: Settings, tmp_path: Path) -> Non
     port = free_port()
     env = _env(settings, ENCLAVE_API_PORT=str(port))
     url = f"http://127.0.0.1:{port}"
-    with running([*ENCLAVE, "demo"], env, url) as output, httpx.Client(base_url=url) as c:
+    with (
+        running([*ENCLAVE, "demo", "--persons", "3000"], env, url) as output,
+        httpx.Client(base_url=url) as c,
+    ):
         creds = json.loads((settings.key_store / "demo-credentials.json").read_text())
         researcher = next(cred for cred in creds if cred["username"] == "researcher")
         r = c.post("/auth/login", json={"username": "researcher", "password": researcher["password"]})
@@ -96,6 +99,7 @@ def test_demo_prints_logins_that_work(settings: Settings, tmp_path: Path) -> Non
         assert me["accreditation_expires"] is not None
     assert url in output.stdout
     assert researcher["password"] in output.stdout
+    assert "5 datasets" in output.stdout
     again = subprocess.run(
         [*ENCLAVE, "demo", "--no-serve"], env=env, capture_output=True, text=True, check=True
     )
