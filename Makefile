@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PG_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/postgres
 
-.PHONY: setup demo serve test test-sqlite test-postgresql check fix clean
+.PHONY: setup demo serve test test-sqlite test-postgresql check fix docs clean
 
 setup: $(VENV)/.installed
 
@@ -30,6 +30,9 @@ check: setup
 fix: setup
 	$(VENV)/bin/ruff check --fix enclave tests
 	$(VENV)/bin/ruff format enclave tests
+
+docs: setup
+	$(PY) -c 'from enclave.domain.access_states import diagrams_markdown as d; open("docs/access-states.md", "w").write(d())'
 
 test-sqlite: setup
 	$(PY) -m pytest --db sqlite $(PYTEST_ARGS)
