@@ -8,6 +8,7 @@ from datetime import timedelta
 from enclave.config import Settings
 from enclave.db.migrate import ensure_schema
 from enclave.db.session import Database
+from enclave.domain.access_service import AccessService
 from enclave.domain.audit_service import AuditService
 from enclave.domain.clock import Clock, utcnow
 from enclave.domain.identity_service import IdentityService, TokenPolicy
@@ -23,6 +24,7 @@ class Services:
     audit: AuditService
     keys: KeyStore
     catalog: CatalogService
+    access: AccessService
 
     def close(self) -> None:
         self.db.dispose()
@@ -60,4 +62,5 @@ def build_services(settings: Settings, *, migrate: bool = True, clock: Clock = u
             quarantine_store=settings.quarantine_store,
             clock=clock,
         ),
+        access=AccessService(db.unit_of_work, clock=clock),
     )

@@ -144,6 +144,7 @@ class DatasetRow(Base):
     population: Mapped[str] = mapped_column(String(63), index=True)
     custodian_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
     contribution_bound: Mapped[int] = mapped_column(Integer)
+    max_epsilon: Mapped[str] = mapped_column(String(40), default="10", server_default="10")
     current_version: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
@@ -178,3 +179,37 @@ class OptOutRow(Base):
 
     pseudonym: Mapped[str] = mapped_column(String(64), primary_key=True)
     loaded_at: Mapped[datetime]
+
+
+class AccessRequestRow(Base):
+    __tablename__ = "access_requests"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    applicant_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    state: Mapped[str] = mapped_column(String(30), index=True)
+    form_json: Mapped[str] = mapped_column(Text)
+    parts_json: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    project_id: Mapped[int | None] = mapped_column(Integer)
+
+
+class ProjectRow(Base):
+    __tablename__ = "projects"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    request_id: Mapped[int] = mapped_column(ForeignKey("access_requests.id"), unique=True)
+    title: Mapped[str] = mapped_column(String(200))
+    lay_summary: Mapped[str] = mapped_column(Text)
+    organisation: Mapped[str] = mapped_column(String(200))
+    state: Mapped[str] = mapped_column(String(20), index=True)
+    start_date: Mapped[date]
+    end_date: Mapped[date]
+    # Exact decimals as text: SQLite has no decimal type, and the budget must never drift.
+    epsilon: Mapped[str] = mapped_column(String(40))
+    delta: Mapped[str | None] = mapped_column(String(40))
+    scope_json: Mapped[str] = mapped_column(Text)
+    conditions_json: Mapped[str] = mapped_column(Text)
+    members_json: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]

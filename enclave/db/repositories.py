@@ -6,23 +6,30 @@ session, so the change and its record commit or roll back together.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Generator
 from datetime import date, datetime
+from decimal import Decimal
 
 from sqlalchemy import Select, delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from enclave.db.models import (
+    AccessRequestRow,
     ApiTokenRow,
     AuditEventRow,
     AuditHeadRow,
     DatasetRow,
     DatasetVersionRow,
     OptOutRow,
+    ProjectRow,
     UserRoleRow,
     UserRow,
 )
+from enclave.domain.access import AccessRequest, Part, Project
+from enclave.domain.access_form import AccessRequestForm
+from enclave.domain.access_states import ProjectState, RequestState
 from enclave.domain.audit import GENESIS_HASH, AuditEvent, ChainedEvent, chain_event
 from enclave.domain.catalog import Dataset, DatasetVersion
 from enclave.domain.clock import utcnow
@@ -292,6 +299,7 @@ def _dataset(row: DatasetRow, custodian: str) -> Dataset:
         current_version=row.current_version,
         created_at=row.created_at,
         updated_at=row.updated_at,
+        max_epsilon=Decimal(row.max_epsilon),
     )
 
 
@@ -376,6 +384,17 @@ class SqlCatalogRepository:
         assert dataset is not None
         return dataset
 
+    def set_dataset_policy(self, dataset_id: int, max_epsilon: Decimal, *, audit: AuditEvent) -> Dataset:
+        row = self._session.get(DatasetRow, dataset_id)
+        if row is None:
+            raise NotFound(f"no dataset with id {dataset_id}")
+        row.max_epsilon = str(max_epsilon)
+        self._session.flush()
+        self._audit.append(audit)
+        dataset = self.get_dataset(row.name)
+        assert dataset is not None
+        return dataset
+
     def publish_version(
         self,
         dataset_id: int,
@@ -440,3 +459,143 @@ class SqlOptOutRepository:
             )
         self._audit.append(audit)
         return len(unique)
+
+
+def _request(row: AccessRequestRow, applicant: str) -> AccessRequest:
+    return AccessRequest(
+        id=row.id,
+        applicant_id=row.applicant_id,
+        applicant=applicant,
+        state=RequestState(row.state),
+        form=AccessRequestForm.model_validate_json(row.form_json),
+        parts=tuple(Part.from_json(p) for p in json.loads(row.parts_json)),
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        project_id=row.project_id,
+    )
+
+
+def _project(row: ProjectRow) -> Project:
+    return Project(
+        id=row.id,
+        request_id=row.request_id,
+        title=row.title,
+        lay_summary=row.lay_summary,
+        organisation=row.organisation,
+        state=ProjectState(row.state),
+        start_date=row.start_date,
+        end_date=row.end_date,
+        epsilon=Decimal(row.epsilon),
+        delta=Decimal(row.delta) if row.delta is not None else None,
+        scope=json.loads(row.scope_json),
+        conditions=json.loads(row.conditions_json),
+        members=json.loads(row.members_json),
+        created_at=row.created_at,
+    )
+
+
+class SqlAccessRepository:
+    def __init__(self, session: Session, audit: SqlAuditLog) -> None:
+        self._session = session
+        self._audit = audit
+
+    def _with_applicant(self, row: AccessRequestRow) -> AccessRequest:
+        user = self._session.get(UserRow, row.applicant_id)
+        return _request(row, user.username if user else "?")
+
+    def get_request(self, request_id: int, *, lock: bool = False) -> AccessRequest | None:
+        row = self._session.get(AccessRequestRow, request_id, with_for_update=lock, populate_existing=lock)
+        return self._with_applicant(row) if row is not None else None
+
+    def list_requests(self) -> list[AccessRequest]:
+        rows = self._session.execute(select(AccessRequestRow).order_by(AccessRequestRow.id)).scalars()
+        return [self._with_applicant(r) for r in rows]
+
+    def add_request(
+        self,
+        *,
+        applicant_id: int,
+        state: RequestState,
+        form: AccessRequestForm,
+        parts: tuple[Part, ...],
+        created_at: datetime,
+        audit: AuditEvent,
+    ) -> AccessRequest:
+        row = AccessRequestRow(
+            applicant_id=applicant_id,
+            state=state.value,
+            form_json=form.model_dump_json(),
+            parts_json=json.dumps([p.as_json() for p in parts]),
+            created_at=created_at,
+            updated_at=created_at,
+            project_id=None,
+        )
+        self._session.add(row)
+        self._session.flush()
+        self._audit.append(dataclasses.replace(audit, object_id=str(row.id)))
+        return self._with_applicant(row)
+
+    def update_request(
+        self,
+        request_id: int,
+        *,
+        state: RequestState,
+        form: AccessRequestForm,
+        parts: tuple[Part, ...],
+        updated_at: datetime,
+        project_id: int | None,
+        audit: AuditEvent,
+    ) -> AccessRequest:
+        row = self._session.get(AccessRequestRow, request_id)
+        if row is None:
+            raise NotFound(f"no access request {request_id}")
+        row.state = state.value
+        row.form_json = form.model_dump_json()
+        row.parts_json = json.dumps([p.as_json() for p in parts])
+        row.updated_at = updated_at
+        row.project_id = project_id
+        self._session.flush()
+        self._audit.append(audit)
+        return self._with_applicant(row)
+
+    def get_project(self, project_id: int, *, lock: bool = False) -> Project | None:
+        row = self._session.get(ProjectRow, project_id, with_for_update=lock, populate_existing=lock)
+        return _project(row) if row is not None else None
+
+    def list_projects(self) -> list[Project]:
+        rows = self._session.execute(select(ProjectRow).order_by(ProjectRow.id)).scalars()
+        return [_project(r) for r in rows]
+
+    def add_project(self, project: Project, *, audit: AuditEvent) -> Project:
+        row = ProjectRow(
+            request_id=project.request_id,
+            title=project.title,
+            lay_summary=project.lay_summary,
+            organisation=project.organisation,
+            state=project.state.value,
+            start_date=project.start_date,
+            end_date=project.end_date,
+            epsilon=str(project.epsilon),
+            delta=str(project.delta) if project.delta is not None else None,
+            scope_json=json.dumps(project.scope),
+            conditions_json=json.dumps(project.conditions),
+            members_json=json.dumps(project.members),
+            created_at=project.created_at,
+            updated_at=project.created_at,
+        )
+        self._session.add(row)
+        self._session.flush()
+        self._audit.append(dataclasses.replace(audit, object_id=str(row.id)))
+        return _project(row)
+
+    def set_project_state(
+        self, project_id: int, state: ProjectState, at: datetime, *, audit: AuditEvent
+    ) -> Project:
+        row = self._session.get(ProjectRow, project_id)
+        if row is None:
+            raise NotFound(f"no project {project_id}")
+        row.state = state.value
+        row.updated_at = at
+        self._session.flush()
+        self._audit.append(audit)
+        return _project(row)

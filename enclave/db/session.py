@@ -17,6 +17,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from enclave.db.repositories import (
+    SqlAccessRepository,
     SqlAuditLog,
     SqlCatalogRepository,
     SqlOptOutRepository,
@@ -69,6 +70,7 @@ class SqlUnitOfWork:
         self.tokens = SqlTokenRepository(session, self.audit)
         self.catalog = SqlCatalogRepository(session, self.audit)
         self.opt_outs = SqlOptOutRepository(session, self.audit)
+        self.access = SqlAccessRepository(session, self.audit)
 
 
 class Database:

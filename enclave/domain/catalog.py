@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from enclave.domain.errors import PermissionDenied
@@ -27,6 +28,7 @@ class Dataset:
     current_version: int | None
     created_at: datetime
     updated_at: datetime
+    max_epsilon: Decimal = Decimal(10)
 
 
 @dataclass(frozen=True)

@@ -11,8 +11,12 @@ from __future__ import annotations
 from collections.abc import Generator
 from contextlib import AbstractContextManager
 from datetime import date, datetime
+from decimal import Decimal
 from typing import Protocol
 
+from enclave.domain.access import AccessRequest, Part, Project
+from enclave.domain.access_form import AccessRequestForm
+from enclave.domain.access_states import ProjectState, RequestState
 from enclave.domain.audit import AuditEvent, ChainedEvent
 from enclave.domain.catalog import Dataset, DatasetVersion
 from enclave.domain.identity import ApiToken, Role, TokenKind, User
@@ -110,6 +114,8 @@ class CatalogRepository(Protocol):
         audit: AuditEvent,
     ) -> Dataset: ...
 
+    def set_dataset_policy(self, dataset_id: int, max_epsilon: Decimal, *, audit: AuditEvent) -> Dataset: ...
+
     def publish_version(
         self,
         dataset_id: int,
@@ -122,6 +128,49 @@ class CatalogRepository(Protocol):
     ) -> Dataset:
         """Record ``version`` and make it the dataset's current one, in the caller's transaction."""
         ...
+
+
+class AccessRepository(Protocol):
+    def get_request(self, request_id: int, *, lock: bool = False) -> AccessRequest | None:
+        """``lock`` holds the row until the transaction ends, so two deciders never overwrite each other."""
+        ...
+
+    def list_requests(self) -> list[AccessRequest]: ...
+
+    def add_request(
+        self,
+        *,
+        applicant_id: int,
+        state: RequestState,
+        form: AccessRequestForm,
+        parts: tuple[Part, ...],
+        created_at: datetime,
+        audit: AuditEvent,
+    ) -> AccessRequest: ...
+
+    def update_request(
+        self,
+        request_id: int,
+        *,
+        state: RequestState,
+        form: AccessRequestForm,
+        parts: tuple[Part, ...],
+        updated_at: datetime,
+        project_id: int | None,
+        audit: AuditEvent,
+    ) -> AccessRequest: ...
+
+    def get_project(self, project_id: int, *, lock: bool = False) -> Project | None: ...
+
+    def list_projects(self) -> list[Project]: ...
+
+    def add_project(self, project: Project, *, audit: AuditEvent) -> Project:
+        """Insert ``project`` (its ``id`` is ignored and assigned)."""
+        ...
+
+    def set_project_state(
+        self, project_id: int, state: ProjectState, at: datetime, *, audit: AuditEvent
+    ) -> Project: ...
 
 
 class OptOutRepository(Protocol):
@@ -149,6 +198,9 @@ class UnitOfWork(Protocol):
 
     @property
     def opt_outs(self) -> OptOutRepository: ...
+
+    @property
+    def access(self) -> AccessRepository: ...
 
 
 class UnitOfWorkFactory(Protocol):

@@ -55,6 +55,7 @@ def test_implementations_cover_their_protocols() -> None:
         ports.TokenRepository: repositories.SqlTokenRepository,
         ports.CatalogRepository: repositories.SqlCatalogRepository,
         ports.OptOutRepository: repositories.SqlOptOutRepository,
+        ports.AccessRepository: repositories.SqlAccessRepository,
     }
     for protocol, impl in pairs.items():
         for name, member in inspect.getmembers(protocol, inspect.isfunction):

@@ -1,0 +1,462 @@
+"""Use cases of access requests and projects.
+
+Every transition is checked against the state machine (``access_states``), performed with its
+audit event in one transaction, and refused with a sentence (nothing changed) otherwise.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+from enclave.domain.access import (
+    AccessRequest,
+    Decision,
+    Part,
+    Project,
+    approved_scope,
+    can_view_request,
+    check_can_decide,
+    merge_conditions,
+    narrow,
+    parties,
+    unaccredited,
+)
+from enclave.domain.access_form import AccessRequestForm, CatalogView, PersonView, check_against
+from enclave.domain.access_states import (
+    PROJECT_MACHINE,
+    REQUEST_MACHINE,
+    Party,
+    ProjectState,
+    RequestState,
+)
+from enclave.domain.audit import AuditEvent
+from enclave.domain.catalog import check_custodian_of
+from enclave.domain.clock import Clock, utcnow
+from enclave.domain.errors import InvalidInput, InvalidState, NotFound, PermissionDenied
+from enclave.domain.identity import Actor, Role
+from enclave.domain.ports import UnitOfWork, UnitOfWorkFactory
+
+MAX_REASON = 2000
+
+
+class AccessService:
+    def __init__(self, uow: UnitOfWorkFactory, *, clock: Clock = utcnow) -> None:
+        self._uow = uow
+        self._clock = clock
+
+    def _today(self) -> date:
+        return self._clock().date()
+
+    # --- helpers --------------------------------------------------------------------------
+
+    def _load(self, uow: UnitOfWork, actor: Actor, request_id: int, *, lock: bool = False) -> AccessRequest:
+        request = uow.access.get_request(request_id, lock=lock)
+        if request is None or not can_view_request(actor, request):
+            raise NotFound(f"no access request {request_id} that you can see")
+        return request
+
+    def _party(self, actor: Actor, request: AccessRequest, target: RequestState) -> Party:
+        """The party the actor acts as for this transition (the first that the machine allows)."""
+        transition = REQUEST_MACHINE.find(request.state.value, target.value)
+        mine = parties(actor, request)
+        if transition is not None:
+            for party in sorted(mine):
+                if party in transition.parties:
+                    return party
+        return next(iter(sorted(mine)), Party.APPLICANT)
+
+    def _catalog_view(self, uow: UnitOfWork) -> CatalogView:
+        columns: dict[str, frozenset[str]] = {}
+        limits: dict[str, Decimal] = {}
+        for dataset in uow.catalog.list_datasets():
+            if dataset.current_version is None:
+                continue
+            version = uow.catalog.get_version(dataset.id, dataset.current_version)
+            assert version is not None
+            columns[dataset.name] = frozenset(c["name"] for c in version.columns if c["name"] != "person_id")
+            limits[dataset.name] = dataset.max_epsilon
+        return CatalogView(columns=columns, max_epsilon=limits)
+
+    def _people(self, uow: UnitOfWork, form: AccessRequestForm) -> dict[str, PersonView]:
+        out = {}
+        for member in form.team:
+            user = uow.users.get_by_username(member.username)
+            out[member.username] = PersonView(
+                exists=user is not None and user.active,
+                accredited_until=user.accreditation_expires if user is not None else None,
+            )
+        return out
+
+    def _validate(self, uow: UnitOfWork, form: AccessRequestForm) -> tuple[Part, ...]:
+        problems = check_against(form, self._catalog_view(uow), self._people(uow, form), on=self._today())
+        if problems:
+            raise InvalidInput("the request cannot be submitted: " + "; ".join(problems))
+        parts = []
+        for wanted in form.datasets:
+            dataset = uow.catalog.get_dataset(wanted.dataset)
+            assert dataset is not None
+            parts.append(
+                Part(dataset=dataset.name, custodian_id=dataset.custodian_id, custodian=dataset.custodian)
+            )
+        return tuple(parts)
+
+    def _transition(
+        self,
+        uow: UnitOfWork,
+        actor: Actor,
+        request: AccessRequest,
+        target: RequestState,
+        *,
+        party: Party | None = None,
+        form: AccessRequestForm | None = None,
+        parts: tuple[Part, ...] | None = None,
+        project_id: int | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> AccessRequest:
+        transition = REQUEST_MACHINE.check(
+            request.state.value, target.value, party or self._party(actor, request, target)
+        )
+        return uow.access.update_request(
+            request.id,
+            state=target,
+            form=form or request.form,
+            parts=parts if parts is not None else request.parts,
+            updated_at=self._clock(),
+            project_id=project_id if project_id is not None else request.project_id,
+            audit=AuditEvent(
+                transition.event,
+                actor.name,
+                "access_request",
+                str(request.id),
+                {"from": request.state, "to": target, **(details or {})},
+            ),
+        )
+
+    # --- the applicant ----------------------------------------------------------------------
+
+    def create(self, actor: Actor, form: AccessRequestForm, *, submit: bool) -> AccessRequest:
+        """A researcher creates a draft (and, with ``submit``, submits it at once)."""
+        if actor.user is None or actor.project_scope is not None or not actor.has_role(Role.RESEARCHER):
+            raise PermissionDenied("applying for access needs the researcher role")
+        if actor.user.username not in {m.username for m in form.team}:
+            raise InvalidInput("the applicant must be a member of the team")
+        with self._uow() as uow:
+            request = uow.access.add_request(
+                applicant_id=actor.user.id,
+                state=RequestState.DRAFT,
+                form=form,
+                parts=(),
+                created_at=self._clock(),
+                audit=AuditEvent(
+                    "access_request.created", actor.name, "access_request", "new", {"title": form.title}
+                ),
+            )
+            if submit:
+                request = self._transition(
+                    uow, actor, request, RequestState.SUBMITTED, parts=self._validate(uow, form)
+                )
+            return request
+
+    def edit(self, actor: Actor, request_id: int, form: AccessRequestForm) -> AccessRequest:
+        """Edit a draft, or a request sent back for changes."""
+        with self._uow() as uow:
+            request = self._load(uow, actor, request_id, lock=True)
+            if Party.APPLICANT not in parties(actor, request):
+                raise PermissionDenied("only the applicant can edit a request")
+            if request.state not in (RequestState.DRAFT, RequestState.CHANGES_REQUESTED):
+                raise InvalidState(
+                    f"request {request_id} is {request.state}: only drafts and requests sent back for"
+                    " changes can be edited"
+                )
+            if actor.user is not None and actor.user.username not in {m.username for m in form.team}:
+                raise InvalidInput("the applicant must be a member of the team")
+            return uow.access.update_request(
+                request.id,
+                state=request.state,
+                form=form,
+                parts=request.parts,
+                updated_at=self._clock(),
+                project_id=None,
+                audit=AuditEvent("access_request.edited", actor.name, "access_request", str(request.id)),
+            )
+
+    def submit(self, actor: Actor, request_id: int) -> AccessRequest:
+        """Submit a draft, or resubmit after changes (every part goes back to pending)."""
+        with self._uow() as uow:
+            request = self._load(uow, actor, request_id, lock=True)
+            parts = self._validate(uow, request.form)
+            return self._transition(uow, actor, request, RequestState.SUBMITTED, parts=parts)
+
+    def withdraw(self, actor: Actor, request_id: int, reason: str = "") -> AccessRequest:
+        with self._uow() as uow:
+            request = self._load(uow, actor, request_id, lock=True)
+            return self._transition(
+                uow, actor, request, RequestState.WITHDRAWN, details={"reason": reason[:MAX_REASON]}
+            )
+
+    # --- the custodians ---------------------------------------------------------------------
+
+    def start_review(self, actor: Actor, request_id: int) -> AccessRequest:
+        with self._uow() as uow:
+            request = self._load(uow, actor, request_id, lock=True)
+            return self._transition(uow, actor, request, RequestState.UNDER_REVIEW)
+
+    def decide(
+        self,
+        actor: Actor,
+        request_id: int,
+        dataset: str,
+        decision: Decision,
+        reason: str,
+        *,
+        columns: list[str] | None = None,
+        epsilon: Decimal | None = None,
+        end_date: date | None = None,
+        conditions: dict[str, Any] | None = None,
+    ) -> AccessRequest:
+        """A custodian decides on their dataset's part. The last approval approves the request and
+        creates the project; a rejection rejects it; a request for changes sends it back."""
+        if decision is Decision.PENDING:
+            raise InvalidInput("a decision is approved, rejected or changes_requested")
+        if not reason.strip():
+            raise InvalidInput("a decision needs a reason the applicant can read")
+        if conditions and set(conditions) - {"min_count", "note"}:
+            raise InvalidInput("conditions may set min_count (a stricter small-count threshold) and a note")
+        if conditions and "min_count" in conditions:
+            count = conditions["min_count"]
+            if not isinstance(count, int) or isinstance(count, bool) or not 1 <= count <= 1000:
+                raise InvalidInput("min_count must be a whole number from 1 to 1000")
+        with self._uow() as uow:
+            request = self._load(uow, actor, request_id, lock=True)
+            part = request.part(dataset)
+            check_can_decide(actor, request, part)
+            if request.state not in (RequestState.SUBMITTED, RequestState.UNDER_REVIEW):
+                raise InvalidState(f"request {request_id} is {request.state}: there is nothing to decide")
+            if part.decision is not Decision.PENDING:
+                raise InvalidState(f"you already decided on {dataset} ({part.decision}); a decision is final")
+            if request.state is RequestState.SUBMITTED:
+                request = self._transition(
+                    uow, actor, request, RequestState.UNDER_REVIEW, party=Party.CUSTODIAN
+                )
+            decided = replace(
+                narrow(request, part, columns=columns, epsilon=epsilon, end_date=end_date)
+                if decision is Decision.APPROVED
+                else part,
+                decision=decision,
+                reason=reason[:MAX_REASON],
+                conditions=dict(conditions or {}),
+                decided_by=actor.name,
+                decided_at=self._clock(),
+            )
+            parts = tuple(decided if p.dataset == dataset else p for p in request.parts)
+            request = uow.access.update_request(
+                request.id,
+                state=request.state,
+                form=request.form,
+                parts=parts,
+                updated_at=self._clock(),
+                project_id=None,
+                audit=AuditEvent(
+                    "access_request.part_decided",
+                    actor.name,
+                    "access_request",
+                    str(request.id),
+                    {"dataset": dataset, "decision": decision, "reason": reason[:MAX_REASON]},
+                ),
+            )
+            if decision is Decision.REJECTED:
+                return self._transition(uow, actor, request, RequestState.REJECTED, party=Party.CUSTODIAN)
+            if decision is Decision.CHANGES_REQUESTED:
+                return self._transition(
+                    uow, actor, request, RequestState.CHANGES_REQUESTED, party=Party.CUSTODIAN
+                )
+            if all(p.decision is Decision.APPROVED for p in request.parts):
+                return self._approve(uow, actor, request)
+            return request
+
+    def _approve(self, uow: UnitOfWork, actor: Actor, request: AccessRequest) -> AccessRequest:
+        names = [m.username for m in request.form.team]
+        lapsed = unaccredited([uow.users.get_by_username(n) for n in names], names, self._today())
+        if lapsed:
+            raise InvalidInput(
+                "the request cannot be approved: no valid accreditation for "
+                + ", ".join(lapsed)
+                + "; renew it, then decide again"
+            )
+        scope, epsilon, end_date = approved_scope(request)
+        project = uow.access.add_project(
+            Project(
+                id=0,
+                request_id=request.id,
+                title=request.form.title,
+                lay_summary=request.form.lay_summary,
+                organisation=request.form.organisation,
+                state=ProjectState.ACTIVE,
+                start_date=request.form.start_date,
+                end_date=end_date,
+                epsilon=epsilon,
+                delta=request.form.budget.delta,
+                scope=scope,
+                conditions=merge_conditions(request.parts),
+                members={m.username: m.role.value for m in request.form.team},
+                created_at=self._clock(),
+            ),
+            audit=AuditEvent(
+                "project.created",
+                "system",
+                "project",
+                "new",
+                {"request": request.id, "scope": scope, "epsilon": epsilon, "end_date": end_date},
+            ),
+        )
+        return self._transition(
+            uow,
+            actor,
+            request,
+            RequestState.APPROVED,
+            party=Party.SYSTEM,
+            project_id=project.id,
+            details={"project": project.id},
+        )
+
+    # --- reading ------------------------------------------------------------------------------
+
+    def get(self, actor: Actor, request_id: int) -> AccessRequest:
+        with self._uow(write=False) as uow:
+            return self._load(uow, actor, request_id)
+
+    def list_requests(self, actor: Actor) -> list[AccessRequest]:
+        with self._uow(write=False) as uow:
+            return [r for r in uow.access.list_requests() if can_view_request(actor, r)]
+
+    # --- projects -----------------------------------------------------------------------------
+
+    def _project_parties(self, uow: UnitOfWork, actor: Actor, project: Project) -> frozenset[Party]:
+        if actor.is_operator:
+            return frozenset({Party.ADMIN})
+        if actor.user is None or actor.project_scope is not None:
+            return frozenset()
+        found = set()
+        if actor.has_role(Role.ADMIN):
+            found.add(Party.ADMIN)
+        if project.members.get(actor.user.username) == "lead":
+            found.add(Party.APPLICANT)
+        if actor.has_role(Role.CUSTODIAN):
+            for name in project.scope:
+                dataset = uow.catalog.get_dataset(name)
+                if dataset is not None and dataset.custodian_id == actor.user.id:
+                    found.add(Party.CUSTODIAN)
+        return frozenset(found)
+
+    def _can_view_project(self, uow: UnitOfWork, actor: Actor, project: Project) -> bool:
+        if self._project_parties(uow, actor, project):
+            return True
+        return actor.user is not None and actor.user.username in project.members
+
+    def projects(self, actor: Actor) -> list[Project]:
+        with self._uow(write=False) as uow:
+            return [p for p in uow.access.list_projects() if self._can_view_project(uow, actor, p)]
+
+    def project(self, actor: Actor, project_id: int) -> Project:
+        with self._uow(write=False) as uow:
+            project = uow.access.get_project(project_id)
+            if project is None or not self._can_view_project(uow, actor, project):
+                raise NotFound(f"no project {project_id} that you can see")
+            return project
+
+    def set_project_state(self, actor: Actor, project_id: int, target: ProjectState, reason: str) -> Project:
+        """Suspend, reinstate, revoke or close a project; takes effect on the next request."""
+        if not reason.strip():
+            raise InvalidInput("say why, for the audit log and the project's members")
+        with self._uow() as uow:
+            project = uow.access.get_project(project_id, lock=True)
+            if project is None or not self._can_view_project(uow, actor, project):
+                raise NotFound(f"no project {project_id} that you can see")
+            current = project.effective_state(self._today())
+            mine = self._project_parties(uow, actor, project)
+            transition = PROJECT_MACHINE.find(current.value, target.value)
+            party = next((p for p in sorted(mine) if transition and p in transition.parties), Party.APPLICANT)
+            transition = PROJECT_MACHINE.check(current.value, target.value, party)
+            return uow.access.set_project_state(
+                project.id,
+                target,
+                self._clock(),
+                audit=AuditEvent(
+                    transition.event,
+                    actor.name,
+                    "project",
+                    str(project.id),
+                    {"from": current, "to": target, "reason": reason[:MAX_REASON]},
+                ),
+            )
+
+    def expire_due(self) -> list[int]:
+        """Record the expiry of every project whose end date has passed (expiry already counts
+        before this runs: see ``Project.effective_state``)."""
+        today = self._today()
+        expired = []
+        with self._uow() as uow:
+            for project in uow.access.list_projects():
+                if (
+                    project.state is not ProjectState.EXPIRED
+                    and project.effective_state(today) is ProjectState.EXPIRED
+                ):
+                    transition = PROJECT_MACHINE.check(
+                        project.state.value, ProjectState.EXPIRED.value, Party.SYSTEM
+                    )
+                    uow.access.set_project_state(
+                        project.id,
+                        ProjectState.EXPIRED,
+                        self._clock(),
+                        audit=AuditEvent(
+                            transition.event,
+                            "system",
+                            "project",
+                            str(project.id),
+                            {"end_date": project.end_date},
+                        ),
+                    )
+                    expired.append(project.id)
+        return expired
+
+    def register(self) -> list[dict[str, Any]]:
+        """The public register of approved projects (no login): what, who, which data, when, status."""
+        today = self._today()
+        with self._uow(write=False) as uow:
+            return [
+                {
+                    "id": p.id,
+                    "title": p.title,
+                    "lay_summary": p.lay_summary,
+                    "organisation": p.organisation,
+                    "datasets": sorted(p.scope),
+                    "start_date": p.start_date.isoformat(),
+                    "end_date": p.end_date.isoformat(),
+                    "status": p.effective_state(today).value,
+                }
+                for p in uow.access.list_projects()
+            ]
+
+    def set_dataset_policy(self, actor: Actor, dataset: str, max_epsilon: Decimal) -> None:
+        """A custodian caps the epsilon any one request may ask of their dataset."""
+        if not (Decimal(0) < max_epsilon <= Decimal(1000)):
+            raise InvalidInput("max_epsilon must be above 0 and at most 1000")
+        with self._uow() as uow:
+            found = uow.catalog.get_dataset(dataset)
+            if found is None:
+                raise NotFound(f"no dataset named {dataset!r}")
+            check_custodian_of(actor, found)
+            uow.catalog.set_dataset_policy(
+                found.id,
+                max_epsilon,
+                audit=AuditEvent(
+                    "dataset.policy_set",
+                    actor.name,
+                    "dataset",
+                    dataset,
+                    {"max_epsilon": max_epsilon, "previous": found.max_epsilon},
+                ),
+            )
