@@ -41,6 +41,10 @@ config_app = typer.Typer(help="Settings.", no_args_is_help=True)
 catalog_app = typer.Typer(help="Datasets, versions, linkage reports, DCAT-AP export.", no_args_is_help=True)
 optout_app = typer.Typer(help="The national data opt-out list.", no_args_is_help=True)
 keys_app = typer.Typer(help="The key store.", no_args_is_help=True)
+request_app = typer.Typer(help="Access requests: submit, list, show, decide, withdraw.", no_args_is_help=True)
+projects_app = typer.Typer(
+    help="Projects: list, show, suspend, reinstate, revoke, close, expire.", no_args_is_help=True
+)
 app.add_typer(db_app, name="db")
 app.add_typer(users_app, name="users")
 app.add_typer(audit_app, name="audit")
@@ -48,6 +52,8 @@ app.add_typer(config_app, name="config")
 app.add_typer(catalog_app, name="catalog")
 app.add_typer(optout_app, name="optout")
 app.add_typer(keys_app, name="keys")
+app.add_typer(request_app, name="request")
+app.add_typer(projects_app, name="projects")
 
 # Piped output (scripts, CI logs) gets wide tables instead of ones cut at 80 columns.
 out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 200)
@@ -691,6 +697,231 @@ def keys_init() -> None:
     run(body)
 
 
+# --- access requests and projects ----------------------------------------------------------------
+
+AsUser = Annotated[str, typer.Option("--as", help="act as this user (their rights; audited with your name)")]
+
+
+def as_user(s: Services, username: str) -> Actor:
+    user = s.identity.get_user(operator(), username)
+    os_user = operator().name.removeprefix("operator:")
+    return Actor.on_behalf(user, os_user)
+
+
+def _print_request(request: Any) -> None:
+    from enclave.api.routes.access import request_view
+
+    console_print(json.dumps(request_view(request), indent=2))
+
+
+@request_app.command("submit")
+def request_submit(
+    file: Annotated[Path, typer.Argument(help="the access request, YAML (see access_requests/examples)")],
+    username: AsUser,
+    draft: Annotated[bool, typer.Option(help="save as a draft without submitting")] = False,
+) -> None:
+    """Create an access request from a file, and submit it unless --draft."""
+    from enclave.domain.access_form import parse_form
+
+    def body() -> None:
+        try:
+            text = file.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise CliError(f"{file} does not exist") from None
+        form = parse_form(text, source=file.name)
+        with services() as s:
+            request = s.access.create(as_user(s, username), form, submit=not draft)
+        console_print(f"request {request.id} {request.state}: {request.form.title}")
+        for part in request.parts:
+            console_print(f"  {part.dataset:<16} {part.decision:<18} custodian {part.custodian}")
+
+    run(body)
+
+
+@request_app.command("list")
+def request_list(
+    username: Annotated[str | None, typer.Option("--as", help="only what this user can see")] = None,
+) -> None:
+    """List access requests with their state and each dataset's decision."""
+
+    def body() -> None:
+        with services() as s:
+            who = as_user(s, username) if username else operator()
+            requests = s.access.list_requests(who)
+        table = Table("id", "state", "applicant", "title", "decisions", "project")
+        for r in requests:
+            decisions = ", ".join(f"{p.dataset}: {p.decision}" for p in r.parts)
+            table.add_row(str(r.id), r.state, r.applicant, r.form.title, decisions, str(r.project_id or "-"))
+        out.print(table)
+
+    run(body)
+
+
+@request_app.command("show")
+def request_show(request_id: int) -> None:
+    """Print one request, its form and its decisions, as JSON."""
+
+    def body() -> None:
+        with services() as s:
+            _print_request(s.access.get(operator(), request_id))
+
+    run(body)
+
+
+@request_app.command("decide")
+def request_decide(
+    request_id: int,
+    username: AsUser,
+    dataset: Annotated[str, typer.Option(help="the dataset whose part you decide")],
+    decision: Annotated[str, typer.Option(help="approved, rejected or changes_requested")],
+    reason: Annotated[str, typer.Option(help="a sentence the applicant can read")],
+    columns: Annotated[str | None, typer.Option(help="approve only these columns, comma-separated")] = None,
+    epsilon: Annotated[str | None, typer.Option(help="approve at most this epsilon")] = None,
+    end_date: Annotated[str | None, typer.Option(help="approve until this date, YYYY-MM-DD")] = None,
+    min_count: Annotated[
+        int | None, typer.Option(help="a stricter small-count threshold for outputs")
+    ] = None,
+) -> None:
+    """Decide on your dataset's part of a request (as its custodian)."""
+    from decimal import Decimal, InvalidOperation
+
+    from enclave.domain.access import Decision
+
+    def body() -> None:
+        try:
+            chosen = Decision(decision)
+        except ValueError:
+            raise CliError(
+                f"unknown decision {decision!r}: use approved, rejected or changes_requested"
+            ) from None
+        try:
+            eps = Decimal(epsilon) if epsilon is not None else None
+        except InvalidOperation:
+            raise CliError(f"cannot read epsilon {epsilon!r}: use a number like 1.5") from None
+        with services() as s:
+            request = s.access.decide(
+                as_user(s, username),
+                request_id,
+                dataset,
+                chosen,
+                reason,
+                columns=[c.strip() for c in columns.split(",")] if columns else None,
+                epsilon=eps,
+                end_date=parse_date(end_date) if end_date else None,
+                conditions={"min_count": min_count} if min_count is not None else None,
+            )
+            console_print(f"request {request.id} is {request.state}")
+            if request.project_id is not None:
+                project = s.access.project(operator(), request.project_id)
+                console_print(
+                    f"project {project.id} created: {project.title}; epsilon {project.epsilon};"
+                    f" until {project.end_date}; scope {json.dumps(project.scope)}"
+                )
+
+    run(body)
+
+
+@request_app.command("withdraw")
+def request_withdraw(request_id: int, username: AsUser, reason: Annotated[str, typer.Option()] = "") -> None:
+    """Withdraw your request."""
+
+    def body() -> None:
+        with services() as s:
+            request = s.access.withdraw(as_user(s, username), request_id, reason)
+        console_print(f"request {request.id} is {request.state}")
+
+    run(body)
+
+
+@projects_app.command("list")
+def projects_list() -> None:
+    """List projects with their state, dates, budget and members."""
+
+    def body() -> None:
+        from datetime import date as date_
+
+        with services() as s:
+            projects = s.access.projects(operator())
+        table = Table("id", "state", "title", "until", "epsilon", "datasets", "members")
+        for p in projects:
+            table.add_row(
+                str(p.id),
+                p.effective_state(date_.today()),
+                p.title,
+                str(p.end_date),
+                str(p.epsilon),
+                ", ".join(sorted(p.scope)),
+                ", ".join(f"{u} ({r})" for u, r in p.members.items()),
+            )
+        out.print(table)
+
+    run(body)
+
+
+def _project_command(target: str, help_text: str) -> None:
+    from enclave.domain.access_states import ProjectState
+
+    def command(
+        project_id: int,
+        reason: Annotated[str, typer.Option(help="why, for the audit log and the members")],
+        username: Annotated[str | None, typer.Option("--as", help="act as this user")] = None,
+    ) -> None:
+        def body() -> None:
+            with services() as s:
+                who = as_user(s, username) if username else operator()
+                project = s.access.set_project_state(who, project_id, ProjectState(target), reason)
+            console_print(f"project {project.id} is {project.state}")
+
+        run(body)
+
+    command.__doc__ = help_text
+    projects_app.command(
+        {"active": "reinstate", "suspended": "suspend", "revoked": "revoke", "closed": "close"}[target]
+    )(command)
+
+
+_project_command("suspended", "Suspend a project: queries and workspaces stop at once.")
+_project_command("active", "Reinstate a suspended project.")
+_project_command("revoked", "Revoke a project for good.")
+_project_command("closed", "Close a finished project (its lead, or an admin).")
+
+
+@projects_app.command("expire")
+def projects_expire() -> None:
+    """Record the expiry of projects whose end date has passed (run daily from cron)."""
+
+    def body() -> None:
+        with services() as s:
+            expired = s.access.expire_due()
+        console_print(
+            f"{len(expired)} project(s) expired" + (f": {', '.join(map(str, expired))}" if expired else "")
+        )
+
+    run(body)
+
+
+@catalog_app.command("policy")
+def catalog_policy(
+    name: str,
+    max_epsilon: Annotated[str, typer.Option(help="the most epsilon one request may ask of this dataset")],
+    username: Annotated[str | None, typer.Option("--as", help="act as this user")] = None,
+) -> None:
+    """Set a dataset's budget policy (its custodian)."""
+    from decimal import Decimal, InvalidOperation
+
+    def body() -> None:
+        try:
+            value = Decimal(max_epsilon)
+        except InvalidOperation:
+            raise CliError(f"cannot read {max_epsilon!r} as a number") from None
+        with services() as s:
+            who = as_user(s, username) if username else operator()
+            s.access.set_dataset_policy(who, name, value)
+        console_print(f"{name}: requests may ask for at most epsilon {value}")
+
+    run(body)
+
+
 # --- serve and demo ----------------------------------------------------------------------------
 
 
@@ -728,7 +959,7 @@ def demo(
     every source), print its URLs and logins, and serve it."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from enclave.demo import setup_data, setup_demo
+    from enclave.demo import setup_access, setup_data, setup_demo
 
     def body() -> None:
         settings = load_settings()
@@ -749,6 +980,7 @@ def demo(
                     bar.update(tasks[stage], completed=done, total=total)
 
                 data = setup_data(s, operator(), persons=persons, progress=progress)
+            access = setup_access(s, operator())
             datasets = s.catalog.list_datasets(operator())
             url = f"http://{host or settings.api_host}:{port or settings.api_port}"
             out.rule("Enclave demo")
@@ -765,6 +997,20 @@ def demo(
                 out.print(
                     f"  {d['name']:<14} v{d.get('current_version')}  {d.get('rows', 0):>10,} rows"
                     f"  {d.get('persons', 0):>8,} persons",
+                    highlight=False,
+                )
+            if access.approved_project is not None:
+                p = access.approved_project
+                out.print(
+                    f'project        : {p.id} "{p.title}" ({p.state}, epsilon {p.epsilon},'
+                    f" until {p.end_date}, members {', '.join(p.members)},"
+                    f" datasets {', '.join(sorted(p.scope))})",
+                    highlight=False,
+                )
+            if access.pending_request is not None:
+                out.print(
+                    f"awaiting review: access request {access.pending_request}"
+                    f" (enclave request show {access.pending_request})",
                     highlight=False,
                 )
             out.print(

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass
 from datetime import date, timedelta
 from pathlib import Path
 
+from enclave.domain.access import Project
 from enclave.domain.identity import Actor, Role, generate_password
 from enclave.ingest.pipeline import IngestReport
 from enclave.wiring import Services
@@ -114,6 +115,49 @@ def setup_data(
         if progress:
             progress(f"ingest {spec.dataset}", 1, 1)
     return DemoData(generated, ingested, opt_outs)
+
+
+EXAMPLES_DIR = Path(__file__).resolve().parents[1] / "access_requests" / "examples"
+
+
+@dataclass(frozen=True)
+class DemoAccess:
+    approved_project: Project | None
+    pending_request: int | None
+
+
+def setup_access(services: Services, actor: Actor) -> DemoAccess:
+    """Load the example access requests as the demo researcher (dates moved to start today): the
+    first is approved by the demo custodian, so a project exists; the second waits for review."""
+    import yaml
+
+    from enclave.domain.access import Decision
+    from enclave.domain.access_form import validate_form
+
+    researcher = Actor.for_user(services.identity.get_user(actor, "researcher"))
+    custodian = Actor.for_user(services.identity.get_user(actor, "custodian"))
+    existing = services.access.list_requests(actor)
+    if existing:
+        projects = services.access.projects(actor)
+        pending = next((r.id for r in existing if r.project_id is None), None)
+        return DemoAccess(projects[0] if projects else None, pending)
+    examples = sorted(EXAMPLES_DIR.glob("*.yaml")) if EXAMPLES_DIR.is_dir() else []
+    today = date.today()
+    ids = []
+    for path in examples:
+        raw = yaml.safe_load(path.read_text())
+        length = (raw["end_date"] - raw["start_date"]).days
+        raw.update(start_date=today, end_date=today + timedelta(days=max(length, 30)))
+        ids.append(services.access.create(researcher, validate_form(raw, source=path.name), submit=True).id)
+    if not ids:
+        return DemoAccess(None, None)
+    request = services.access.get(actor, ids[0])
+    for part in request.parts:
+        request = services.access.decide(
+            custodian, request.id, part.dataset, Decision.APPROVED, "demo: approved as asked"
+        )
+    project = services.access.project(actor, request.project_id) if request.project_id else None
+    return DemoAccess(project, ids[1] if len(ids) > 1 else None)
 
 
 def _exists(services: Services, username: str) -> bool:

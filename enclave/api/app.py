@@ -6,7 +6,7 @@ from fastapi import FastAPI
 
 from enclave import __version__
 from enclave.api.errors import install_error_handlers
-from enclave.api.routes import audit, auth, catalog, health, tokens, users
+from enclave.api.routes import access, audit, auth, catalog, health, tokens, users
 from enclave.wiring import Services
 
 ROUTERS = (
@@ -18,6 +18,9 @@ ROUTERS = (
     audit.router,
     catalog.router,
     catalog.optouts_router,
+    access.router,
+    access.projects_router,
+    access.register_router,
 )
 
 DESCRIPTION = """\

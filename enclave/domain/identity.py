@@ -137,6 +137,12 @@ class Actor:
     def for_user(cls, user: User, token: ApiToken | None = None) -> Actor:
         return cls(name=user.username, user=user, token=token)
 
+    @classmethod
+    def on_behalf(cls, user: User, os_user: str) -> Actor:
+        """An operator at the shell acting as ``user`` (``--as`` in the CLI): the user's rights, and
+        both names in the audit log."""
+        return cls(name=f"{user.username} (via operator:{os_user})", user=user)
+
     @property
     def is_operator(self) -> bool:
         return self.user is None

@@ -100,6 +100,8 @@ def test_demo_prints_logins_that_work(settings: Settings, tmp_path: Path) -> Non
     assert url in output.stdout
     assert researcher["password"] in output.stdout
     assert "5 datasets" in output.stdout
+    assert "Regional variation in type 2 diabetes control" in output.stdout
+    assert "awaiting review: access request 2" in output.stdout
     again = subprocess.run(
         [*ENCLAVE, "demo", "--no-serve"], env=env, capture_output=True, text=True, check=True
     )

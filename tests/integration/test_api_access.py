@@ -14,7 +14,7 @@ from enclave.domain.identity import Role, TokenKind
 from enclave.wiring import Services
 from tests.conftest import OPERATOR, Account, LiveServer, make_account
 
-PUBLIC = {("GET", "/healthz"), ("POST", "/auth/login"), ("GET", "/catalog/dcat")}
+PUBLIC = {("GET", "/healthz"), ("POST", "/auth/login"), ("GET", "/catalog/dcat"), ("GET", "/register")}
 # The access policy, written out: (method, path) -> roles needed (empty: any authenticated user,
 # with object-level checks in the service). A route missing here, or declaring something else, fails.
 POLICY: dict[tuple[str, str], frozenset[Role]] = {
@@ -39,8 +39,27 @@ POLICY: dict[tuple[str, str], frozenset[Role]] = {
     ("POST", "/catalog/ingest"): frozenset({Role.CUSTODIAN}),
     ("GET", "/catalog/linkage"): frozenset({Role.CUSTODIAN, Role.ADMIN}),
     ("PUT", "/optouts"): frozenset({Role.CUSTODIAN, Role.ADMIN}),
+    ("POST", "/requests"): frozenset({Role.RESEARCHER}),
+    ("GET", "/requests"): frozenset(),
+    ("GET", "/requests/{request_id}"): frozenset(),
+    ("PUT", "/requests/{request_id}"): frozenset({Role.RESEARCHER}),
+    ("POST", "/requests/{request_id}/submit"): frozenset({Role.RESEARCHER}),
+    ("POST", "/requests/{request_id}/withdraw"): frozenset({Role.RESEARCHER}),
+    ("POST", "/requests/{request_id}/review"): frozenset({Role.CUSTODIAN}),
+    ("POST", "/requests/{request_id}/decisions"): frozenset({Role.CUSTODIAN}),
+    ("GET", "/projects"): frozenset(),
+    ("GET", "/projects/{project_id}"): frozenset(),
+    ("POST", "/projects/{project_id}/state"): frozenset(),
+    ("PUT", "/catalog/datasets/{name}/policy"): frozenset({Role.CUSTODIAN}),
 }
-SAMPLE_PATH_VALUES = {"username": "target", "token_id": "1", "role": "reviewer", "name": "admissions"}
+SAMPLE_PATH_VALUES = {
+    "username": "target",
+    "token_id": "1",
+    "role": "reviewer",
+    "name": "admissions",
+    "request_id": "1",
+    "project_id": "1",
+}
 
 
 def _access_of(dependant: Dependant) -> list[Access]:

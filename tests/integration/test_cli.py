@@ -244,3 +244,85 @@ def test_pipeline_errors_are_one_line(cli, args: list[str], message: str) -> Non
     assert result.exit_code == 1
     assert message in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_access_requests_through_the_cli(cli, services: Services, tmp_path: Path) -> None:
+    """request submit/list/show/decide/withdraw and projects list/suspend/reinstate/close/expire, acting
+    --as users; every step shows the new state."""
+    import yaml
+
+    from enclave.domain.identity import Role
+    from enclave.ingest.spec import parse_spec
+    from enclave.synth import generate
+    from tests.conftest import make_account
+    from tests.integration.test_access import EXAMPLE, SPECS, actor
+
+    make_account(services, "custodian", Role.CUSTODIAN)
+    make_account(services, "researcher", Role.RESEARCHER)
+    generate(200, 5, tmp_path / "pop")
+    for dataset in ("demographics", "lab_results", "prescriptions"):
+        spec = parse_spec((SPECS / f"{dataset}.yaml").read_text(), base=SPECS)
+        services.catalog.ingest(actor(services, "custodian"), spec, tmp_path / "pop" / f"{dataset}.csv")
+    raw = yaml.safe_load(EXAMPLE.read_text())
+    raw["end_date"] = raw["end_date"].replace(year=2030)
+    request_file = tmp_path / "request.yaml"
+    request_file.write_text(yaml.safe_dump(raw))
+    assert "request 1 submitted" in cli("request", "submit", str(request_file), "--as", "researcher").stdout
+    assert "pending" in cli("request", "list").stdout
+    assert json.loads(cli("request", "show", "1").stdout)["state"] == "submitted"
+    for dataset in ("demographics", "lab_results"):
+        out = cli(
+            "request",
+            "decide",
+            "1",
+            "--as",
+            "custodian",
+            "--dataset",
+            dataset,
+            "--decision",
+            "approved",
+            "--reason",
+            "fine",
+        ).stdout
+        assert "under_review" in out
+    out = cli(
+        "request",
+        "decide",
+        "1",
+        "--as",
+        "custodian",
+        "--dataset",
+        "prescriptions",
+        "--decision",
+        "approved",
+        "--reason",
+        "fine",
+        "--epsilon",
+        "1.5",
+        "--min-count",
+        "20",
+    ).stdout
+    assert "project 1 created" in out
+    assert "epsilon 1.5" in out
+    assert "active" in cli("projects", "list").stdout
+    assert "suspended" in cli("projects", "suspend", "1", "--reason", "check").stdout
+    assert "active" in cli("projects", "reinstate", "1", "--reason", "checked").stdout
+    assert "closed" in cli("projects", "close", "1", "--reason", "done", "--as", "researcher").stdout
+    assert "0 project(s) expired" in cli("projects", "expire").stdout
+    bad = cli(
+        "request",
+        "decide",
+        "1",
+        "--as",
+        "custodian",
+        "--dataset",
+        "demographics",
+        "--decision",
+        "maybe",
+        "--reason",
+        "x",
+        ok=False,
+    )
+    assert "unknown decision 'maybe'" in bad.stderr
+    again = cli("request", "withdraw", "1", "--as", "researcher", ok=False)
+    assert "cannot change access request from approved to withdrawn" in again.stderr
