@@ -886,6 +886,27 @@ _project_command("revoked", "Revoke a project for good.")
 _project_command("closed", "Close a finished project (its lead, or an admin).")
 
 
+@projects_app.command("amend")
+def projects_amend(
+    project_id: int,
+    file: Annotated[Path, typer.Argument(help="the amended access request, YAML")],
+    username: AsUser,
+) -> None:
+    """Ask to amend a project (its lead): the custodians decide as on a first request."""
+    from enclave.domain.access_form import parse_form
+
+    def body() -> None:
+        try:
+            text = file.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise CliError(f"{file} does not exist") from None
+        with services() as s:
+            request = s.access.amend(as_user(s, username), project_id, parse_form(text, source=file.name))
+        console_print(f"amendment request {request.id} {request.state} for project {project_id}")
+
+    run(body)
+
+
 @projects_app.command("expire")
 def projects_expire() -> None:
     """Record the expiry of projects whose end date has passed (run daily from cron)."""

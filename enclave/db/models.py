@@ -192,6 +192,7 @@ class AccessRequestRow(Base):
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
     project_id: Mapped[int | None] = mapped_column(Integer)
+    amends_project_id: Mapped[int | None] = mapped_column(Integer, index=True)
 
 
 class ProjectRow(Base):

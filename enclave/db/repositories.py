@@ -472,6 +472,7 @@ def _request(row: AccessRequestRow, applicant: str) -> AccessRequest:
         created_at=row.created_at,
         updated_at=row.updated_at,
         project_id=row.project_id,
+        amends_project_id=row.amends_project_id,
     )
 
 
@@ -519,9 +520,11 @@ class SqlAccessRepository:
         form: AccessRequestForm,
         parts: tuple[Part, ...],
         created_at: datetime,
+        amends_project_id: int | None,
         audit: AuditEvent,
     ) -> AccessRequest:
         row = AccessRequestRow(
+            amends_project_id=amends_project_id,
             applicant_id=applicant_id,
             state=state.value,
             form_json=form.model_dump_json(),
@@ -586,6 +589,21 @@ class SqlAccessRepository:
         self._session.add(row)
         self._session.flush()
         self._audit.append(dataclasses.replace(audit, object_id=str(row.id)))
+        return _project(row)
+
+    def update_project(self, project: Project, at: datetime, *, audit: AuditEvent) -> Project:
+        row = self._session.get(ProjectRow, project.id)
+        if row is None:
+            raise NotFound(f"no project {project.id}")
+        row.end_date = project.end_date
+        row.epsilon = str(project.epsilon)
+        row.delta = str(project.delta) if project.delta is not None else None
+        row.scope_json = json.dumps(project.scope)
+        row.conditions_json = json.dumps(project.conditions)
+        row.members_json = json.dumps(project.members)
+        row.updated_at = at
+        self._session.flush()
+        self._audit.append(audit)
         return _project(row)
 
     def set_project_state(

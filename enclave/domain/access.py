@@ -84,6 +84,7 @@ class AccessRequest:
     created_at: datetime
     updated_at: datetime
     project_id: int | None = None
+    amends_project_id: int | None = None
 
     @property
     def members(self) -> frozenset[str]:

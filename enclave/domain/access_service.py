@@ -150,6 +150,7 @@ class AccessService:
                 form=form,
                 parts=(),
                 created_at=self._clock(),
+                amends_project_id=None,
                 audit=AuditEvent(
                     "access_request.created", actor.name, "access_request", "new", {"title": form.title}
                 ),
@@ -159,6 +160,49 @@ class AccessService:
                     uow, actor, request, RequestState.SUBMITTED, parts=self._validate(uow, form)
                 )
             return request
+
+    def amend(self, actor: Actor, project_id: int, form: AccessRequestForm) -> AccessRequest:
+        """The project lead asks to change an active project (add members, extend the end date, top up
+        the budget, widen the scope): a new request, submitted at once, decided by the custodians of
+        every dataset it names exactly as a first request is; on approval the project is updated."""
+        with self._uow() as uow:
+            project = uow.access.get_project(project_id)
+            if project is None or not self._can_view_project(uow, actor, project):
+                raise NotFound(f"no project {project_id} that you can see")
+            if actor.user is None or project.members.get(actor.user.username) != "lead":
+                raise PermissionDenied("only the project's lead can ask for an amendment")
+            state = project.effective_state(self._today())
+            if state is not ProjectState.ACTIVE:
+                raise InvalidState(f"project {project_id} is {state}: only an active project can be amended")
+            if form.start_date != project.start_date:
+                raise InvalidInput(f"an amendment keeps the project's start date ({project.start_date})")
+            if form.budget.epsilon < project.epsilon:
+                raise InvalidInput(
+                    f"an amendment can top up the budget, not reduce it below the {project.epsilon} approved"
+                )
+            missing = sorted(set(project.members) - {m.username for m in form.team})
+            if missing:
+                raise InvalidInput(
+                    f"an amendment cannot remove members ({', '.join(missing)}); close and reapply"
+                )
+            request = uow.access.add_request(
+                applicant_id=actor.user.id,
+                state=RequestState.DRAFT,
+                form=form,
+                parts=(),
+                created_at=self._clock(),
+                amends_project_id=project.id,
+                audit=AuditEvent(
+                    "access_request.created",
+                    actor.name,
+                    "access_request",
+                    "new",
+                    {"amends_project": project.id},
+                ),
+            )
+            return self._transition(
+                uow, actor, request, RequestState.SUBMITTED, parts=self._validate(uow, form)
+            )
 
     def edit(self, actor: Actor, request_id: int, form: AccessRequestForm) -> AccessRequest:
         """Edit a draft, or a request sent back for changes."""
@@ -287,6 +331,8 @@ class AccessService:
                 + "; renew it, then decide again"
             )
         scope, epsilon, end_date = approved_scope(request)
+        if request.amends_project_id is not None:
+            return self._apply_amendment(uow, actor, request, scope, epsilon, end_date)
         project = uow.access.add_project(
             Project(
                 id=0,
@@ -320,6 +366,62 @@ class AccessService:
             party=Party.SYSTEM,
             project_id=project.id,
             details={"project": project.id},
+        )
+
+    def _apply_amendment(
+        self,
+        uow: UnitOfWork,
+        actor: Actor,
+        request: AccessRequest,
+        scope: dict[str, list[str]],
+        epsilon: Decimal,
+        end_date: date,
+    ) -> AccessRequest:
+        assert request.amends_project_id is not None
+        project = uow.access.get_project(request.amends_project_id, lock=True)
+        assert project is not None
+        state = project.effective_state(self._today())
+        if state is not ProjectState.ACTIVE:
+            raise InvalidState(f"project {project.id} is {state}: the amendment can no longer be applied")
+        conditions = merge_conditions(request.parts)
+        if "min_count" in project.conditions:
+            conditions["min_count"] = max(
+                int(project.conditions["min_count"]), int(conditions.get("min_count", 0))
+            )
+        amended = replace(
+            project,
+            scope=scope,
+            epsilon=max(epsilon, project.epsilon),
+            delta=request.form.budget.delta,
+            end_date=max(end_date, project.end_date),
+            members={m.username: m.role.value for m in request.form.team},
+            conditions=conditions,
+        )
+        uow.access.update_project(
+            amended,
+            self._clock(),
+            audit=AuditEvent(
+                "project.amended",
+                "system",
+                "project",
+                str(project.id),
+                {
+                    "request": request.id,
+                    "epsilon": {"from": project.epsilon, "to": amended.epsilon},
+                    "end_date": {"from": project.end_date, "to": amended.end_date},
+                    "members": sorted(amended.members),
+                    "scope": scope,
+                },
+            ),
+        )
+        return self._transition(
+            uow,
+            actor,
+            request,
+            RequestState.APPROVED,
+            party=Party.SYSTEM,
+            project_id=project.id,
+            details={"project": project.id, "amendment": True},
         )
 
     # --- reading ------------------------------------------------------------------------------

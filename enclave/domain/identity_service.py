@@ -12,6 +12,7 @@ from datetime import date, timedelta
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
+from enclave.domain.access import check_member_access
 from enclave.domain.audit import AuditEvent
 from enclave.domain.clock import Clock, utcnow
 from enclave.domain.errors import (
@@ -350,6 +351,11 @@ class IdentityService:
         with self._uow(write=False) as uow:
             token = uow.tokens.get_by_hash(digest)
             user = uow.users.get_by_id(token.user_id) if token is not None else None
+            project = (
+                uow.access.get_project(token.project_id)
+                if token is not None and token.project_id is not None
+                else None
+            )
         problem: str | None
         if token is None or user is None:
             problem = "unknown token"
@@ -357,6 +363,15 @@ class IdentityService:
             problem = "account deactivated"
         else:
             problem = token.problem(now)
+        if problem is None and token is not None and token.project_id is not None and user is not None:
+            # A workspace token lives only while its project is active and its holder may use it.
+            if project is None:
+                problem = "project gone"
+            else:
+                try:
+                    check_member_access(project, user, now.date())
+                except PermissionDenied as exc:
+                    problem = "project: " + exc.detail
         if problem is not None:
             self._record_failure(
                 "auth.token_rejected",
@@ -368,7 +383,8 @@ class IdentityService:
                 "expired": "your token has expired; log in again or create a new token",
                 "revoked": "this token has been revoked",
                 "account deactivated": "this account is deactivated",
-            }[problem]
+                "project gone": "this workspace token's project does not exist",
+            }.get(problem) or f"this workspace token no longer works: {problem.removeprefix('project: ')}"
             raise AuthenticationFailed(message)
         assert user is not None
         assert token is not None

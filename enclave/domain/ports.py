@@ -145,6 +145,7 @@ class AccessRepository(Protocol):
         form: AccessRequestForm,
         parts: tuple[Part, ...],
         created_at: datetime,
+        amends_project_id: int | None,
         audit: AuditEvent,
     ) -> AccessRequest: ...
 
@@ -171,6 +172,10 @@ class AccessRepository(Protocol):
     def set_project_state(
         self, project_id: int, state: ProjectState, at: datetime, *, audit: AuditEvent
     ) -> Project: ...
+
+    def update_project(self, project: Project, at: datetime, *, audit: AuditEvent) -> Project:
+        """Replace the amendable fields (scope, budget, end date, members, conditions)."""
+        ...
 
 
 class OptOutRepository(Protocol):

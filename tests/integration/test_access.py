@@ -356,3 +356,41 @@ def test_every_state_is_reached_through_the_real_services(world: Services) -> No
     seen_projects.add(ProjectState.EXPIRED.value)  # walked in test_project_lifecycle_takes_effect_at_once
     assert seen_requests == set(REQUEST_MACHINE.states)
     assert seen_projects == set(PROJECT_MACHINE.states)
+
+
+def test_amendments_go_through_the_same_custodians(world: Services) -> None:
+    """The lead asks to add a member, extend the end date and top up the budget; each custodian
+    decides; on approval the same project carries the new values, and the audit says what changed."""
+    rid = submitted(world)
+    approve_all(world, rid)
+    researcher = actor(world, "researcher")
+    pid = world.access.get(researcher, rid).project_id
+    assert pid is not None
+    make_account(world, "newbie", Role.RESEARCHER)
+    world.identity.set_accreditation(OPERATOR, "newbie", date(2029, 1, 1))
+    amended_form = example_form(
+        team=[{"username": "researcher", "role": "lead"}, {"username": "newbie", "role": "analyst"}],
+        end_date=date(2028, 3, 31),
+        budget={"epsilon": "4.5"},
+    )
+    with pytest.raises(NotFound):
+        world.access.amend(actor(world, "rival"), pid, amended_form)
+    with pytest.raises(PermissionDenied, match="only the project's lead"):
+        world.access.amend(actor(world, "carl"), pid, amended_form)
+    with pytest.raises(InvalidInput, match="not reduce it below"):
+        world.access.amend(researcher, pid, example_form(budget={"epsilon": "1"}))
+    amendment = world.access.amend(researcher, pid, amended_form)
+    assert amendment.state is RequestState.SUBMITTED
+    assert amendment.amends_project_id == pid
+    approve_all(world, amendment.id)
+    project = world.access.project(researcher, pid)
+    assert project.epsilon == Decimal("4.5")
+    assert project.end_date == date(2028, 3, 31)
+    assert project.members == {"researcher": "lead", "newbie": "analyst"}
+    assert len(world.access.projects(OPERATOR)) == 1
+    assert "project.amended" in audit_actions(world)
+    with pytest.raises(InvalidInput, match="cannot remove members"):
+        world.access.amend(researcher, pid, example_form(budget={"epsilon": "5"}, end_date=date(2028, 3, 31)))
+    world.access.set_project_state(OPERATOR, pid, ProjectState.SUSPENDED, "pause")
+    with pytest.raises(InvalidState, match="only an active project can be amended"):
+        world.access.amend(researcher, pid, amended_form)

@@ -7,9 +7,11 @@ from datetime import timedelta
 import httpx
 import pytest
 
+from enclave.domain.access_states import ProjectState
 from enclave.domain.identity import Role, TokenKind
 from enclave.wiring import Services
 from tests.conftest import OPERATOR, FakeClock, LiveServer, make_account
+from tests.factories import make_project
 
 
 def audit_actions(services: Services) -> list[str]:
@@ -199,7 +201,8 @@ def test_workspace_token_is_refused_outside_its_routes(api: LiveServer, services
     """A token scoped to a project cannot manage accounts or tokens, even for an admin, and the
     refusal is audited."""
     make_account(services, "alice", Role.ADMIN, Role.RESEARCHER)
-    ws = services.identity.issue_token(OPERATOR, "alice", kind=TokenKind.WORKSPACE, project_id=7)
+    project = make_project(services, "alice")
+    ws = services.identity.issue_token(OPERATOR, "alice", kind=TokenKind.WORKSPACE, project_id=project)
     headers = {"Authorization": f"Bearer {ws.secret}"}
     with api.client() as c:
         assert_error(c.get("/users", headers=headers), 403, "permission_denied", "workspace token")
@@ -227,3 +230,22 @@ def test_audit_endpoints_verify_and_page(api: LiveServer, services: Services) ->
         page = c.get("/audit/events", params={"after": 1, "limit": 1}).json()
         assert [e["seq"] for e in page] == [2]
         assert page[0]["action"] == "token.issued"
+
+
+def test_workspace_token_dies_with_its_project(api: LiveServer, services: Services) -> None:
+    """A workspace token stops authenticating the moment its project is suspended, and again works
+    when reinstated; a token for a project that does not exist never works."""
+    make_account(services, "wendy", Role.RESEARCHER)
+    project = make_project(services, "wendy")
+    ws = services.identity.issue_token(OPERATOR, "wendy", kind=TokenKind.WORKSPACE, project_id=project)
+    ghost = services.identity.issue_token(OPERATOR, "wendy", kind=TokenKind.WORKSPACE, project_id=999)
+    headers = {"Authorization": f"Bearer {ws.secret}"}
+    with api.client() as c:
+        assert c.get("/me", headers=headers).status_code == 200
+        services.access.set_project_state(OPERATOR, project, ProjectState.SUSPENDED, "test")
+        assert_error(c.get("/me", headers=headers), 401, "authentication_failed", "is suspended")
+        services.access.set_project_state(OPERATOR, project, ProjectState.ACTIVE, "test")
+        assert c.get("/me", headers=headers).status_code == 200
+        assert_error(
+            c.get("/me", headers={"Authorization": f"Bearer {ghost.secret}"}), 401, "authentication_failed"
+        )

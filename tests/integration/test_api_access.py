@@ -13,6 +13,7 @@ from enclave.api.deps import Access
 from enclave.domain.identity import Role, TokenKind
 from enclave.wiring import Services
 from tests.conftest import OPERATOR, Account, LiveServer, make_account
+from tests.factories import make_project
 
 PUBLIC = {("GET", "/healthz"), ("POST", "/auth/login"), ("GET", "/catalog/dcat"), ("GET", "/register")}
 # The access policy, written out: (method, path) -> roles needed (empty: any authenticated user,
@@ -50,6 +51,7 @@ POLICY: dict[tuple[str, str], frozenset[Role]] = {
     ("GET", "/projects"): frozenset(),
     ("GET", "/projects/{project_id}"): frozenset(),
     ("POST", "/projects/{project_id}/state"): frozenset(),
+    ("POST", "/projects/{project_id}/amendments"): frozenset({Role.RESEARCHER}),
     ("PUT", "/catalog/datasets/{name}/policy"): frozenset({Role.CUSTODIAN}),
 }
 SAMPLE_PATH_VALUES = {
@@ -115,7 +117,9 @@ def test_no_route_is_reachable_without_what_it_needs(api: LiveServer, services: 
             accounts[name] = make_account(services, name, *[r for r in Role if r not in roles])
         return accounts[name]
 
-    ws = services.identity.issue_token(OPERATOR, "target", kind=TokenKind.WORKSPACE, project_id=1)
+    ws = services.identity.issue_token(
+        OPERATOR, "target", kind=TokenKind.WORKSPACE, project_id=make_project(services, "target")
+    )
     checked = 0
     with api.client() as c:
         for method, path, access in _routes(services):

@@ -66,6 +66,7 @@ def request_view(request: AccessRequest) -> dict[str, Any]:
         "state": request.state.value,
         "applicant": request.applicant,
         "project_id": request.project_id,
+        "amends_project_id": request.amends_project_id,
         "created_at": request.created_at.isoformat(),
         "updated_at": request.updated_at.isoformat(),
         "form": request.form.model_dump(mode="json"),
@@ -175,6 +176,17 @@ def set_project_state(
     project_id: Id, body: ProjectStateBody, actor: AnyUser, services: ServicesDep
 ) -> dict[str, Any]:
     return project_view(services.access.set_project_state(actor, project_id, body.state, body.reason))
+
+
+@projects_router.post(
+    "/{project_id}/amendments",
+    summary="Ask to amend a project: members, end date, budget, scope (its lead); custodians decide",
+    status_code=status.HTTP_201_CREATED,
+)
+def amend_project(
+    project_id: Id, form: AccessRequestForm, actor: Researcher, services: ServicesDep
+) -> dict[str, Any]:
+    return request_view(services.access.amend(actor, project_id, form))
 
 
 @register_router.get("/register", summary="The public register of approved projects (no login)")

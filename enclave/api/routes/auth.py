@@ -1,8 +1,10 @@
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
 
-from enclave.api.deps import CurrentActor, ServicesDep
+from fastapi import APIRouter, Depends
+
+from enclave.api.deps import CurrentActor, ServicesDep, requires
 from enclave.api.schemas import LoginRequest, TokenIssued, TokenPublic, UserPublic
 from enclave.domain.identity import Actor
 
@@ -27,6 +29,9 @@ def _me(actor: Actor) -> UserPublic:
     return UserPublic.of(actor.user)
 
 
-@me_router.get("/me", summary="The user behind the token")
-def me(actor: CurrentActor) -> UserPublic:
+WorkspaceOrPersonal = Annotated[Actor, Depends(requires(workspace=True))]
+
+
+@me_router.get("/me", summary="The user behind the token (workspace tokens too)")
+def me(actor: WorkspaceOrPersonal) -> UserPublic:
     return _me(actor)

@@ -29,12 +29,16 @@ def upgrade() -> None:
         sa.Column("created_at", enclave.db.models.UTCDateTime(timezone=True), nullable=False),
         sa.Column("updated_at", enclave.db.models.UTCDateTime(timezone=True), nullable=False),
         sa.Column("project_id", sa.Integer(), nullable=True),
+        sa.Column("amends_project_id", sa.Integer(), nullable=True),
         sa.ForeignKeyConstraint(
             ["applicant_id"], ["users.id"], name=op.f("fk_access_requests_applicant_id_users")
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_access_requests")),
     )
     with op.batch_alter_table("access_requests", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_access_requests_amends_project_id"), ["amends_project_id"], unique=False
+        )
         batch_op.create_index(batch_op.f("ix_access_requests_applicant_id"), ["applicant_id"], unique=False)
         batch_op.create_index(batch_op.f("ix_access_requests_state"), ["state"], unique=False)
 
@@ -66,7 +70,7 @@ def upgrade() -> None:
 
     with op.batch_alter_table("datasets", schema=None) as batch_op:
         batch_op.add_column(
-            sa.Column("max_epsilon", sa.String(length=40), nullable=False, server_default="10")
+            sa.Column("max_epsilon", sa.String(length=40), server_default="10", nullable=False)
         )
 
 
@@ -81,5 +85,6 @@ def downgrade() -> None:
     with op.batch_alter_table("access_requests", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_access_requests_state"))
         batch_op.drop_index(batch_op.f("ix_access_requests_applicant_id"))
+        batch_op.drop_index(batch_op.f("ix_access_requests_amends_project_id"))
 
     op.drop_table("access_requests")
