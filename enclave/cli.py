@@ -517,6 +517,18 @@ def synth(
     run(body)
 
 
+def read_text(path: Path) -> str:
+    """A UTF-8 text file the user named, or a one-line reason why it cannot be read."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise CliError(f"{path} does not exist") from None
+    except UnicodeDecodeError:
+        raise CliError(f"{path} is not UTF-8 text") from None
+    except OSError as exc:
+        raise CliError(f"cannot read {path}: {exc.strerror}") from None
+
+
 def console_print(text: str) -> None:
     out.print(text, highlight=False)
 
@@ -724,10 +736,7 @@ def request_submit(
     from enclave.domain.access_form import parse_form
 
     def body() -> None:
-        try:
-            text = file.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise CliError(f"{file} does not exist") from None
+        text = read_text(file)
         form = parse_form(text, source=file.name)
         with services() as s:
             request = s.access.create(as_user(s, username), form, submit=not draft)
@@ -896,10 +905,7 @@ def projects_amend(
     from enclave.domain.access_form import parse_form
 
     def body() -> None:
-        try:
-            text = file.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise CliError(f"{file} does not exist") from None
+        text = read_text(file)
         with services() as s:
             request = s.access.amend(as_user(s, username), project_id, parse_form(text, source=file.name))
         console_print(f"amendment request {request.id} {request.state} for project {project_id}")
