@@ -10,6 +10,7 @@ from enclave.db.migrate import ensure_schema
 from enclave.db.session import Database
 from enclave.domain.access_service import AccessService
 from enclave.domain.audit_service import AuditService
+from enclave.domain.budget_service import BudgetService
 from enclave.domain.clock import Clock, utcnow
 from enclave.domain.identity_service import IdentityService, TokenPolicy
 from enclave.ingest.service import CatalogService
@@ -25,6 +26,7 @@ class Services:
     keys: KeyStore
     catalog: CatalogService
     access: AccessService
+    budgets: BudgetService
 
     def close(self) -> None:
         self.db.dispose()
@@ -63,4 +65,5 @@ def build_services(settings: Settings, *, migrate: bool = True, clock: Clock = u
             clock=clock,
         ),
         access=AccessService(db.unit_of_work, clock=clock),
+        budgets=BudgetService(db.unit_of_work, clock=clock),
     )

@@ -214,3 +214,33 @@ class ProjectRow(Base):
     members_json: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
+
+
+class BudgetAccountRow(Base):
+    """One row per project: the sums of its ledger, and the row every reservation locks."""
+
+    __tablename__ = "budget_accounts"
+
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id"), primary_key=True, autoincrement=False)
+    granted_epsilon: Mapped[str] = mapped_column(String(40))
+    granted_delta: Mapped[str] = mapped_column(String(40))
+    spent_epsilon: Mapped[str] = mapped_column(String(40))
+    spent_delta: Mapped[str] = mapped_column(String(40))
+    reserved_epsilon: Mapped[str] = mapped_column(String(40))
+    reserved_delta: Mapped[str] = mapped_column(String(40))
+    updated_at: Mapped[datetime]
+
+
+class BudgetEntryRow(Base):
+    """The ledger itself: grants, reservations, commits and returns, never updated."""
+
+    __tablename__ = "budget_entries"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(10))
+    epsilon: Mapped[str] = mapped_column(String(40))
+    delta: Mapped[str] = mapped_column(String(40))
+    reservation_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    reference: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime]

@@ -20,6 +20,8 @@ from enclave.db.models import (
     ApiTokenRow,
     AuditEventRow,
     AuditHeadRow,
+    BudgetAccountRow,
+    BudgetEntryRow,
     DatasetRow,
     DatasetVersionRow,
     OptOutRow,
@@ -31,9 +33,10 @@ from enclave.domain.access import AccessRequest, Part, Project
 from enclave.domain.access_form import AccessRequestForm
 from enclave.domain.access_states import ProjectState, RequestState
 from enclave.domain.audit import GENESIS_HASH, AuditEvent, ChainedEvent, chain_event
+from enclave.domain.budget import Account, Budget, EntryKind, Reservation
 from enclave.domain.catalog import Dataset, DatasetVersion
 from enclave.domain.clock import utcnow
-from enclave.domain.errors import InternalError, NotFound
+from enclave.domain.errors import InternalError, InvalidState, NotFound
 from enclave.domain.identity import ApiToken, Role, TokenKind, User
 
 HEAD_ID = 1
@@ -617,3 +620,126 @@ class SqlAccessRepository:
         self._session.flush()
         self._audit.append(audit)
         return _project(row)
+
+
+def _account(row: BudgetAccountRow) -> Account:
+    return Account(
+        project_id=row.project_id,
+        granted=Budget(Decimal(row.granted_epsilon), Decimal(row.granted_delta)),
+        spent=Budget(Decimal(row.spent_epsilon), Decimal(row.spent_delta)),
+        reserved=Budget(Decimal(row.reserved_epsilon), Decimal(row.reserved_delta)),
+    )
+
+
+class SqlBudgetRepository:
+    def __init__(self, session: Session, audit: SqlAuditLog) -> None:
+        self._session = session
+        self._audit = audit
+
+    def _row(self, project_id: int) -> BudgetAccountRow:
+        row = self._session.get(BudgetAccountRow, project_id)
+        if row is None:
+            raise NotFound(f"project {project_id} has no budget account")
+        return row
+
+    def _entry(
+        self,
+        project_id: int,
+        kind: EntryKind,
+        amount: Budget,
+        at: datetime,
+        reservation_id: int | None,
+        reference: str,
+    ) -> BudgetEntryRow:
+        entry = BudgetEntryRow(
+            project_id=project_id,
+            kind=kind.value,
+            epsilon=str(amount.epsilon),
+            delta=str(amount.delta),
+            reservation_id=reservation_id,
+            reference=reference[:200],
+            created_at=at,
+        )
+        self._session.add(entry)
+        self._session.flush()
+        return entry
+
+    def get_account(self, project_id: int, *, lock: bool = False) -> Account | None:
+        row = self._session.get(BudgetAccountRow, project_id, with_for_update=lock, populate_existing=lock)
+        return _account(row) if row is not None else None
+
+    def list_entries(self, project_id: int) -> list[dict[str, object]]:
+        rows = self._session.execute(
+            select(BudgetEntryRow).where(BudgetEntryRow.project_id == project_id).order_by(BudgetEntryRow.id)
+        ).scalars()
+        return [
+            {
+                "id": r.id,
+                "kind": r.kind,
+                "epsilon": r.epsilon,
+                "delta": r.delta,
+                "reservation_id": r.reservation_id,
+                "reference": r.reference,
+                "created_at": r.created_at.isoformat(),
+            }
+            for r in rows
+        ]
+
+    def open_account(self, project_id: int, granted: Budget, at: datetime, *, audit: AuditEvent) -> Account:
+        row = BudgetAccountRow(
+            project_id=project_id,
+            granted_epsilon=str(granted.epsilon),
+            granted_delta=str(granted.delta),
+            spent_epsilon="0",
+            spent_delta="0",
+            reserved_epsilon="0",
+            reserved_delta="0",
+            updated_at=at,
+        )
+        self._session.add(row)
+        self._entry(project_id, EntryKind.GRANT, granted, at, None, "approval")
+        self._audit.append(audit)
+        return _account(row)
+
+    def grant(self, project_id: int, amount: Budget, at: datetime, *, audit: AuditEvent) -> Account:
+        row = self._row(project_id)
+        granted = _account(row).granted + amount
+        row.granted_epsilon, row.granted_delta = str(granted.epsilon), str(granted.delta)
+        row.updated_at = at
+        self._entry(project_id, EntryKind.GRANT, amount, at, None, "amendment")
+        self._audit.append(audit)
+        return _account(row)
+
+    def reserve(self, project_id: int, cost: Budget, at: datetime, *, audit: AuditEvent) -> Reservation:
+        row = self._row(project_id)
+        account = _account(row)
+        account.check_can_reserve(cost)
+        reserved = account.reserved + cost
+        row.reserved_epsilon, row.reserved_delta = str(reserved.epsilon), str(reserved.delta)
+        row.updated_at = at
+        entry = self._entry(project_id, EntryKind.RESERVE, cost, at, None, "")
+        self._audit.append(dataclasses.replace(audit, details={**audit.details, "reservation": entry.id}))
+        return Reservation(entry.id, project_id, cost)
+
+    def settle(
+        self, reservation: Reservation, *, spent: bool, reference: str, at: datetime, audit: AuditEvent
+    ) -> Account:
+        row = self._row(reservation.project_id)
+        done = self._session.execute(
+            select(func.count())
+            .select_from(BudgetEntryRow)
+            .where(BudgetEntryRow.reservation_id == reservation.id)
+        ).scalar_one()
+        if done:
+            raise InvalidState(f"reservation {reservation.id} is already settled")
+        account = _account(row)
+        reserved = account.reserved - reservation.cost
+        row.reserved_epsilon, row.reserved_delta = str(reserved.epsilon), str(reserved.delta)
+        if spent:
+            total = account.spent + reservation.cost
+            row.spent_epsilon, row.spent_delta = str(total.epsilon), str(total.delta)
+        row.updated_at = at
+        kind = EntryKind.COMMIT if spent else EntryKind.RETURN
+        self._entry(reservation.project_id, kind, reservation.cost, at, reservation.id, reference)
+        self._audit.append(audit)
+        return _account(row)

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from enclave.db.repositories import (
     SqlAccessRepository,
     SqlAuditLog,
+    SqlBudgetRepository,
     SqlCatalogRepository,
     SqlOptOutRepository,
     SqlTokenRepository,
@@ -71,6 +72,7 @@ class SqlUnitOfWork:
         self.catalog = SqlCatalogRepository(session, self.audit)
         self.opt_outs = SqlOptOutRepository(session, self.audit)
         self.access = SqlAccessRepository(session, self.audit)
+        self.budgets = SqlBudgetRepository(session, self.audit)
 
 
 class Database:

@@ -33,6 +33,7 @@ from enclave.domain.access_states import (
     RequestState,
 )
 from enclave.domain.audit import AuditEvent
+from enclave.domain.budget import Budget
 from enclave.domain.catalog import check_custodian_of
 from enclave.domain.clock import Clock, utcnow
 from enclave.domain.errors import InvalidInput, InvalidState, NotFound, PermissionDenied
@@ -358,6 +359,19 @@ class AccessService:
                 {"request": request.id, "scope": scope, "epsilon": epsilon, "end_date": end_date},
             ),
         )
+        granted = Budget(project.epsilon, project.delta or Decimal(0))
+        uow.budgets.open_account(
+            project.id,
+            granted,
+            self._clock(),
+            audit=AuditEvent(
+                "budget.granted",
+                "system",
+                "project",
+                str(project.id),
+                {"epsilon": granted.epsilon, "delta": granted.delta, "request": request.id},
+            ),
+        )
         return self._transition(
             uow,
             actor,
@@ -397,6 +411,22 @@ class AccessService:
             members={m.username: m.role.value for m in request.form.team},
             conditions=conditions,
         )
+        top_up_epsilon = amended.epsilon - project.epsilon
+        top_up_delta = max((amended.delta or Decimal(0)) - (project.delta or Decimal(0)), Decimal(0))
+        if top_up_epsilon > 0 or top_up_delta > 0:
+            top_up = Budget(top_up_epsilon, top_up_delta)
+            uow.budgets.grant(
+                project.id,
+                top_up,
+                self._clock(),
+                audit=AuditEvent(
+                    "budget.granted",
+                    "system",
+                    "project",
+                    str(project.id),
+                    {"epsilon": top_up.epsilon, "delta": top_up.delta, "request": request.id, "top_up": True},
+                ),
+            )
         uow.access.update_project(
             amended,
             self._clock(),

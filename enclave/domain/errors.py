@@ -45,6 +45,12 @@ class InvalidState(EnclaveError):
     code = "invalid_state"
 
 
+class BudgetExceeded(InvalidState):
+    """The query would spend more privacy budget than the project has left."""
+
+    code = "budget_exceeded"
+
+
 class AuthenticationFailed(EnclaveError):
     """No valid credentials: unknown user, wrong password, unknown/expired/revoked token."""
 

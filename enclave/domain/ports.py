@@ -18,6 +18,7 @@ from enclave.domain.access import AccessRequest, Part, Project
 from enclave.domain.access_form import AccessRequestForm
 from enclave.domain.access_states import ProjectState, RequestState
 from enclave.domain.audit import AuditEvent, ChainedEvent
+from enclave.domain.budget import Account, Budget, Reservation
 from enclave.domain.catalog import Dataset, DatasetVersion
 from enclave.domain.identity import ApiToken, Role, TokenKind, User
 
@@ -178,6 +179,28 @@ class AccessRepository(Protocol):
         ...
 
 
+class BudgetRepository(Protocol):
+    def get_account(self, project_id: int, *, lock: bool = False) -> Account | None: ...
+
+    def list_entries(self, project_id: int) -> list[dict[str, object]]: ...
+
+    def open_account(
+        self, project_id: int, granted: Budget, at: datetime, *, audit: AuditEvent
+    ) -> Account: ...
+
+    def grant(self, project_id: int, amount: Budget, at: datetime, *, audit: AuditEvent) -> Account: ...
+
+    def reserve(self, project_id: int, cost: Budget, at: datetime, *, audit: AuditEvent) -> Reservation:
+        """Hold ``cost`` against the account locked by the caller (``get_account(lock=True)``)."""
+        ...
+
+    def settle(
+        self, reservation: Reservation, *, spent: bool, reference: str, at: datetime, audit: AuditEvent
+    ) -> Account:
+        """Commit the reservation (``spent``) or give it back."""
+        ...
+
+
 class OptOutRepository(Protocol):
     def list_opt_outs(self) -> list[str]: ...
 
@@ -206,6 +229,9 @@ class UnitOfWork(Protocol):
 
     @property
     def access(self) -> AccessRepository: ...
+
+    @property
+    def budgets(self) -> BudgetRepository: ...
 
 
 class UnitOfWorkFactory(Protocol):

@@ -121,6 +121,7 @@ def test_every_custodian_approves_and_a_scoped_project_is_created(world: Service
         "access_request.part_decided",
         "access_request.part_decided",
         "project.created",
+        "budget.granted",
         "access_request.approved",
     ]
     assert world.audit.verify(OPERATOR).ok

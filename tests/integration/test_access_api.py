@@ -39,6 +39,10 @@ def test_request_to_project_over_http(world: Services) -> None:  # noqa: F811
         project = c.get(f"/projects/{pid}", headers=headers(world, "researcher")).json()
         assert project["conditions"] == {"min_count": 15}
         assert project["epsilon"] == "3.0"
+        budget = c.get(f"/projects/{pid}/budget", headers=headers(world, "researcher")).json()
+        assert budget["granted"]["epsilon"] == "3"
+        assert budget["remaining"]["epsilon"] == "3"
+        assert c.get(f"/projects/{pid}/budget", headers=headers(world, "rival")).status_code == 404
         register = c.get("/register").json()
         assert [e["title"] for e in register] == [FORM["title"]]
         assert "members" not in register[0]

@@ -52,6 +52,7 @@ POLICY: dict[tuple[str, str], frozenset[Role]] = {
     ("GET", "/projects/{project_id}"): frozenset(),
     ("POST", "/projects/{project_id}/state"): frozenset(),
     ("POST", "/projects/{project_id}/amendments"): frozenset({Role.RESEARCHER}),
+    ("GET", "/projects/{project_id}/budget"): frozenset(),
     ("PUT", "/catalog/datasets/{name}/policy"): frozenset({Role.CUSTODIAN}),
 }
 SAMPLE_PATH_VALUES = {

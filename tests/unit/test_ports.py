@@ -56,6 +56,7 @@ def test_implementations_cover_their_protocols() -> None:
         ports.CatalogRepository: repositories.SqlCatalogRepository,
         ports.OptOutRepository: repositories.SqlOptOutRepository,
         ports.AccessRepository: repositories.SqlAccessRepository,
+        ports.BudgetRepository: repositories.SqlBudgetRepository,
     }
     for protocol, impl in pairs.items():
         for name, member in inspect.getmembers(protocol, inspect.isfunction):

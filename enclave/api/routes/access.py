@@ -189,6 +189,23 @@ def amend_project(
     return request_view(services.access.amend(actor, project_id, form))
 
 
+WorkspaceOrUser = Annotated[Actor, Depends(requires(workspace=True))]
+
+
+@projects_router.get(
+    "/{project_id}/budget", summary="The project's privacy budget: granted, spent, reserved, left"
+)
+def get_budget(project_id: Id, actor: WorkspaceOrUser, services: ServicesDep) -> dict[str, Any]:
+    account = services.budgets.account(actor, project_id)
+    return {
+        "project_id": project_id,
+        "granted": {"epsilon": str(account.granted.epsilon), "delta": str(account.granted.delta)},
+        "spent": {"epsilon": str(account.spent.epsilon), "delta": str(account.spent.delta)},
+        "reserved": {"epsilon": str(account.reserved.epsilon), "delta": str(account.reserved.delta)},
+        "remaining": {"epsilon": str(account.remaining.epsilon), "delta": str(account.remaining.delta)},
+    }
+
+
 @register_router.get("/register", summary="The public register of approved projects (no login)")
 def public_register(
     services: ServicesDep,

@@ -1,0 +1,86 @@
+"""Use cases of the budget ledger: read a project's account, reserve, settle."""
+
+from __future__ import annotations
+
+from enclave.domain.access import Project, check_member_access
+from enclave.domain.audit import AuditEvent
+from enclave.domain.budget import Account, Budget, Reservation
+from enclave.domain.clock import Clock, utcnow
+from enclave.domain.errors import NotFound, PermissionDenied
+from enclave.domain.identity import Actor, Role
+from enclave.domain.ports import UnitOfWork, UnitOfWorkFactory
+
+
+class BudgetService:
+    def __init__(self, uow: UnitOfWorkFactory, *, clock: Clock = utcnow) -> None:
+        self._uow = uow
+        self._clock = clock
+
+    def _project(self, uow: UnitOfWork, actor: Actor, project_id: int) -> Project:
+        project = uow.access.get_project(project_id)
+        if project is None:
+            raise NotFound(f"no project {project_id}")
+        if actor.project_scope is not None and actor.project_scope != project_id:
+            raise PermissionDenied(
+                f"this workspace token is for project {actor.project_scope}, not {project_id}"
+            )
+        if actor.is_operator or (actor.has_role(Role.ADMIN) and actor.project_scope is None):
+            return project
+        if actor.user is None or actor.user.username not in project.members:
+            raise NotFound(f"no project {project_id} that you are a member of")
+        return project
+
+    def account(self, actor: Actor, project_id: int) -> Account:
+        with self._uow(write=False) as uow:
+            self._project(uow, actor, project_id)
+            account = uow.budgets.get_account(project_id)
+        if account is None:
+            raise NotFound(f"project {project_id} has no budget account")
+        return account
+
+    def reserve(self, actor: Actor, project_id: int, cost: Budget, purpose: str) -> Reservation:
+        """Hold ``cost`` for one release, or refuse (before any data is touched) if it does not fit.
+
+        The account row is locked for this short transaction only, so concurrent reservations are
+        serialised and their sum never exceeds the budget."""
+        with self._uow() as uow:
+            project = self._project(uow, actor, project_id)
+            if actor.user is not None:
+                check_member_access(project, actor.user, self._clock().date())
+            if uow.budgets.get_account(project_id, lock=True) is None:
+                raise NotFound(f"project {project_id} has no budget account")
+            return uow.budgets.reserve(
+                project_id,
+                cost,
+                self._clock(),
+                audit=AuditEvent(
+                    "budget.reserved",
+                    actor.name,
+                    "project",
+                    str(project_id),
+                    {"epsilon": cost.epsilon, "delta": cost.delta, "purpose": purpose[:200]},
+                ),
+            )
+
+    def settle(self, actor: Actor, reservation: Reservation, *, spent: bool, reference: str) -> Account:
+        """Commit the reservation with the release it paid for, or give it back (nothing left)."""
+        with self._uow() as uow:
+            uow.budgets.get_account(reservation.project_id, lock=True)
+            return uow.budgets.settle(
+                reservation,
+                spent=spent,
+                reference=reference,
+                at=self._clock(),
+                audit=AuditEvent(
+                    "budget.spent" if spent else "budget.returned",
+                    actor.name,
+                    "project",
+                    str(reservation.project_id),
+                    {
+                        "reservation": reservation.id,
+                        "epsilon": reservation.cost.epsilon,
+                        "delta": reservation.cost.delta,
+                        "reference": reference[:200],
+                    },
+                ),
+            )
