@@ -244,3 +244,26 @@ class BudgetEntryRow(Base):
     reservation_id: Mapped[int | None] = mapped_column(Integer, index=True)
     reference: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[datetime]
+
+
+class ReleaseRow(Base):
+    """Every DP release: the plan, the mechanism, the noise, the privacy loss and the values."""
+
+    __tablename__ = "releases"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id"), index=True)
+    dataset: Mapped[str] = mapped_column(String(63))
+    dataset_version: Mapped[int] = mapped_column(Integer)
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    plan_json: Mapped[str] = mapped_column(Text)
+    epsilon: Mapped[str] = mapped_column(String(40))
+    delta: Mapped[str] = mapped_column(String(40))
+    mechanism: Mapped[str] = mapped_column(String(100))
+    noise_json: Mapped[str] = mapped_column(Text)
+    values_json: Mapped[str] = mapped_column(Text)
+    accuracy_json: Mapped[str] = mapped_column(Text)
+    author: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime]
+
+    __table_args__ = (UniqueConstraint("project_id", "fingerprint"),)

@@ -26,6 +26,7 @@ from enclave.db.models import (
     DatasetVersionRow,
     OptOutRow,
     ProjectRow,
+    ReleaseRow,
     UserRoleRow,
     UserRow,
 )
@@ -38,6 +39,7 @@ from enclave.domain.catalog import Dataset, DatasetVersion
 from enclave.domain.clock import utcnow
 from enclave.domain.errors import InternalError, InvalidState, NotFound
 from enclave.domain.identity import ApiToken, Role, TokenKind, User
+from enclave.domain.queries import QueryPlan, Release
 
 HEAD_ID = 1
 
@@ -743,3 +745,67 @@ class SqlBudgetRepository:
         self._entry(reservation.project_id, kind, reservation.cost, at, reservation.id, reference)
         self._audit.append(audit)
         return _account(row)
+
+
+def _release(row: ReleaseRow) -> Release:
+    return Release(
+        id=row.id,
+        project_id=row.project_id,
+        dataset=row.dataset,
+        dataset_version=row.dataset_version,
+        fingerprint=row.fingerprint,
+        plan=QueryPlan.model_validate_json(row.plan_json),
+        epsilon=Decimal(row.epsilon),
+        delta=Decimal(row.delta),
+        mechanism=row.mechanism,
+        noise_scales=json.loads(row.noise_json),
+        values=json.loads(row.values_json),
+        accuracy=json.loads(row.accuracy_json),
+        author=row.author,
+        created_at=row.created_at,
+    )
+
+
+class SqlReleaseRepository:
+    def __init__(self, session: Session, audit: SqlAuditLog) -> None:
+        self._session = session
+        self._audit = audit
+
+    def get_release(self, release_id: int) -> Release | None:
+        row = self._session.get(ReleaseRow, release_id)
+        return _release(row) if row is not None else None
+
+    def find_release(self, project_id: int, fingerprint: str) -> Release | None:
+        row = self._session.execute(
+            select(ReleaseRow).where(
+                ReleaseRow.project_id == project_id, ReleaseRow.fingerprint == fingerprint
+            )
+        ).scalar_one_or_none()
+        return _release(row) if row is not None else None
+
+    def list_releases(self, project_id: int) -> list[Release]:
+        rows = self._session.execute(
+            select(ReleaseRow).where(ReleaseRow.project_id == project_id).order_by(ReleaseRow.id)
+        ).scalars()
+        return [_release(r) for r in rows]
+
+    def add_release(self, release: Release, *, audit: AuditEvent) -> Release:
+        row = ReleaseRow(
+            project_id=release.project_id,
+            dataset=release.dataset,
+            dataset_version=release.dataset_version,
+            fingerprint=release.fingerprint,
+            plan_json=release.plan.model_dump_json(),
+            epsilon=str(release.epsilon),
+            delta=str(release.delta),
+            mechanism=release.mechanism,
+            noise_json=json.dumps(release.noise_scales),
+            values_json=json.dumps(release.values, default=str),
+            accuracy_json=json.dumps(release.accuracy),
+            author=release.author,
+            created_at=release.created_at,
+        )
+        self._session.add(row)
+        self._session.flush()
+        self._audit.append(dataclasses.replace(audit, object_id=str(row.id)))
+        return _release(row)

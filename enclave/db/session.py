@@ -22,6 +22,7 @@ from enclave.db.repositories import (
     SqlBudgetRepository,
     SqlCatalogRepository,
     SqlOptOutRepository,
+    SqlReleaseRepository,
     SqlTokenRepository,
     SqlUserRepository,
 )
@@ -73,6 +74,7 @@ class SqlUnitOfWork:
         self.opt_outs = SqlOptOutRepository(session, self.audit)
         self.access = SqlAccessRepository(session, self.audit)
         self.budgets = SqlBudgetRepository(session, self.audit)
+        self.releases = SqlReleaseRepository(session, self.audit)
 
 
 class Database:

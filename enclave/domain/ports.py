@@ -21,6 +21,7 @@ from enclave.domain.audit import AuditEvent, ChainedEvent
 from enclave.domain.budget import Account, Budget, Reservation
 from enclave.domain.catalog import Dataset, DatasetVersion
 from enclave.domain.identity import ApiToken, Role, TokenKind, User
+from enclave.domain.queries import Release
 
 
 class AuditLog(Protocol):
@@ -201,6 +202,18 @@ class BudgetRepository(Protocol):
         ...
 
 
+class ReleaseRepository(Protocol):
+    def get_release(self, release_id: int) -> Release | None: ...
+
+    def find_release(self, project_id: int, fingerprint: str) -> Release | None: ...
+
+    def list_releases(self, project_id: int) -> list[Release]: ...
+
+    def add_release(self, release: Release, *, audit: AuditEvent) -> Release:
+        """Record ``release`` (its ``id`` is assigned)."""
+        ...
+
+
 class OptOutRepository(Protocol):
     def list_opt_outs(self) -> list[str]: ...
 
@@ -232,6 +245,9 @@ class UnitOfWork(Protocol):
 
     @property
     def budgets(self) -> BudgetRepository: ...
+
+    @property
+    def releases(self) -> ReleaseRepository: ...
 
 
 class UnitOfWorkFactory(Protocol):

@@ -57,6 +57,7 @@ def test_implementations_cover_their_protocols() -> None:
         ports.OptOutRepository: repositories.SqlOptOutRepository,
         ports.AccessRepository: repositories.SqlAccessRepository,
         ports.BudgetRepository: repositories.SqlBudgetRepository,
+        ports.ReleaseRepository: repositories.SqlReleaseRepository,
     }
     for protocol, impl in pairs.items():
         for name, member in inspect.getmembers(protocol, inspect.isfunction):

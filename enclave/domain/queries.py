@@ -1,0 +1,158 @@
+"""Query plans: what a researcher asks, validated before any data is touched.
+
+A plan is a small frozen tree (table, filters, group-by columns, aggregates, privacy loss) that the
+client builds and the server checks against the catalog and the project's approved scope. Its
+canonical hash, with the dataset version it ran on, identifies a release: asking the same plan again
+returns the recorded release at no further cost, so averaging repeated answers gains nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from enclave.domain.audit import canonical_json
+from enclave.domain.errors import InvalidInput, PermissionDenied
+
+Name = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,62}$")]
+MAX_GROUP_BY = 4
+MAX_AGGREGATES = 8
+
+
+class FilterSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    column: Name
+    op: Literal["==", "!=", "<", "<=", ">", ">=", "in"]
+    value: str | int | float | list[str | int] = Field(description="a literal; a list for 'in'")
+
+    @model_validator(mode="after")
+    def _shape(self) -> FilterSpec:
+        if (self.op == "in") != isinstance(self.value, list):
+            raise ValueError("use a list value with 'in', and a single value with every other operator")
+        if isinstance(self.value, list) and not 1 <= len(self.value) <= 1000:
+            raise ValueError("an 'in' list has 1 to 1000 values")
+        if isinstance(self.value, float) and self.value != self.value:
+            raise ValueError("NaN is not a filter value")
+        return self
+
+
+class AggregateSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: Literal["count_rows", "sum", "mean"]
+    column: Name | None = None
+
+    @model_validator(mode="after")
+    def _column(self) -> AggregateSpec:
+        if self.kind == "count_rows" and self.column is not None:
+            raise ValueError("count_rows takes no column")
+        if self.kind != "count_rows" and self.column is None:
+            raise ValueError(f"{self.kind} needs a numeric column")
+        return self
+
+    @property
+    def name(self) -> str:
+        return self.kind if self.column is None else f"{self.kind}_{self.column}"
+
+
+class QueryPlan(BaseModel):
+    """The serialisable plan (the JSON the client sends)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    dataset: Name
+    aggregates: list[AggregateSpec] = Field(min_length=1, max_length=MAX_AGGREGATES)
+    group_by: list[Name] = Field(default_factory=list, max_length=MAX_GROUP_BY)
+    filters: list[FilterSpec] = Field(default_factory=list, max_length=20)
+    epsilon: Decimal = Field(gt=0, le=10, max_digits=12, decimal_places=6)
+
+    @field_validator("aggregates")
+    @classmethod
+    def _distinct(cls, value: list[AggregateSpec]) -> list[AggregateSpec]:
+        names = [a.name for a in value]
+        if len(set(names)) != len(names):
+            raise ValueError("each aggregate may appear once")
+        return value
+
+    @field_validator("group_by")
+    @classmethod
+    def _distinct_keys(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError("each group-by column may appear once")
+        return value
+
+    def columns(self) -> set[str]:
+        used = set(self.group_by) | {f.column for f in self.filters}
+        used |= {a.column for a in self.aggregates if a.column is not None}
+        return used
+
+    def fingerprint(self, dataset_version: int) -> str:
+        """Identifies a release: the canonical plan and the data version it ran on."""
+        payload = canonical_json({"plan": self.model_dump(mode="json"), "version": dataset_version})
+        return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+
+def check_scope(plan: QueryPlan, scope: dict[str, list[str]]) -> None:
+    """Every table and column the plan uses is in the project's approved scope (schema only)."""
+    if plan.dataset not in scope:
+        allowed = ", ".join(sorted(scope)) or "none"
+        raise PermissionDenied(
+            f"dataset {plan.dataset!r} is not in this project's scope (approved: {allowed})"
+        )
+    outside = sorted(plan.columns() - set(scope[plan.dataset]))
+    if outside:
+        raise PermissionDenied(
+            f"column(s) {', '.join(outside)} of {plan.dataset} are not in this project's approved scope"
+            f" ({', '.join(scope[plan.dataset])})"
+        )
+
+
+def check_against_catalog(plan: QueryPlan, columns: dict[str, dict[str, Any]]) -> None:
+    """Roles and types from the catalog: group keys need a public domain, sums and means a bounded
+    numeric, filters a known column. The sentence names the column and the rule."""
+    for key in plan.group_by:
+        meta = columns.get(key)
+        if meta is None:
+            raise InvalidInput(f"{plan.dataset} has no column {key!r}")
+        if not meta.get("domain"):
+            raise InvalidInput(
+                f"cannot group by {key!r}: it has no public domain in the catalog, and releasing its raw"
+                " values could disclose them; group by a column with a public domain"
+            )
+    for agg in plan.aggregates:
+        if agg.column is None:
+            continue
+        meta = columns.get(agg.column)
+        if meta is None:
+            raise InvalidInput(f"{plan.dataset} has no column {agg.column!r}")
+        if meta.get("role") != "numeric" or meta.get("lower") is None or meta.get("upper") is None:
+            raise InvalidInput(
+                f"cannot {agg.kind} {agg.column!r}: only bounded numeric columns can be summed"
+            )
+    for flt in plan.filters:
+        if flt.column not in columns:
+            raise InvalidInput(f"{plan.dataset} has no column {flt.column!r} to filter on")
+
+
+@dataclass(frozen=True)
+class Release:
+    id: int
+    project_id: int
+    dataset: str
+    dataset_version: int
+    fingerprint: str
+    plan: QueryPlan
+    epsilon: Decimal
+    delta: Decimal
+    mechanism: str
+    noise_scales: dict[str, float]
+    values: list[dict[str, Any]]
+    accuracy: dict[str, float]
+    author: str
+    created_at: datetime
