@@ -13,6 +13,8 @@ from enclave.domain.audit_service import AuditService
 from enclave.domain.budget_service import BudgetService
 from enclave.domain.clock import Clock, utcnow
 from enclave.domain.identity_service import IdentityService, TokenPolicy
+from enclave.dp.engine import DPEngine
+from enclave.dp.service import QueryService
 from enclave.ingest.service import CatalogService
 from enclave.keys import KeyStore
 
@@ -27,6 +29,7 @@ class Services:
     catalog: CatalogService
     access: AccessService
     budgets: BudgetService
+    queries: QueryService
 
     def close(self) -> None:
         self.db.dispose()
@@ -51,6 +54,7 @@ def build_services(settings: Settings, *, migrate: bool = True, clock: Clock = u
     # In production the master key must already exist (`enclave keys init`), so a mistyped path
     # never silently starts a new key that links nothing ingested before.
     keys = KeyStore(settings.master_key_file, create=settings.mode != "production")
+    budgets = BudgetService(db.unit_of_work, clock=clock)
     return Services(
         settings=settings,
         db=db,
@@ -65,5 +69,12 @@ def build_services(settings: Settings, *, migrate: bool = True, clock: Clock = u
             clock=clock,
         ),
         access=AccessService(db.unit_of_work, clock=clock),
-        budgets=BudgetService(db.unit_of_work, clock=clock),
+        budgets=budgets,
+        queries=QueryService(
+            db.unit_of_work,
+            engine=DPEngine(),
+            budgets=budgets,
+            research_store=settings.research_store,
+            clock=clock,
+        ),
     )

@@ -6,7 +6,7 @@ from fastapi import FastAPI
 
 from enclave import __version__
 from enclave.api.errors import install_error_handlers
-from enclave.api.routes import access, audit, auth, catalog, health, tokens, users
+from enclave.api.routes import access, audit, auth, catalog, health, queries, tokens, users
 from enclave.wiring import Services
 
 ROUTERS = (
@@ -21,6 +21,7 @@ ROUTERS = (
     access.router,
     access.projects_router,
     access.register_router,
+    queries.router,
 )
 
 DESCRIPTION = """\

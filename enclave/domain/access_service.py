@@ -276,6 +276,9 @@ class AccessService:
                 raise InvalidInput("min_count must be a whole number from 1 to 1000")
         with self._uow() as uow:
             request = self._load(uow, actor, request_id, lock=True)
+            if request.amends_project_id is not None:
+                # Lock order: domain rows before the audit head (see enclave/domain/ports.py).
+                uow.access.get_project(request.amends_project_id, lock=True)
             part = request.part(dataset)
             check_can_decide(actor, request, part)
             if request.state not in (RequestState.SUBMITTED, RequestState.UNDER_REVIEW):

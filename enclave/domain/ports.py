@@ -4,6 +4,10 @@ Rule (checked by ``tests/unit/test_ports.py``): every method of a repository tha
 an ``audit: AuditEvent`` keyword argument, and the implementation writes that event in the same
 transaction as the change. Read methods are named ``get_*``, ``list_*``, ``find_*``, ``count_*`` or
 ``iter_*``. The only writer without an ``audit`` argument is :meth:`AuditLog.append` itself.
+
+Lock order: every audited write ends by locking the audit head, so a transaction takes its row
+locks (``get_*(..., lock=True)``) *before* its first audited write. Taking a row lock after an audit
+append can deadlock against a transaction that holds that row and waits for the head.
 """
 
 from __future__ import annotations

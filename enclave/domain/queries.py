@@ -58,7 +58,7 @@ class AggregateSpec(BaseModel):
 
     @property
     def name(self) -> str:
-        return self.kind if self.column is None else f"{self.kind}_{self.column}"
+        return "count" if self.column is None else f"{self.kind}_{self.column}"
 
 
 class QueryPlan(BaseModel):

@@ -53,6 +53,9 @@ POLICY: dict[tuple[str, str], frozenset[Role]] = {
     ("POST", "/projects/{project_id}/state"): frozenset(),
     ("POST", "/projects/{project_id}/amendments"): frozenset({Role.RESEARCHER}),
     ("GET", "/projects/{project_id}/budget"): frozenset(),
+    ("POST", "/projects/{project_id}/queries/preview"): frozenset({Role.RESEARCHER}),
+    ("POST", "/projects/{project_id}/queries"): frozenset({Role.RESEARCHER}),
+    ("GET", "/projects/{project_id}/releases"): frozenset({Role.RESEARCHER}),
     ("PUT", "/catalog/datasets/{name}/policy"): frozenset({Role.CUSTODIAN}),
 }
 SAMPLE_PATH_VALUES = {

@@ -1,0 +1,686 @@
+"""The OpenDP execution engine: plans and releases differentially private aggregates.
+
+Every noisy value comes from OpenDP 0.16 (``opendp.extras.polars``): this module builds an OpenDP
+Polars query over ``pl.scan_parquet(path)``, asks OpenDP for its privacy map and accuracy, and lets
+OpenDP's compositor run it. Nothing here samples noise.
+
+Privacy model
+-------------
+* **Privacy unit: the person.** The context is built with
+  ``dp.unit_of(contributions=1, identifier=pl.col("person_id"))`` (``opendp/context.py: unit_of`` ->
+  ``SymmetricIdDistance``): neighbouring tables differ in *all* rows of one person. The query then
+  calls ``LazyFrameQuery.truncate_per_group(contribution_bound)`` (``opendp/extras/polars/__init__.py``),
+  which keeps at most ``contribution_bound`` rows per ``person_id`` (a random sample of them); OpenDP's
+  ``make_stable_truncate`` turns the identifier distance into a row distance of ``contribution_bound``.
+  Filters are applied *before* the truncation, so the rows a person may contribute are chosen among
+  the rows the query actually uses.
+* **Pure DP (ε, Laplace), not zCDP.** Budgets in the enclave are denominated in ε and debited by
+  addition; pure DP composes by addition with δ = 0, so the ε accounted here is exactly what a ledger
+  adds up, with no δ to carry or conversion to explain. (zCDP/Gaussian would pay off for queries with
+  very many aggregates, at the price of a δ.) Counts and integer sums get OpenDP's discrete Laplace.
+* **Public keys only.** Group-by keys are the cross product of the catalog's public domains, joined
+  with ``LazyFrameQuery.with_keys`` (a left join from the key set, OpenDP's ``KeySanitizer::Join``):
+  every public key combination is released, those with no rows too, and no key is read from the data.
+  ``Margin(invariant="keys")`` (formerly ``public_info="keys"``) is deliberately *not* used: it declares
+  the keys present in the data unprotected and would release only those.
+* **Clamping.** ``.dp.sum(bounds)`` clips to the catalog bounds inside OpenDP. Integers stay integers
+  (money is integer). Decimals are summed in fixed point: clipped, shifted by the lower bound, scaled by
+  ``10**p``, rounded and cast to ``Int64`` inside the OpenDP plan, so the sum is exact and its noise is
+  discrete Laplace; a float sum would have to pay for floating-point rounding over ``max_rows`` rows
+  (over 400 times the noise for a ``[10, 50]`` column with ``max_rows = 10**9``).
+* **Means** are post-processed from a noisy sum and a noisy count of non-null values, released in the
+  same measurement. OpenDP's ``.dp.mean`` is the same two statistics at the same cost (it also spends
+  on a sum and a length), but separate statistics let a query that asks for ``sum(x)`` and ``mean(x)``
+  pay for ``sum(x)`` once, and give the count of non-null values rather than of rows.
+* ``Margin(by=(), max_length=max_rows)`` is a *public* upper bound on the rows of a table (not the row
+  count, which researchers may not see). OpenDP needs it to rule out overflow in sums.
+
+Budget split and calibration
+----------------------------
+All statistics of a query share OpenDP's ``global_scale`` (``make_private_lazyframe``): each gets
+noise ``global_scale x its sensitivity``, so ε is split evenly across statistics. The scale is found
+once per query shape and cached (key: filters, truncation, statistics with their bounds and the key
+set as serialized Polars expressions; the input domain; and ε), because the binary search of
+``LazyFrameQuery.resolve()`` costs about a second. On a cache miss the engine probes OpenDP's privacy
+map at scale 1 and rescales (the map of a Laplace plan is inversely proportional to the scale), and
+falls back to OpenDP's own ``binary_search_param`` if that does not land. Whatever the route, the
+measurement is only ever used if OpenDP's ``Measurement.check(d_in, ε)`` accepts it, and the
+compositor (``make_adaptive_composition``, as ``Context.compositor`` builds it) refuses any
+measurement whose privacy loss exceeds the plan's ε. The plan's ε is read back from the measurement's
+privacy map, ``measurement.map(d_in)``.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections import OrderedDict
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import date
+from decimal import Decimal
+from itertools import product
+from pathlib import Path
+from typing import Any, Literal, cast
+
+import opendp.prelude as dp
+import polars as pl
+from opendp.accuracy import summarize_polars_measurement
+from opendp.extras.polars import Margin, dp_len
+from opendp.mod import GLOBAL_FEATURES, OpenDPException, binary_search_param
+
+PERSON_COLUMN = "person_id"
+CONFIDENCE_ALPHA = 0.05
+# Features that weaken OpenDP's guarantees: "honest-but-curious" trusts user code, "floating-point"
+# (renamed "idealized-numerics" in 0.16; enable_features("floating-point") records the new name)
+# assumes exact real arithmetic.
+FORBIDDEN_FEATURES = ("honest-but-curious", "floating-point", "idealized-numerics")
+DEFAULT_MAX_ROWS = 10**9
+_MAX_DECIMAL_PLACES = 6
+_CACHE_SIZE = 1024
+_EPOCH = date(1970, 1, 1)
+
+ColumnType = Literal["string", "integer", "decimal", "date"]
+AggregateKind = Literal["count_rows", "sum", "mean"]
+FilterOp = Literal["==", "!=", "<", "<=", ">", ">=", "in"]
+
+
+@dataclass(frozen=True)
+class ColumnMeta:
+    name: str
+    type: ColumnType
+    domain: tuple[str, ...] | None = None  # public category domain (group keys); None = no public keys
+    lower: float | None = None  # numeric clamp bounds
+    upper: float | None = None
+
+
+@dataclass(frozen=True)
+class TableMeta:
+    path: Path  # the Parquet file
+    contribution_bound: int  # max rows per person a query may use
+    columns: Mapping[str, ColumnMeta]  # excluding person_id
+
+
+@dataclass(frozen=True)
+class Aggregate:
+    kind: AggregateKind
+    column: str | None = None
+
+    @property
+    def name(self) -> str:
+        """The output column: ``count``, ``sum_<column>`` or ``mean_<column>``."""
+        return "count" if self.kind == "count_rows" else f"{self.kind}_{self.column}"
+
+
+@dataclass(frozen=True)
+class Filter:
+    column: str
+    op: FilterOp
+    value: object
+
+
+@dataclass(frozen=True)
+class Query:
+    table: TableMeta
+    aggregates: tuple[Aggregate, ...]
+    group_by: tuple[str, ...] = ()
+    filters: tuple[Filter, ...] = ()
+    epsilon: Decimal = Decimal("1")  # total pure-DP ε (Laplace); see the module docstring
+
+
+@dataclass(frozen=True)
+class Statistic:
+    """One quantity OpenDP adds noise to, in the column's own unit."""
+
+    name: str  # e.g. "rows", "sum(cost)", "count(los)"
+    distribution: str  # as OpenDP's summary names it, e.g. "Integer Laplace"
+    scale: float  # noise scale
+    accuracy: float  # half-width of the 95% interval (OpenDP summarize(alpha=0.05))
+    accuracy_half_alpha: float  # the same at alpha=0.025, for the union bound of a mean's interval
+
+
+@dataclass(frozen=True)
+class AggregatePlan:
+    name: str  # output column; its interval is in "<name>_ci95"
+    aggregate: Aggregate
+    noise_scale: float  # of the released statistic; for a mean, of its numerator (the sum)
+    accuracy: float | None  # 95% half-width; None for a mean, whose half-width differs per group
+    statistics: tuple[str, ...]  # the Statistic names it is computed from
+
+
+@dataclass(frozen=True)
+class Plan:
+    query: Query
+    epsilon: Decimal  # the privacy loss OpenDP's measurement accounts for (<= query.epsilon)
+    aggregates: tuple[AggregatePlan, ...]
+    statistics: tuple[Statistic, ...]
+    scale_from_cache: bool
+    _measurement: Any = field(repr=False, compare=False)
+    _context: Any = field(repr=False, compare=False)
+    _keys: pl.DataFrame | None = field(repr=False, compare=False)
+    _stats: tuple[_Stat, ...] = field(repr=False, compare=False)
+
+    @property
+    def noise_scales(self) -> dict[str, float]:
+        return {a.name: a.noise_scale for a in self.aggregates}
+
+
+@dataclass(frozen=True)
+class Release:
+    data: pl.DataFrame  # group keys, one column per aggregate and "<name>_ci95" for each
+    epsilon: Decimal
+    noise_scales: Mapping[str, float]
+
+
+@dataclass(frozen=True)
+class _Stat:
+    """A statistic as built into the OpenDP plan: alias in the OpenDP output, unit divisor."""
+
+    name: str
+    alias: str
+    divisor: int  # 10**p for fixed-point decimal sums, else 1
+
+
+class DPEngine:
+    """Plans and releases DP queries with OpenDP; safe to share between threads."""
+
+    def __init__(self, *, max_rows: int = DEFAULT_MAX_ROWS) -> None:
+        _refuse_unsafe_features()
+        dp.enable_features("contrib")  # the only feature needed: OpenDP's Polars constructors
+        if max_rows < 1:
+            raise ValueError("max_rows must be a positive public bound on the rows of a table.")
+        self._max_rows = max_rows
+        self._scales: OrderedDict[tuple[str, float], float] = OrderedDict()
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------------ plan
+    def plan(self, query: Query) -> Plan:
+        """Validate the query, build it in OpenDP over ``pl.scan_parquet`` and calibrate its noise.
+
+        Reads only the Parquet schema, never rows."""
+        _refuse_unsafe_features()
+        _validate(query)
+        table = query.table
+        used = _used_columns(query)
+        schema = pl.scan_parquet(table.path).collect_schema()
+        _check_schema(schema, table, used)
+        data = pl.scan_parquet(table.path).select(PERSON_COLUMN, *used)
+
+        d_out = _epsilon_float(query.epsilon)
+        context = _single_query_context(data, d_out, self._max_rows)
+        lf_query: Any = context.query()
+        filters = [_filter_expr(flt, table.columns[flt.column]) for flt in query.filters]
+        for expr in filters:
+            lf_query = lf_query.filter(expr)
+        # extras/polars: LazyFrameQuery.truncate_per_group -> SymmetricIdDistance to row contributions.
+        lf_query = lf_query.truncate_per_group(table.contribution_bound)
+        stats, exprs = _statistics(query, self._max_rows)
+        keys = _key_frame(query) if query.group_by else None
+        if keys is not None:
+            # extras/polars: LazyFrameQuery.with_keys: left join from the public key set.
+            lf_query = lf_query.group_by(*query.group_by).agg(*exprs).with_keys(keys)
+        else:
+            lf_query = lf_query.select(*exprs)
+
+        # The cache key holds everything the privacy map depends on. (The serialized plan itself is no
+        # good: the shuffle in truncate_per_group's keep="sample" draws a fresh seed each time.)
+        shape = (
+            str(context.accountant.input_domain),
+            table.contribution_bound,
+            tuple(e.meta.serialize() for e in (*filters, *exprs)),
+            query.group_by,
+            keys.serialize() if keys is not None else b"",
+        )
+        measurement, from_cache = self._calibrate(lf_query, d_out, repr(shape))
+        # accuracy.py: summarize_polars_measurement reads each statistic's distribution and scale.
+        summary = summarize_polars_measurement(measurement, CONFIDENCE_ALPHA)
+        half = summarize_polars_measurement(measurement, CONFIDENCE_ALPHA / 2)
+        statistics = _read_summary(stats, summary, half)
+        loss = float(measurement.map(context.d_in))
+        return Plan(
+            query=query,
+            epsilon=_epsilon_decimal(loss, query.epsilon),
+            aggregates=_aggregate_plans(query, statistics),
+            statistics=statistics,
+            scale_from_cache=from_cache,
+            _measurement=measurement,
+            _context=context,
+            _keys=keys,
+            _stats=stats,
+        )
+
+    def _calibrate(self, lf_query: Any, d_out: float, shape: str) -> tuple[Any, bool]:
+        """The OpenDP measurement for this query with the smallest scale OpenDP accepts for ``d_out``."""
+        # The same pieces LazyFrameQuery.resolve() hands to make_private_lazyframe.
+        inner = object.__getattribute__(lf_query, "_query")
+        plan = object.__getattribute__(lf_query, "polars_plan")
+        input_domain, input_metric = inner._chain
+        d_in = inner._d_in
+        measure = inner._output_measure
+
+        def make(scale: float) -> Any:
+            return dp.m.make_private_lazyframe(
+                input_domain=input_domain,
+                input_metric=input_metric,
+                output_measure=measure,
+                lazyframe=plan,
+                global_scale=scale,
+            )
+
+        key = (shape, d_out)
+        with self._lock:
+            cached = self._scales.get(key)
+            if cached is not None:
+                self._scales.move_to_end(key)
+        if cached is not None:
+            m = make(cached)
+            if m.check(d_in, d_out):
+                return m, True
+        scale = _solve_scale(make, d_in, d_out)
+        with self._lock:
+            self._scales[key] = scale
+            while len(self._scales) > _CACHE_SIZE:
+                self._scales.popitem(last=False)
+        return make(scale), False
+
+    # --------------------------------------------------------------- release
+    def release(self, plan: Plan) -> Release:
+        """Run a plan once (a plan's budget is spent by its first release) and post-process it."""
+        _refuse_unsafe_features()
+        try:
+            # context.py: Context.__call__ submits the measurement to the compositor's queryable,
+            # which checks its privacy loss against the plan's ε; the answer is a OnceFrame.
+            once = plan._context(plan._measurement)
+        except (OpenDPException, IndexError) as exc:
+            raise RuntimeError("this plan has already been released: plan the query again") from exc
+        raw = cast(pl.DataFrame, once.collect())
+        if plan._keys is not None:
+            # Public key order, and a guarantee that every key combination is present.
+            names = list(plan._keys.columns)
+            raw = plan._keys.join(raw, on=names, how="left", nulls_equal=True, maintain_order="left")
+        else:
+            names = []
+        return Release(
+            data=_post_process(plan, raw, names),
+            epsilon=plan.epsilon,
+            noise_scales=plan.noise_scales,
+        )
+
+
+def _single_query_context(data: pl.LazyFrame, d_out: float, max_rows: int) -> Any:
+    """An OpenDP context over the lazy scan whose one query may spend ``d_out`` (pure DP).
+
+    This is what ``Context.compositor(data, privacy_unit=dp.unit_of(contributions=1,
+    identifier=pl.col("person_id")), privacy_loss=dp.loss_of(epsilon=d_out), split_evenly_over=1,
+    margins=[Margin(by=(), max_length=max_rows)])`` builds (context.py), minus its binary search for
+    the weight scale, which is 1 for a single query and cost 28 of the 35 ms of a cached plan."""
+    # context.py: unit_of(identifier=...) -> SymmetricIdDistance on the column: a person is the unit.
+    metric, d_in = dp.unit_of(contributions=1, identifier=PERSON_COLUMN)
+    measure, _ = dp.loss_of(epsilon=d_out)
+    # context.py: domain_of(LazyFrame, infer=True) reads the schema only; with_margin adds the public
+    # row bound.
+    domain = dp.with_margin(dp.domain_of(data, infer=True), Margin(by=(), max_length=max_rows))
+    # combinators.py: make_adaptive_composition, the accountant Context.compositor uses; its queryable
+    # refuses a query whose privacy loss exceeds d_mids[0].
+    accountant = dp.c.make_adaptive_composition(
+        input_domain=domain, input_metric=metric, output_measure=measure, d_in=d_in, d_mids=[d_out]
+    )
+    return dp.Context(accountant=accountant, queryable=accountant(data), d_in=d_in, d_mids=[d_out])
+
+
+# ---------------------------------------------------------------- validation
+def _refuse_unsafe_features() -> None:
+    enabled = sorted(f for f in FORBIDDEN_FEATURES if f in GLOBAL_FEATURES)
+    if enabled:
+        raise RuntimeError(
+            f"OpenDP has the feature(s) {', '.join(enabled)} enabled, which void its privacy guarantees;"
+            " the DP engine refuses to run in this process."
+        )
+
+
+def _validate(query: Query) -> None:
+    table = query.table
+    cols = table.columns
+    if not query.epsilon.is_finite() or query.epsilon <= 0:
+        raise ValueError(f"Epsilon must be a positive finite number, not {query.epsilon}.")
+    if table.contribution_bound < 1:
+        raise ValueError("The table's contribution bound must be at least 1 row per person.")
+    if PERSON_COLUMN in cols:
+        raise ValueError(f"The column {PERSON_COLUMN} is the privacy unit and cannot be queried.")
+    if not query.aggregates:
+        raise ValueError("A query needs at least one aggregate.")
+    names = [a.name for a in query.aggregates]
+    if len(set(names)) != len(names):
+        raise ValueError("Each aggregate may appear only once in a query.")
+    for agg in query.aggregates:
+        _validate_aggregate(agg, cols)
+    if len(set(query.group_by)) != len(query.group_by):
+        raise ValueError("A column may appear only once in group_by.")
+    for name in query.group_by:
+        col = _column(name, cols, "group by")
+        if not col.domain:
+            raise ValueError(
+                f"Cannot group by {name}: it has no public domain of keys, and keys read from the data"
+                " would not be private."
+            )
+        if col.type not in ("string", "integer"):
+            raise ValueError(f"Cannot group by {name}: only string and integer columns can be group keys.")
+        if col.type == "integer":
+            for value in col.domain:
+                _parse_int(value, f"The domain of {name} holds {value!r}, which is not an integer.")
+    for flt in query.filters:
+        _validate_filter(flt, cols)
+
+
+def _validate_aggregate(agg: Aggregate, cols: Mapping[str, ColumnMeta]) -> None:
+    if agg.kind == "count_rows":
+        if agg.column is not None:
+            raise ValueError("A count_rows aggregate counts rows and takes no column.")
+        return
+    if agg.kind not in ("sum", "mean"):
+        raise ValueError(f"Unknown aggregate {agg.kind!r}: use count_rows, sum or mean.")
+    if agg.column is None:
+        raise ValueError(f"A {agg.kind} needs a column.")
+    col = _column(agg.column, cols, agg.kind)
+    if col.type not in ("integer", "decimal"):
+        raise ValueError(f"Cannot take the {agg.kind} of {col.name}: it is a {col.type} column, not numeric.")
+    if col.lower is None or col.upper is None:
+        raise ValueError(f"Cannot take the {agg.kind} of {col.name}: it has no clamp bounds in the catalog.")
+    if not (math.isfinite(col.lower) and math.isfinite(col.upper)) or col.lower > col.upper:
+        raise ValueError(f"The bounds of {col.name} must be finite with lower <= upper.")
+    if col.type == "integer" and not (float(col.lower).is_integer() and float(col.upper).is_integer()):
+        raise ValueError(f"The bounds of the integer column {col.name} must be integers.")
+
+
+def _validate_filter(flt: Filter, cols: Mapping[str, ColumnMeta]) -> None:
+    col = _column(flt.column, cols, "filter on")
+    if flt.op not in ("==", "!=", "<", "<=", ">", ">=", "in"):
+        raise ValueError(f"Unknown filter operator {flt.op!r}.")
+    if flt.op == "in":
+        if not isinstance(flt.value, list | tuple | set | frozenset) or not flt.value:
+            raise ValueError(f"The filter {flt.column} in ... needs a non-empty list of values.")
+        values = list(flt.value)
+    else:
+        values = [flt.value]
+    for value in values:
+        _literal(col, value)  # raises ValueError on a mismatched type
+
+
+def _column(name: str, cols: Mapping[str, ColumnMeta], what: str) -> ColumnMeta:
+    col = cols.get(name)
+    if col is None:
+        raise ValueError(f"Cannot {what} {name!r}: the table has no such column.")
+    return col
+
+
+def _parse_int(value: str, message: str) -> int:
+    try:
+        return int(value)
+    except ValueError:
+        raise ValueError(message) from None
+
+
+def _used_columns(query: Query) -> list[str]:
+    used: list[str] = []
+    for name in (
+        *query.group_by,
+        *(f.column for f in query.filters),
+        *(a.column for a in query.aggregates if a.column is not None),
+    ):
+        if name not in used:
+            used.append(name)
+    return used
+
+
+_EXPECTED_DTYPES: dict[str, tuple[type[pl.DataType], ...]] = {
+    "string": (pl.String,),
+    "integer": (pl.Int64, pl.Int32, pl.Int16, pl.Int8, pl.UInt32, pl.UInt16, pl.UInt8),
+    "decimal": (pl.Float64, pl.Float32),
+    "date": (pl.Date,),
+}
+
+
+def _check_schema(schema: pl.Schema, table: TableMeta, used: list[str]) -> None:
+    if schema.get(PERSON_COLUMN) != pl.String:
+        raise ValueError(f"The table {table.path.name} has no string {PERSON_COLUMN} column.")
+    for name in used:
+        meta = table.columns[name]
+        dtype = schema.get(name)
+        if dtype is None:
+            raise ValueError(f"The catalog lists {name}, but the table file has no such column.")
+        if not isinstance(dtype, _EXPECTED_DTYPES[meta.type]):
+            raise ValueError(f"The column {name} is stored as {dtype}, not as the catalog's {meta.type}.")
+
+
+# ----------------------------------------------------------- building blocks
+def _literal(col: ColumnMeta, value: object) -> pl.Expr:
+    """A typed literal comparable with the column (checked against the catalog type)."""
+    if col.type == "string" and isinstance(value, str):
+        return pl.lit(value, dtype=pl.String)
+    if col.type == "integer" and isinstance(value, int) and not isinstance(value, bool):
+        return pl.lit(value, dtype=pl.Int64)
+    if col.type == "decimal" and isinstance(value, int | float | Decimal) and not isinstance(value, bool):
+        return pl.lit(float(value), dtype=pl.Float64)
+    if col.type == "date":
+        day = value if isinstance(value, date) else None
+        if isinstance(value, str):
+            try:
+                day = date.fromisoformat(value)
+            except ValueError:
+                day = None
+        if day is not None:
+            # OpenDP 0.16 rejects Date literals ("unsupported literal value: Date(...)"), so dates are
+            # compared on their physical representation, days since 1970-01-01 (Int32).
+            return pl.lit((day - _EPOCH).days, dtype=pl.Int32)
+    raise ValueError(f"The filter value {value!r} does not match the {col.type} column {col.name}.")
+
+
+def _filter_expr(flt: Filter, col: ColumnMeta) -> pl.Expr:
+    column = pl.col(col.name).to_physical() if col.type == "date" else pl.col(col.name)
+    if flt.op == "in":
+        # OpenDP 0.16 does not support is_in ("IsIn ... is not currently supported"): a disjunction.
+        terms = [column == _literal(col, v) for v in cast("list[object]", list(cast(Any, flt.value)))]
+        expr = terms[0]
+        for term in terms[1:]:
+            expr = expr | term
+        return expr
+    lit = _literal(col, flt.value)
+    ops = {
+        "==": column == lit,
+        "!=": column != lit,
+        "<": column < lit,
+        "<=": column <= lit,
+        ">": column > lit,
+        ">=": column >= lit,
+    }
+    return ops[flt.op]
+
+
+def _dp(expr: pl.Expr) -> Any:
+    """The ``.dp`` namespace that ``opendp.extras.polars`` registers on Polars expressions (``DPExpr``)."""
+    return cast(Any, expr).dp
+
+
+def _decimal_places(lower: float, upper: float, max_rows: int) -> int:
+    """Fixed-point digits for a decimal sum: as many as fit (<= 6) without risk of Int64 overflow."""
+    biggest = max(abs(lower), abs(upper), 1.0)
+    for places in range(_MAX_DECIMAL_PLACES, -1, -1):
+        if max_rows * biggest * 10**places <= 2**62:
+            return places
+    raise ValueError(f"The bounds [{lower:g}, {upper:g}] are too wide to sum without overflow.")
+
+
+def _sum_expr(col: ColumnMeta, alias: str, max_rows: int) -> tuple[pl.Expr, int]:
+    assert col.lower is not None
+    assert col.upper is not None
+    if col.type == "integer":
+        # extras/polars: DPExpr.sum clips to the bounds and adds (discrete) noise to the sum.
+        return _dp(pl.col(col.name).cast(pl.Int64)).sum((int(col.lower), int(col.upper))).alias(alias), 1
+    places = _decimal_places(col.lower, col.upper, max_rows)
+    unit = 10**places
+    lo, hi = round(col.lower * unit), round(col.upper * unit)
+    # Fixed point: clip, shift to >= 0 so the cast (which truncates) rounds half up, shift back.
+    fixed = ((pl.col(col.name).clip(col.lower, col.upper) - col.lower) * float(unit) + 0.5).cast(
+        pl.Int64
+    ) + pl.lit(lo, dtype=pl.Int64)
+    return _dp(fixed).sum((lo, hi)).alias(alias), unit
+
+
+def _statistics(query: Query, max_rows: int) -> tuple[tuple[_Stat, ...], list[pl.Expr]]:
+    """The distinct OpenDP statistics the aggregates need, each built once."""
+    stats: list[_Stat] = []
+    exprs: list[pl.Expr] = []
+    cols = query.table.columns
+
+    def need(name: str, build: Any) -> None:
+        if any(s.name == name for s in stats):
+            return
+        alias = f"__stat{len(stats)}"
+        expr, divisor = build(alias)
+        stats.append(_Stat(name=name, alias=alias, divisor=divisor))
+        exprs.append(expr)
+
+    for agg in query.aggregates:
+        if agg.kind == "count_rows":
+            # extras/polars: dp_len (dp.len) counts the rows of each group, signed (noise may go negative).
+            need("rows", lambda a: (dp_len(signed=True).alias(a), 1))
+            continue
+        col = cols[cast(str, agg.column)]
+        need(f"sum({col.name})", lambda a, c=col: _sum_expr(c, a, max_rows))
+        if agg.kind == "mean":
+            # extras/polars: DPExpr.count counts the non-null values of the column.
+            need(
+                f"count({col.name})",
+                lambda a, c=col: (_dp(pl.col(c.name)).count(signed=True).alias(a), 1),
+            )
+    return tuple(stats), exprs
+
+
+def _key_frame(query: Query) -> pl.DataFrame:
+    """Every combination of the public domains of the group-by columns."""
+    cols = query.table.columns
+    domains: list[list[object]] = []
+    schema: dict[str, type[pl.DataType]] = {}
+    for name in query.group_by:
+        col = cols[name]
+        assert col.domain is not None
+        if col.type == "integer":
+            domains.append([int(v) for v in dict.fromkeys(col.domain)])
+            schema[name] = pl.Int64
+        else:
+            domains.append(list(dict.fromkeys(col.domain)))
+            schema[name] = pl.String
+    rows = list(product(*domains))
+    return pl.DataFrame(rows, schema=schema, orient="row")
+
+
+def _epsilon_float(epsilon: Decimal) -> float:
+    """The largest float not above the requested ε, so OpenDP's check can never exceed it."""
+    value = float(epsilon)
+    if Decimal(value) > epsilon:
+        value = math.nextafter(value, 0.0)
+    return value
+
+
+def _epsilon_decimal(loss: float, requested: Decimal) -> Decimal:
+    short = Decimal(repr(loss))
+    return short if short <= requested else Decimal(loss)
+
+
+def _solve_scale(make: Any, d_in: Any, d_out: float) -> float:
+    """The smallest global scale OpenDP's privacy map accepts for ``d_out``.
+
+    OpenDP's Laplace map is sensitivity / scale, so probing the map at scale 1 and rescaling lands in
+    one or two steps; each candidate is verified with ``Measurement.check``. If that does not settle,
+    OpenDP's ``binary_search_param`` (what ``LazyFrameQuery.resolve`` uses) decides."""
+    scale = 1.0
+    for _ in range(6):
+        loss = float(make(scale).map(d_in))
+        if not math.isfinite(loss) or loss <= 0:
+            break
+        if loss <= d_out and (loss >= d_out * (1 - 1e-9)):
+            return scale
+        scale = scale * loss / d_out
+        if loss > d_out * (1 - 1e-9):
+            scale = math.nextafter(scale, math.inf)
+    return float(binary_search_param(make, d_in=d_in, d_out=d_out, T=float))
+
+
+def _read_summary(stats: tuple[_Stat, ...], summary: Any, half: Any) -> tuple[Statistic, ...]:
+    by_alias = {row["column"]: row for row in cast(pl.DataFrame, summary).iter_rows(named=True)}
+    half_by_alias = {row["column"]: row for row in cast(pl.DataFrame, half).iter_rows(named=True)}
+    out = []
+    for s in stats:
+        row = by_alias[s.alias]
+        out.append(
+            Statistic(
+                name=s.name,
+                distribution=str(row["distribution"]),
+                scale=float(row["scale"]) / s.divisor,
+                accuracy=float(row["accuracy"]) / s.divisor,
+                accuracy_half_alpha=float(half_by_alias[s.alias]["accuracy"]) / s.divisor,
+            )
+        )
+    return tuple(out)
+
+
+def _aggregate_plans(query: Query, statistics: tuple[Statistic, ...]) -> tuple[AggregatePlan, ...]:
+    by_name = {s.name: s for s in statistics}
+    plans = []
+    for agg in query.aggregates:
+        if agg.kind == "count_rows":
+            s = by_name["rows"]
+            plans.append(AggregatePlan(agg.name, agg, s.scale, s.accuracy, ("rows",)))
+        elif agg.kind == "sum":
+            s = by_name[f"sum({agg.column})"]
+            plans.append(AggregatePlan(agg.name, agg, s.scale, s.accuracy, (s.name,)))
+        else:
+            s = by_name[f"sum({agg.column})"]
+            plans.append(AggregatePlan(agg.name, agg, s.scale, None, (s.name, f"count({agg.column})")))
+    return tuple(plans)
+
+
+# ----------------------------------------------------------- post-processing
+def _post_process(plan: Plan, raw: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
+    """Aggregates and their 95% half-widths from the noisy statistics (post-processing only)."""
+    stat_alias = {s.name: s for s in plan._stats}
+    stat_info = {s.name: s for s in plan.statistics}
+    out: list[pl.Expr] = [pl.col(k) for k in keys]
+    for agg in plan.aggregates:
+        if agg.aggregate.kind in ("count_rows", "sum"):
+            s = stat_alias[agg.statistics[0]]
+            value = pl.col(s.alias)
+            if s.divisor != 1:
+                value = value.cast(pl.Float64) / s.divisor
+            out.append(value.alias(agg.name))
+            out.append(pl.lit(agg.accuracy, dtype=pl.Float64).alias(f"{agg.name}_ci95"))
+        else:
+            col = plan.query.table.columns[cast(str, agg.aggregate.column)]
+            out.extend(_mean_exprs(agg.name, col, stat_alias, stat_info, agg.statistics))
+    return raw.select(out)
+
+
+def _mean_exprs(
+    name: str,
+    col: ColumnMeta,
+    alias: Mapping[str, _Stat],
+    info: Mapping[str, Statistic],
+    names: tuple[str, ...],
+) -> list[pl.Expr]:
+    """A mean as noisy sum / noisy count, clamped to the bounds, with a union-bound interval.
+
+    With probability >= 95% both the sum and the count are within their OpenDP accuracies at
+    alpha = 2.5%; the interval covers every ratio in that box (and never exceeds the bounds)."""
+    assert col.lower is not None
+    assert col.upper is not None
+    lo, hi = float(col.lower), float(col.upper)
+    s_stat, c_stat = alias[names[0]], alias[names[1]]
+    a_s, a_c = info[names[0]].accuracy_half_alpha, info[names[1]].accuracy_half_alpha
+    total = pl.col(s_stat.alias).cast(pl.Float64) / s_stat.divisor
+    count = pl.col(c_stat.alias).cast(pl.Float64)
+    mean = (total / pl.max_horizontal(count, pl.lit(1.0))).clip(lo, hi)
+    corners = [(total + ds) / (count + dc) for ds in (-a_s, a_s) for dc in (-a_c, a_c)]
+    low = pl.min_horizontal(corners).clip(lo, hi)
+    high = pl.max_horizontal(corners).clip(lo, hi)
+    width = pl.when(count - a_c > 0).then(pl.max_horizontal(mean - low, high - mean)).otherwise(hi - lo)
+    return [mean.alias(name), width.alias(f"{name}_ci95")]

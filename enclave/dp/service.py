@@ -1,0 +1,235 @@
+"""Use cases of the DP query layer: preview, run, releases.
+
+Order of a run, so that invariants 2-4 hold by construction:
+1. the plan is checked against the project's scope and the catalog (schema only);
+2. an identical plan on the same data version returns its recorded release at no cost;
+3. OpenDP plans the query (schema only) and accounts its privacy loss;
+4. that loss is *reserved* against the project's budget (refused here, before any data is read,
+   if it does not fit);
+5. OpenDP computes the release;
+6. the release and the debit are written in one transaction; if step 5 failed, the reservation is
+   given back and the failure is audited: nothing released, nothing spent.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.exc import IntegrityError
+
+from enclave.domain.access import Project, check_member_access
+from enclave.domain.audit import AuditEvent
+from enclave.domain.budget import Budget
+from enclave.domain.budget_service import BudgetService
+from enclave.domain.clock import Clock, utcnow
+from enclave.domain.errors import InternalError, InvalidInput, NotFound, PermissionDenied
+from enclave.domain.identity import Actor
+from enclave.domain.ports import UnitOfWork, UnitOfWorkFactory
+from enclave.domain.queries import QueryPlan, Release, check_against_catalog, check_scope
+from enclave.dp.engine import Aggregate, ColumnMeta, DPEngine, Filter, Query, TableMeta
+from enclave.ingest.pipeline import DATA_FILE
+
+MECHANISM = "OpenDP 0.16 Polars: person-level truncation, discrete Laplace (pure DP)"
+
+
+@dataclass(frozen=True)
+class Prepared:
+    project: Project
+    dataset_version: int
+    query: Query
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, (date, datetime)):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+class QueryService:
+    def __init__(
+        self,
+        uow: UnitOfWorkFactory,
+        *,
+        engine: DPEngine,
+        budgets: BudgetService,
+        research_store: Path,
+        clock: Clock = utcnow,
+    ) -> None:
+        self._uow = uow
+        self._engine = engine
+        self._budgets = budgets
+        self._research = research_store
+        self._clock = clock
+
+    def _member_project(self, uow: UnitOfWork, actor: Actor, project_id: int) -> Project:
+        """Queries are for the project's members only (not custodians, not admins), in an active project."""
+        if actor.project_scope is not None and actor.project_scope != project_id:
+            raise PermissionDenied(
+                f"this workspace token is for project {actor.project_scope}, not {project_id}"
+            )
+        project = uow.access.get_project(project_id)
+        if project is None or actor.user is None or actor.user.username not in project.members:
+            raise NotFound(f"no project {project_id} that you are a member of")
+        check_member_access(project, actor.user, self._clock().date())
+        return project
+
+    def _prepare(self, actor: Actor, project_id: int, plan: QueryPlan) -> Prepared:
+        with self._uow(write=False) as uow:
+            project = self._member_project(uow, actor, project_id)
+            check_scope(plan, project.scope)
+            dataset = uow.catalog.get_dataset(plan.dataset)
+            if dataset is None or dataset.current_version is None:
+                raise NotFound(f"dataset {plan.dataset!r} has no data yet")
+            version = uow.catalog.get_version(dataset.id, dataset.current_version)
+        assert version is not None
+        columns = {c["name"]: c for c in version.columns}
+        check_against_catalog(plan, columns)
+        scoped = {
+            name: ColumnMeta(
+                name=name,
+                type=columns[name]["type"],
+                domain=tuple(columns[name]["domain"]) if columns[name].get("domain") else None,
+                lower=columns[name].get("lower"),
+                upper=columns[name].get("upper"),
+            )
+            for name in project.scope[plan.dataset]
+            if name in columns
+        }
+        query = Query(
+            table=TableMeta(
+                path=self._research / version.path / DATA_FILE,
+                contribution_bound=dataset.contribution_bound,
+                columns=scoped,
+            ),
+            aggregates=tuple(Aggregate(a.kind, a.column) for a in plan.aggregates),
+            group_by=tuple(plan.group_by),
+            filters=tuple(
+                Filter(f.column, f.op, tuple(f.value) if isinstance(f.value, list) else f.value)
+                for f in plan.filters
+            ),
+            epsilon=plan.epsilon,
+        )
+        return Prepared(project, version.version, query)
+
+    def _engine_plan(self, query: Query) -> Any:
+        try:
+            planned = self._engine.plan(query)
+        except ValueError as exc:
+            raise InvalidInput(str(exc)) from None
+        # The ledger charges the epsilon the researcher asked for: exact, and never below the loss
+        # OpenDP's privacy map accounts for (which the engine guarantees, and this checks).
+        if planned.epsilon > query.epsilon:
+            raise InternalError(f"OpenDP accounted {planned.epsilon}, above the {query.epsilon} planned")
+        return planned
+
+    def preview(self, actor: Actor, project_id: int, plan: QueryPlan) -> dict[str, Any]:
+        """The cost and the accuracy of each aggregate at this epsilon, without spending anything."""
+        prepared = self._prepare(actor, project_id, plan)
+        planned = self._engine_plan(prepared.query)
+        account = self._budgets.account(actor, project_id)
+        return {
+            "epsilon": str(plan.epsilon),
+            "accounted_epsilon": str(planned.epsilon),
+            "remaining_epsilon": str(account.remaining.epsilon),
+            "fits": Budget(plan.epsilon).fits_within(account.remaining),
+            "aggregates": [
+                {"name": a.name, "noise_scale": a.noise_scale, "ci95": a.accuracy} for a in planned.aggregates
+            ],
+        }
+
+    def run(self, actor: Actor, project_id: int, plan: QueryPlan) -> tuple[Release, bool]:
+        """Release the plan's answer; returns (release, whether it was already recorded)."""
+        prepared = self._prepare(actor, project_id, plan)
+        fingerprint = plan.fingerprint(prepared.dataset_version)
+        with self._uow(write=False) as uow:
+            existing = uow.releases.find_release(project_id, fingerprint)
+        if existing is not None:
+            return existing, True
+        planned = self._engine_plan(prepared.query)
+        reservation = self._budgets.reserve(actor, project_id, Budget(plan.epsilon), purpose=fingerprint)
+        try:
+            result = self._engine.release(planned)
+        except Exception as exc:
+            self._budgets.settle(actor, reservation, spent=False, reference="release failed")
+            with self._uow() as uow:
+                uow.audit.append(
+                    AuditEvent(
+                        "query.failed",
+                        actor.name,
+                        "project",
+                        str(project_id),
+                        {"fingerprint": fingerprint, "error": type(exc).__name__},
+                    )
+                )
+            raise InternalError("the release failed; nothing was released and nothing was spent") from exc
+        values = [{k: _jsonable(v) for k, v in row.items()} for row in result.data.to_dicts()]
+        accuracy = {a.name: a.accuracy for a in planned.aggregates if a.accuracy is not None}
+        release = Release(
+            id=0,
+            project_id=project_id,
+            dataset=plan.dataset,
+            dataset_version=prepared.dataset_version,
+            fingerprint=fingerprint,
+            plan=plan,
+            epsilon=plan.epsilon,
+            delta=Decimal(0),
+            mechanism=MECHANISM,
+            noise_scales=dict(result.noise_scales),
+            values=values,
+            accuracy=accuracy,
+            author=actor.name,
+            created_at=self._clock(),
+        )
+        try:
+            with self._uow() as uow:
+                # Lock order everywhere: the domain row first, the audit head last (every audited
+                # write takes it), so two transactions never wait on each other in a cycle.
+                uow.budgets.get_account(project_id, lock=True)
+                recorded = uow.releases.add_release(
+                    release,
+                    audit=AuditEvent(
+                        "query.released",
+                        actor.name,
+                        "release",
+                        "new",
+                        {"project": project_id, "fingerprint": fingerprint, "epsilon": plan.epsilon},
+                    ),
+                )
+                uow.budgets.settle(
+                    reservation,
+                    spent=True,
+                    reference=f"release {recorded.id}",
+                    at=self._clock(),
+                    audit=AuditEvent(
+                        "budget.spent",
+                        actor.name,
+                        "project",
+                        str(project_id),
+                        {"reservation": reservation.id, "epsilon": plan.epsilon, "release": recorded.id},
+                    ),
+                )
+        except IntegrityError:
+            # The same plan was released concurrently: this answer is discarded unseen (no loss),
+            # the reservation is given back, and the recorded release is the answer.
+            self._budgets.settle(
+                actor, reservation, spent=False, reference="identical plan released concurrently"
+            )
+            with self._uow(write=False) as uow:
+                first = uow.releases.find_release(project_id, fingerprint)
+            assert first is not None
+            return first, True
+        return recorded, False
+
+    def releases(self, actor: Actor, project_id: int) -> list[Release]:
+        with self._uow(write=False) as uow:
+            self._member_project(uow, actor, project_id)
+            return uow.releases.list_releases(project_id)

@@ -1,0 +1,169 @@
+"""The DP query layer through the real services: preview, run, recorded releases, refusals, and
+the budget under concurrent queries, on the configured database."""
+
+from __future__ import annotations
+
+import threading
+from decimal import Decimal
+
+import pytest
+
+from enclave.domain.access_states import ProjectState
+from enclave.domain.errors import BudgetExceeded, InvalidInput, NotFound, PermissionDenied
+from enclave.domain.identity import Actor, TokenKind
+from enclave.domain.queries import QueryPlan
+from enclave.wiring import Services
+from tests.conftest import OPERATOR, LiveServer
+from tests.factories import make_project, tiny_population
+
+REGIONS = 10
+
+
+def member(services: Services, username: str = "lead") -> Actor:
+    return Actor.for_user(services.identity.get_user(OPERATOR, username))
+
+
+def plan(**changes: object) -> QueryPlan:
+    raw: dict[str, object] = {
+        "dataset": "demographics",
+        "aggregates": [{"kind": "count_rows"}],
+        "group_by": ["region"],
+        "epsilon": "0.5",
+    }
+    raw.update(changes)
+    return QueryPlan.model_validate(raw)
+
+
+def spent(services: Services, project: int) -> Decimal:
+    return services.budgets.account(OPERATOR, project).spent.epsilon
+
+
+def test_preview_spends_nothing_and_run_spends_exactly_the_planned_loss(services: Services) -> None:
+    """Preview gives cost and accuracy for free; a run releases every public key, records the release
+    with its plan and noise, and debits exactly its loss in the same transaction."""
+    project = make_project(services, "lead")
+    lead = member(services)
+    preview = services.queries.preview(lead, project, plan())
+    assert Decimal(preview["accounted_epsilon"]) <= Decimal(preview["epsilon"]) == Decimal("0.5")
+    assert preview["fits"] is True
+    assert preview["aggregates"][0]["noise_scale"] > 0
+    assert spent(services, project) == 0
+    release, recorded = services.queries.run(lead, project, plan())
+    assert recorded is False
+    assert len(release.values) == REGIONS
+    assert {row["region"] for row in release.values} >= {"E12000001", "W92000004"}
+    assert all("count_ci95" in row for row in release.values)
+    assert spent(services, project) == release.epsilon
+    assert release.noise_scales["count"] > 0
+    with services.db.unit_of_work(write=False) as uow:
+        actions = [e.action for e in uow.audit.iter_events()]
+    assert actions[-3:] == ["budget.reserved", "query.released", "budget.spent"]
+
+
+def test_an_identical_plan_costs_nothing_the_second_time(services: Services) -> None:
+    """Asking the same plan again returns the recorded release: same values, no further spend."""
+    project = make_project(services, "lead")
+    first, _ = services.queries.run(member(services), project, plan())
+    again, recorded = services.queries.run(member(services), project, plan())
+    assert recorded is True
+    assert again.id == first.id
+    assert again.values == first.values
+    assert spent(services, project) == first.epsilon
+    assert len(services.queries.releases(member(services), project)) == 1
+
+
+def test_overspending_is_refused_before_any_data_is_read(services: Services) -> None:
+    """A plan that does not fit is refused at reservation, with what is left, and nothing changes."""
+    project = make_project(services, "lead")
+    services.queries.run(member(services), project, plan(epsilon="0.8"))
+    with pytest.raises(BudgetExceeded, match="left"):
+        services.queries.run(member(services), project, plan(epsilon="0.5", group_by=["sex"]))
+    assert spent(services, project) == Decimal("0.8")
+    assert services.budgets.account(OPERATOR, project).reserved.epsilon == 0
+
+
+@pytest.mark.parametrize(
+    ("changes", "error", "message"),
+    [
+        ({"dataset": "admissions"}, PermissionDenied, "not in this project's scope"),
+        ({"group_by": ["deprivation_quintile"]}, PermissionDenied, "not in this project's approved scope"),
+        ({"aggregates": [{"kind": "sum", "column": "sex"}]}, InvalidInput, "only bounded numeric"),
+    ],
+)
+def test_refusals_come_from_the_plan_and_the_schema(
+    services: Services, changes: dict[str, object], error: type[Exception], message: str
+) -> None:
+    """Scope and type refusals happen before planning, with a sentence, and spend nothing."""
+    project = make_project(services, "lead")
+    with pytest.raises(error, match=message):
+        services.queries.run(member(services), project, plan(**changes))
+    assert spent(services, project) == 0
+
+
+def test_who_may_query(services: Services) -> None:
+    """Non-members, another project's workspace token and a suspended project are refused."""
+    project = make_project(services, "lead")
+    other = make_project(services, "other", title="Another test project on demographics")
+    with pytest.raises(NotFound):
+        services.queries.run(member(services, "other"), project, plan())
+    lead = member(services)
+    token = services.identity.issue_token(OPERATOR, "lead", kind=TokenKind.WORKSPACE, project_id=other).token
+    assert lead.user is not None
+    with pytest.raises(PermissionDenied, match="workspace token is for project"):
+        services.queries.run(Actor.for_user(lead.user, token), project, plan())
+    services.access.set_project_state(OPERATOR, project, ProjectState.SUSPENDED, "pause")
+    with pytest.raises(PermissionDenied, match="suspended"):
+        services.queries.preview(lead, project, plan())
+
+
+def test_fifty_parallel_queries_of_a_tenth_against_one(services: Services) -> None:
+    """50 distinct queries of epsilon 0.1 run at once against a budget of 1.0: exactly 10 release,
+    the others are refused, and the spend is exactly 1.0."""
+    project = make_project(services, "lead")
+    lead = member(services)
+    ok: list[int] = []
+    refused: list[int] = []
+    barrier = threading.Barrier(50)
+
+    def work(i: int) -> None:
+        barrier.wait()
+        try:
+            services.queries.run(
+                lead, project, plan(epsilon="0.1", filters=[{"column": "sex", "op": "!=", "value": f"X{i}"}])
+            )
+            ok.append(i)
+        except BudgetExceeded:
+            refused.append(i)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(50)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(ok) == 10
+    assert len(refused) == 40
+    account = services.budgets.account(OPERATOR, project)
+    assert account.spent.epsilon == Decimal("1")
+    assert account.reserved.epsilon == 0
+    assert len(services.queries.releases(lead, project)) == 10
+
+
+def test_queries_over_http_with_a_workspace_token(services: Services) -> None:
+    """A workspace token previews, runs and lists releases of its own project over HTTP."""
+    project = make_project(services, "lead")
+    ws = services.identity.issue_token(OPERATOR, "lead", kind=TokenKind.WORKSPACE, project_id=project).secret
+    body = plan().model_dump(mode="json")
+    with LiveServer(services) as api, api.client() as c:
+        c.headers["Authorization"] = f"Bearer {ws}"
+        assert c.post(f"/projects/{project}/queries/preview", json=body).json()["fits"] is True
+        r = c.post(f"/projects/{project}/queries", json=body)
+        assert r.status_code == 201, r.text
+        assert len(r.json()["values"]) == REGIONS
+        assert c.post(f"/projects/{project}/queries", json=body).status_code == 200
+        assert len(c.get(f"/projects/{project}/releases").json()) == 1
+        r = c.post(f"/projects/{project}/queries", json={**body, "epsilon": "5"})
+        assert r.status_code == 409
+        assert r.json()["error"] == "budget_exceeded"
+        bad = c.post(f"/projects/{project}/queries", json={**body, "group_by": ["postcode_area"]})
+        assert bad.status_code == 403
+    assert tiny_population().exists()
