@@ -23,13 +23,13 @@ serve: setup
 	$(VENV)/bin/enclave serve
 
 check: setup
-	$(VENV)/bin/ruff check enclave tests
-	$(VENV)/bin/ruff format --check enclave tests
+	$(VENV)/bin/ruff check enclave tests bench
+	$(VENV)/bin/ruff format --check enclave tests bench
 	$(VENV)/bin/mypy
 
 fix: setup
-	$(VENV)/bin/ruff check --fix enclave tests
-	$(VENV)/bin/ruff format enclave tests
+	$(VENV)/bin/ruff check --fix enclave tests bench
+	$(VENV)/bin/ruff format enclave tests bench
 
 docs: setup
 	$(PY) -c 'from enclave.domain.access_states import diagrams_markdown as d; open("docs/access-states.md", "w").write(d())'

@@ -82,7 +82,8 @@ def main() -> None:
         extract = work / "admissions.csv"
         t0 = time.perf_counter()
         make_extract(extract, args.rows, args.persons)
-        print(f"generated {args.rows:,} rows ({extract.stat().st_size / 1e6:,.0f} MB) in {time.perf_counter() - t0:.1f} s")
+        size_mb = extract.stat().st_size / 1e6
+        print(f"generated {args.rows:,} rows ({size_mb:,.0f} MB) in {time.perf_counter() - t0:.1f} s")
 
         # (a) Polars with no work: read the CSV, write Parquet.
         t0 = time.perf_counter()
@@ -110,7 +111,7 @@ def main() -> None:
         services.close()
 
     rows = report.rows_read
-    print(f"ingest: {rows:,} rows read, {report.rows_written:,} written, {report.rows_quarantined:,} quarantined")
+    print(f"ingest: {rows:,} read, {report.rows_written:,} written, {report.rows_quarantined:,} quarantined")
     print(f"ours (whole ingest)              {ours:8.2f} s  {rows / ours / 1e6:6.2f} M rows/s")
     print(f"(a) Polars CSV->Parquet, no work {baseline:8.2f} s  {rows / baseline / 1e6:6.2f} M rows/s")
     print(f"(b) Python hmac loop, ids only   {naive:8.2f} s  {rows / naive / 1e6:6.2f} M rows/s")
