@@ -167,3 +167,41 @@ def test_queries_over_http_with_a_workspace_token(services: Services) -> None:
         bad = c.post(f"/projects/{project}/queries", json={**body, "group_by": ["postcode_area"]})
         assert bad.status_code == 403
     assert tiny_population().exists()
+
+
+def test_refusals_do_not_depend_on_the_data(services: Services, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The same plans on two neighbouring versions of the data (one person removed) are refused with
+    exactly the same sentences: refusals come from the plan, the schema and the ledger only."""
+    from enclave.ingest.spec import parse_spec
+    from tests.factories import SPECS
+
+    project = make_project(services, "lead")
+    lead = member(services)
+    services.queries.run(lead, project, plan(epsilon="0.9"))
+    refused = [
+        plan(epsilon="0.5", group_by=["sex"]),  # over budget
+        plan(group_by=["postcode_area"]),  # out of scope
+        plan(aggregates=[{"kind": "sum", "column": "sex"}]),  # wrong type
+    ]
+
+    def messages() -> list[str]:
+        out = []
+        for p in refused:
+            with pytest.raises(Exception) as info:  # noqa: PT011 - the message is what is compared
+                services.queries.run(lead, project, p)
+            out.append(f"{type(info.value).__name__}: {info.value}")
+        return out
+
+    before = messages()
+    lines = (tiny_population() / "demographics.csv").read_text().splitlines()
+    neighbour = tmp_path / "demographics.csv"
+    neighbour.write_text("\n".join([lines[0], *lines[2:]]) + "\n")
+    text = (
+        (SPECS / "demographics.yaml")
+        .read_text()
+        .replace("custodian: custodian", "custodian: factory-custodian")
+    )
+    custodian = Actor.for_user(services.identity.get_user(OPERATOR, "factory-custodian"))
+    report = services.catalog.ingest(custodian, parse_spec(text, base=SPECS), neighbour)
+    assert report.version == 2
+    assert messages() == before

@@ -166,8 +166,12 @@ def list_projects(actor: AnyUser, services: ServicesDep) -> list[dict[str, Any]]
     return [project_view(p) for p in services.access.projects(actor)]
 
 
-@projects_router.get("/{project_id}", summary="One project: scope, budget, members, conditions")
-def get_project(project_id: Id, actor: AnyUser, services: ServicesDep) -> dict[str, Any]:
+@projects_router.get(
+    "/{project_id}", summary="One project: scope, budget, members, conditions (workspace too)"
+)
+def get_project(
+    project_id: Id, actor: Annotated[Actor, Depends(requires(workspace=True))], services: ServicesDep
+) -> dict[str, Any]:
     return project_view(services.access.project(actor, project_id))
 
 

@@ -1,0 +1,173 @@
+"""The researcher's client: the only way to the data from a notebook is through here, and it only
+ever receives DP releases.
+
+    ws = enclave.client.connect()                  # inside a workspace: reads the injected settings
+    ws = enclave.client.connect(url, token, project=3)   # scripted use, with a personal token
+    ws.budget()
+    ws.preview(dataset="demographics", count=True, by=["region"], epsilon="0.5")
+    release = ws.run(dataset="demographics", count=True, by=["region"], epsilon="0.5")
+    release.frame                                  # a pandas DataFrame with the 95% half-widths
+
+Errors are :class:`EnclaveClientError` whose message is the server's sentence (what is wrong and
+what to do).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+import httpx
+
+ENV_URL = "ENCLAVE_API_URL"
+ENV_TOKEN = "ENCLAVE_API_TOKEN"  # noqa: S105 - the name of the variable, not a token
+ENV_PROJECT = "ENCLAVE_PROJECT_ID"
+
+
+class EnclaveClientError(Exception):
+    def __init__(self, status: int, code: str, detail: str) -> None:
+        super().__init__(f"{detail} ({code}, HTTP {status})")
+        self.status = status
+        self.code = code
+        self.detail = detail
+
+
+@dataclass(frozen=True)
+class Release:
+    """A DP release: its values (with 95% half-widths), what it cost and how it was made."""
+
+    id: int
+    epsilon: Decimal
+    values: list[dict[str, Any]]
+    noise_scales: dict[str, float]
+    plan: dict[str, Any]
+    recorded: bool = False
+    raw: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @property
+    def frame(self) -> Any:
+        """The values as a pandas DataFrame (pandas is imported only when asked for)."""
+        import pandas as pd  # type: ignore[import-untyped]
+
+        return pd.DataFrame(self.values)
+
+    def __repr__(self) -> str:
+        again = ", recorded earlier at no cost" if self.recorded else ""
+        return (
+            f"<Release {self.id}: {len(self.values)} rows, epsilon {self.epsilon}{again};"
+            f" noise scales {self.noise_scales}>"
+        )
+
+
+def build_plan(
+    dataset: str,
+    *,
+    count: bool = False,
+    sum: list[str] | None = None,
+    mean: list[str] | None = None,
+    by: list[str] | None = None,
+    where: list[tuple[str, str, Any]] | None = None,
+    epsilon: str | Decimal = "1",
+) -> dict[str, Any]:
+    """The JSON plan the server validates (the same shape as ``enclave.domain.queries.QueryPlan``)."""
+    aggregates: list[dict[str, Any]] = [{"kind": "count_rows"}] if count else []
+    aggregates += [{"kind": "sum", "column": c} for c in sum or []]
+    aggregates += [{"kind": "mean", "column": c} for c in mean or []]
+    if not aggregates:
+        raise ValueError("ask for at least one aggregate: count=True, sum=[...] or mean=[...]")
+    return {
+        "dataset": dataset,
+        "aggregates": aggregates,
+        "group_by": list(by or []),
+        "filters": [{"column": c, "op": op, "value": v} for c, op, v in where or []],
+        "epsilon": str(epsilon),
+    }
+
+
+class Workspace:
+    def __init__(self, url: str, token: str, project: int, *, timeout: float = 120) -> None:
+        self.project = project
+        self._http = httpx.Client(
+            base_url=url.rstrip("/"), headers={"Authorization": f"Bearer {token}"}, timeout=timeout
+        )
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        response = self._http.request(method, path, **kwargs)
+        if response.status_code >= 400:
+            try:
+                body = response.json()
+                raise EnclaveClientError(
+                    response.status_code, body.get("error", "error"), body.get("detail", "")
+                )
+            except ValueError:
+                raise EnclaveClientError(response.status_code, "error", response.text[:300]) from None
+        return response.json()
+
+    def whoami(self) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("GET", "/me")
+        return result
+
+    def budget(self) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("GET", f"/projects/{self.project}/budget")
+        return result
+
+    def catalog(self) -> list[dict[str, Any]]:
+        """The datasets of the project's scope, with their columns (schema only)."""
+        project = self._call("GET", f"/projects/{self.project}")
+        return [{"dataset": name, "columns": columns} for name, columns in project["scope"].items()]
+
+    def preview(self, dataset: str, **kwargs: Any) -> dict[str, Any]:
+        """Cost and accuracy of a query, for free."""
+        result: dict[str, Any] = self._call(
+            "POST", f"/projects/{self.project}/queries/preview", json=build_plan(dataset, **kwargs)
+        )
+        return result
+
+    def run(self, dataset: str, **kwargs: Any) -> Release:
+        """Run a query: a DP release charged to the project's budget (free if asked before)."""
+        return _release(
+            self._call("POST", f"/projects/{self.project}/queries", json=build_plan(dataset, **kwargs))
+        )
+
+    def releases(self) -> list[Release]:
+        return [_release(r) for r in self._call("GET", f"/projects/{self.project}/releases")]
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __repr__(self) -> str:
+        return f"<Enclave workspace for project {self.project} at {self._http.base_url}>"
+
+
+def _release(body: dict[str, Any]) -> Release:
+    return Release(
+        id=body["id"],
+        epsilon=Decimal(body["epsilon"]),
+        values=body["values"],
+        noise_scales=body["noise_scales"],
+        plan=body["plan"],
+        recorded=body.get("recorded", False),
+        raw=body,
+    )
+
+
+def connect(url: str | None = None, token: str | None = None, project: int | None = None) -> Workspace:
+    """Connect with the given settings, or those a workspace injects in its environment."""
+    url = url or os.environ.get(ENV_URL)
+    token = token or os.environ.get(ENV_TOKEN)
+    project_text = str(project) if project is not None else os.environ.get(ENV_PROJECT)
+    missing = [
+        name for name, value in ((ENV_URL, url), (ENV_TOKEN, token), (ENV_PROJECT, project_text)) if not value
+    ]
+    if missing:
+        raise EnclaveClientError(
+            0,
+            "not_configured",
+            f"set {', '.join(missing)} (a workspace sets them), or pass url, token and project",
+        )
+    assert url is not None
+    assert token is not None
+    assert project_text is not None
+    return Workspace(url, token, int(project_text))
