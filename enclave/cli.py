@@ -1034,6 +1034,15 @@ def demo(
                     f" datasets {', '.join(sorted(p.scope))})",
                     highlight=False,
                 )
+            if access.first_release is not None:
+                r = access.first_release
+                out.print(
+                    f"first release  : {r.id}, people by region at epsilon {r.epsilon}"
+                    f" (DP counts, 95% half-width {r.accuracy.get('count', 0):.0f}): "
+                    + ", ".join(f"{row['region']} {row['count']}" for row in r.values[:4])
+                    + ", ...",
+                    highlight=False,
+                )
             if access.pending_request is not None:
                 out.print(
                     f"awaiting review: access request {access.pending_request}"

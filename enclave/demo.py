@@ -15,6 +15,7 @@ from pathlib import Path
 
 from enclave.domain.access import Project
 from enclave.domain.identity import Actor, Role, generate_password
+from enclave.domain.queries import Release
 from enclave.ingest.pipeline import IngestReport
 from enclave.wiring import Services
 
@@ -124,6 +125,7 @@ EXAMPLES_DIR = Path(__file__).resolve().parents[1] / "access_requests" / "exampl
 class DemoAccess:
     approved_project: Project | None
     pending_request: int | None
+    first_release: Release | None = None
 
 
 def setup_access(services: Services, actor: Actor) -> DemoAccess:
@@ -140,7 +142,8 @@ def setup_access(services: Services, actor: Actor) -> DemoAccess:
     if existing:
         projects = services.access.projects(actor)
         pending = next((r.id for r in existing if r.project_id is None), None)
-        return DemoAccess(projects[0] if projects else None, pending)
+        project = projects[0] if projects else None
+        return DemoAccess(project, pending, _first_release(services, researcher, project))
     examples = sorted(EXAMPLES_DIR.glob("*.yaml")) if EXAMPLES_DIR.is_dir() else []
     today = date.today()
     ids = []
@@ -157,7 +160,32 @@ def setup_access(services: Services, actor: Actor) -> DemoAccess:
             custodian, request.id, part.dataset, Decision.APPROVED, "demo: approved as asked"
         )
     project = services.access.project(actor, request.project_id) if request.project_id else None
-    return DemoAccess(project, ids[1] if len(ids) > 1 else None)
+    return DemoAccess(
+        project, ids[1] if len(ids) > 1 else None, _first_release(services, researcher, project)
+    )
+
+
+def _first_release(services: Services, researcher: Actor, project: Project | None) -> Release | None:
+    """The researcher's first DP release in the demo project: people by region (recorded once, then
+    returned again at no cost on every later start)."""
+    if (
+        project is None
+        or "demographics" not in project.scope
+        or "region" not in project.scope["demographics"]
+    ):
+        return None
+    from enclave.domain.queries import QueryPlan
+
+    plan = QueryPlan.model_validate(
+        {
+            "dataset": "demographics",
+            "aggregates": [{"kind": "count_rows"}],
+            "group_by": ["region"],
+            "epsilon": "0.1",
+        }
+    )
+    release, _ = services.queries.run(researcher, project.id, plan)
+    return release
 
 
 def _exists(services: Services, username: str) -> bool:

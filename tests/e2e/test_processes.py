@@ -102,6 +102,7 @@ def test_demo_prints_logins_that_work(settings: Settings, tmp_path: Path) -> Non
     assert "5 datasets" in output.stdout
     assert "Regional variation in type 2 diabetes control" in output.stdout
     assert "awaiting review: access request 2" in output.stdout
+    assert "first release  : 1, people by region" in output.stdout
     again = subprocess.run(
         [*ENCLAVE, "demo", "--no-serve"], env=env, capture_output=True, text=True, check=True
     )
