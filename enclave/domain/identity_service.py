@@ -71,8 +71,15 @@ class IdentityService:
         self._hasher = hasher or PasswordHasher()
         self._clock = clock
         self._policy = policy or TokenPolicy()
-        # Verified when the user is unknown, so a login takes as long whether or not the user exists.
-        self._dummy_hash = self._hasher.hash("not a real password, used to equalise timing")
+        self._dummy: str | None = None
+
+    @property
+    def _dummy_hash(self) -> str:
+        """Verified when the user is unknown, so a login takes as long whether or not the user
+        exists. Made on first use: every CLI command builds this service, few log anyone in."""
+        if self._dummy is None:
+            self._dummy = self._hasher.hash("not a real password, used to equalise timing")
+        return self._dummy
 
     # --- accounts -------------------------------------------------------------------------
 
