@@ -33,7 +33,13 @@ def _user(services: Services, username: str, *roles: Role) -> Actor:
     return Actor.for_user(services.identity.get_user(OPERATOR, username))
 
 
-def make_project(services: Services, lead: str, *, title: str = "A test project on demographics") -> int:
+def make_project(
+    services: Services,
+    lead: str,
+    *,
+    title: str = "A test project on demographics",
+    columns: list[str] | None = None,
+) -> int:
     """An active project whose lead is ``lead`` (created as an accredited researcher if needed), on
     the demographics dataset, approved by its custodian through the real access service."""
     custodian = _user(services, "factory-custodian", Role.CUSTODIAN)
@@ -63,7 +69,7 @@ def make_project(services: Services, lead: str, *, title: str = "A test project 
             "datasets": [
                 {
                     "dataset": "demographics",
-                    "columns": ["sex", "region"],
+                    "columns": columns or ["sex", "region"],
                     "justification": "Needed for the tests.",
                 }
             ],

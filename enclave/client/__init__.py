@@ -67,6 +67,7 @@ def build_plan(
     count: bool = False,
     sum: list[str] | None = None,
     mean: list[str] | None = None,
+    median: list[str] | None = None,
     by: list[str] | None = None,
     where: list[tuple[str, str, Any]] | None = None,
     epsilon: str | Decimal = "1",
@@ -75,8 +76,9 @@ def build_plan(
     aggregates: list[dict[str, Any]] = [{"kind": "count_rows"}] if count else []
     aggregates += [{"kind": "sum", "column": c} for c in sum or []]
     aggregates += [{"kind": "mean", "column": c} for c in mean or []]
+    aggregates += [{"kind": "median", "column": c} for c in median or []]
     if not aggregates:
-        raise ValueError("ask for at least one aggregate: count=True, sum=[...] or mean=[...]")
+        raise ValueError("ask for at least one aggregate: count=True, sum=[...], mean=[...] or median=[...]")
     return {
         "dataset": dataset,
         "aggregates": aggregates,

@@ -45,7 +45,7 @@ class FilterSpec(BaseModel):
 class AggregateSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    kind: Literal["count_rows", "sum", "mean"]
+    kind: Literal["count_rows", "sum", "mean", "median"]
     column: Name | None = None
 
     @model_validator(mode="after")

@@ -32,6 +32,14 @@ Privacy model
   same measurement. OpenDP's ``.dp.mean`` is the same two statistics at the same cost (it also spends
   on a sum and a length), but separate statistics let a query that asks for ``sum(x)`` and ``mean(x)``
   pay for ``sum(x)`` once, and give the count of non-null values rather than of rows.
+* **Medians** use OpenDP's ``DPExpr.median(candidates)`` (``opendp/extras/polars/__init__.py``; the
+  0.5 case of ``DPExpr.quantile``): an exponential mechanism (``ExponentialMin`` in OpenDP's summary,
+  pure DP) that picks one of ``_MEDIAN_CANDIDATES`` public candidates evenly spaced over the catalog
+  bounds (integers for an integer column), so a released median is always a candidate within the
+  bounds. Its noise scale is on the candidates' scores, not in the column's unit, and OpenDP's
+  ``summarize`` gives no accuracy for a quantile: the plan's accuracy of a median is None and its
+  ``<name>_ci95`` column is null. Its privacy map, like Laplace's, is inversely proportional to the
+  global scale, so it shares the calibration below.
 * ``Margin(by=(), max_length=max_rows)`` is a *public* upper bound on the rows of a table (not the row
   count, which researchers may not see). OpenDP needs it to rule out overflow in sums.
 
@@ -79,9 +87,10 @@ DEFAULT_MAX_ROWS = 10**9
 _MAX_DECIMAL_PLACES = 6
 _CACHE_SIZE = 1024
 _EPOCH = date(1970, 1, 1)
+_MEDIAN_CANDIDATES = 100  # public median candidates, evenly spaced over the column's bounds
 
 ColumnType = Literal["string", "integer", "decimal", "date"]
-AggregateKind = Literal["count_rows", "sum", "mean"]
+AggregateKind = Literal["count_rows", "sum", "mean", "median"]
 FilterOp = Literal["==", "!=", "<", "<=", ">", ">=", "in"]
 
 
@@ -108,7 +117,7 @@ class Aggregate:
 
     @property
     def name(self) -> str:
-        """The output column: ``count``, ``sum_<column>`` or ``mean_<column>``."""
+        """The output column: ``count``, ``sum_<column>``, ``mean_<column>`` or ``median_<column>``."""
         return "count" if self.kind == "count_rows" else f"{self.kind}_{self.column}"
 
 
@@ -132,19 +141,22 @@ class Query:
 class Statistic:
     """One quantity OpenDP adds noise to, in the column's own unit."""
 
-    name: str  # e.g. "rows", "sum(cost)", "count(los)"
-    distribution: str  # as OpenDP's summary names it, e.g. "Integer Laplace"
-    scale: float  # noise scale
-    accuracy: float  # half-width of the 95% interval (OpenDP summarize(alpha=0.05))
-    accuracy_half_alpha: float  # the same at alpha=0.025, for the union bound of a mean's interval
+    name: str  # e.g. "rows", "sum(cost)", "count(los)", "median(los)"
+    distribution: str  # as OpenDP's summary names it, e.g. "Integer Laplace", "ExponentialMin"
+    scale: float  # noise scale (for a median, of the candidates' scores)
+    accuracy: float | None  # half-width of the 95% interval (OpenDP summarize(alpha=0.05)); None if
+    # OpenDP gives none (a median)
+    accuracy_half_alpha: float | None  # the same at alpha=0.025, for the union bound of a mean's interval
 
 
 @dataclass(frozen=True)
 class AggregatePlan:
     name: str  # output column; its interval is in "<name>_ci95"
     aggregate: Aggregate
-    noise_scale: float  # of the released statistic; for a mean, of its numerator (the sum)
-    accuracy: float | None  # 95% half-width; None for a mean, whose half-width differs per group
+    noise_scale: float  # of the released statistic; for a mean, of its numerator (the sum); for a
+    # median, of the candidates' scores
+    accuracy: float | None  # 95% half-width; None for a mean, whose half-width differs per group, and
+    # for a median, for which OpenDP's summarize gives no accuracy
     statistics: tuple[str, ...]  # the Statistic names it is computed from
 
 
@@ -377,8 +389,8 @@ def _validate_aggregate(agg: Aggregate, cols: Mapping[str, ColumnMeta]) -> None:
         if agg.column is not None:
             raise ValueError("A count_rows aggregate counts rows and takes no column.")
         return
-    if agg.kind not in ("sum", "mean"):
-        raise ValueError(f"Unknown aggregate {agg.kind!r}: use count_rows, sum or mean.")
+    if agg.kind not in ("sum", "mean", "median"):
+        raise ValueError(f"Unknown aggregate {agg.kind!r}: use count_rows, sum, mean or median.")
     if agg.column is None:
         raise ValueError(f"A {agg.kind} needs a column.")
     col = _column(agg.column, cols, agg.kind)
@@ -526,6 +538,23 @@ def _sum_expr(col: ColumnMeta, alias: str, max_rows: int) -> tuple[pl.Expr, int]
     return _dp(fixed).sum((lo, hi)).alias(alias), unit
 
 
+def _median_expr(col: ColumnMeta, alias: str) -> tuple[pl.Expr, int]:
+    """OpenDP's DP median over public candidates evenly spaced across the catalog bounds."""
+    assert col.lower is not None
+    assert col.upper is not None
+    steps = [
+        col.lower + (col.upper - col.lower) * i / (_MEDIAN_CANDIDATES - 1) for i in range(_MEDIAN_CANDIDATES)
+    ]
+    # extras/polars: DPExpr.median(candidates) (DPExpr.quantile at alpha 0.5): an exponential mechanism
+    # that selects one of the public candidates; its scale is filled in by make_private_lazyframe's
+    # global_scale.
+    if col.type == "integer":
+        ints = sorted({round(v) for v in steps})
+        return _dp(pl.col(col.name).cast(pl.Int64)).median(ints).alias(alias), 1
+    floats = sorted(set(steps))
+    return _dp(pl.col(col.name).cast(pl.Float64)).median(floats).alias(alias), 1
+
+
 def _statistics(query: Query, max_rows: int) -> tuple[tuple[_Stat, ...], list[pl.Expr]]:
     """The distinct OpenDP statistics the aggregates need, each built once."""
     stats: list[_Stat] = []
@@ -546,6 +575,9 @@ def _statistics(query: Query, max_rows: int) -> tuple[tuple[_Stat, ...], list[pl
             need("rows", lambda a: (dp_len(signed=True).alias(a), 1))
             continue
         col = cols[cast(str, agg.column)]
+        if agg.kind == "median":
+            need(f"median({col.name})", lambda a, c=col: _median_expr(c, a))
+            continue
         need(f"sum({col.name})", lambda a, c=col: _sum_expr(c, a, max_rows))
         if agg.kind == "mean":
             # extras/polars: DPExpr.count counts the non-null values of the column.
@@ -609,6 +641,12 @@ def _solve_scale(make: Any, d_in: Any, d_out: float) -> float:
 def _read_summary(stats: tuple[_Stat, ...], summary: Any, half: Any) -> tuple[Statistic, ...]:
     by_alias = {row["column"]: row for row in cast(pl.DataFrame, summary).iter_rows(named=True)}
     half_by_alias = {row["column"]: row for row in cast(pl.DataFrame, half).iter_rows(named=True)}
+
+    def accuracy(row: dict[str, Any], divisor: int) -> float | None:
+        # OpenDP's summarize gives no accuracy for a quantile: a null, or no column if all are.
+        value = row.get("accuracy")
+        return None if value is None else float(value) / divisor
+
     out = []
     for s in stats:
         row = by_alias[s.alias]
@@ -617,8 +655,8 @@ def _read_summary(stats: tuple[_Stat, ...], summary: Any, half: Any) -> tuple[St
                 name=s.name,
                 distribution=str(row["distribution"]),
                 scale=float(row["scale"]) / s.divisor,
-                accuracy=float(row["accuracy"]) / s.divisor,
-                accuracy_half_alpha=float(half_by_alias[s.alias]["accuracy"]) / s.divisor,
+                accuracy=accuracy(row, s.divisor),
+                accuracy_half_alpha=accuracy(half_by_alias[s.alias], s.divisor),
             )
         )
     return tuple(out)
@@ -634,6 +672,9 @@ def _aggregate_plans(query: Query, statistics: tuple[Statistic, ...]) -> tuple[A
         elif agg.kind == "sum":
             s = by_name[f"sum({agg.column})"]
             plans.append(AggregatePlan(agg.name, agg, s.scale, s.accuracy, (s.name,)))
+        elif agg.kind == "median":
+            s = by_name[f"median({agg.column})"]
+            plans.append(AggregatePlan(agg.name, agg, s.scale, None, (s.name,)))
         else:
             s = by_name[f"sum({agg.column})"]
             plans.append(AggregatePlan(agg.name, agg, s.scale, None, (s.name, f"count({agg.column})")))
@@ -647,7 +688,7 @@ def _post_process(plan: Plan, raw: pl.DataFrame, keys: list[str]) -> pl.DataFram
     stat_info = {s.name: s for s in plan.statistics}
     out: list[pl.Expr] = [pl.col(k) for k in keys]
     for agg in plan.aggregates:
-        if agg.aggregate.kind in ("count_rows", "sum"):
+        if agg.aggregate.kind in ("count_rows", "sum", "median"):
             s = stat_alias[agg.statistics[0]]
             value = pl.col(s.alias)
             if s.divisor != 1:
@@ -676,6 +717,8 @@ def _mean_exprs(
     lo, hi = float(col.lower), float(col.upper)
     s_stat, c_stat = alias[names[0]], alias[names[1]]
     a_s, a_c = info[names[0]].accuracy_half_alpha, info[names[1]].accuracy_half_alpha
+    assert a_s is not None  # Laplace statistics always have an OpenDP accuracy
+    assert a_c is not None
     total = pl.col(s_stat.alias).cast(pl.Float64) / s_stat.divisor
     count = pl.col(c_stat.alias).cast(pl.Float64)
     mean = (total / pl.max_horizontal(count, pl.lit(1.0))).clip(lo, hi)

@@ -205,3 +205,28 @@ def test_refusals_do_not_depend_on_the_data(services: Services, tmp_path) -> Non
     report = services.catalog.ingest(custodian, parse_spec(text, base=SPECS), neighbour)
     assert report.version == 2
     assert messages() == before
+
+
+def test_median_by_public_keys(services: Services) -> None:
+    """A DP median of a bounded numeric, by public keys, through the service: every key, values
+    within the catalog bounds, charged like any release."""
+    from datetime import date as date_
+
+    project = make_project(services, "lead")
+    # The factory's project sees sex and region; year_of_birth needs an amendment-free new project.
+    lead = member(services)
+    with pytest.raises(PermissionDenied, match="year_of_birth"):
+        services.queries.run(lead, project, plan(aggregates=[{"kind": "median", "column": "year_of_birth"}]))
+    from tests.factories import make_project as factory
+
+    wide = factory(
+        services, "wide", title="A project that sees year of birth", columns=["sex", "year_of_birth"]
+    )
+    release, _ = services.queries.run(
+        member(services, "wide"),
+        wide,
+        plan(aggregates=[{"kind": "median", "column": "year_of_birth"}], group_by=["sex"], epsilon="1"),
+    )
+    assert [row["sex"] for row in release.values] == ["F", "M"]
+    assert all(1900 <= row["median_year_of_birth"] <= date_.today().year for row in release.values)
+    assert spent(services, wide) == Decimal("1")

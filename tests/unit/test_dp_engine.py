@@ -351,3 +351,74 @@ def test_scale_search_falls_back_to_opendp_binary_search() -> None:
     scale = _solve_scale(Fake, 1, 0.25)
     assert scale == pytest.approx(2.0, rel=1e-6)
     assert Fake(scale).check(1, 0.25)
+
+
+def test_median_is_planned_within_epsilon(engine: DPEngine, table: TableMeta) -> None:
+    """A median (with a count) is calibrated by OpenDP's privacy map to at most the requested ε."""
+    for eps in ("0.5", "2"):
+        query = Query(
+            table,
+            (Aggregate("count_rows"), Aggregate("median", "los")),
+            group_by=("sex",),
+            epsilon=Decimal(eps),
+        )
+        plan = engine.plan(query)
+        assert plan.aggregates[1].name == "median_los"
+        assert Decimal(0) < plan.epsilon <= Decimal(eps)
+        assert plan.epsilon >= Decimal(eps) * Decimal("0.999999")
+        assert Decimal(repr(plan._measurement.map(1))) == plan.epsilon
+        assert plan._measurement.check(1, float(eps))
+        median = plan.statistics[1]
+        assert median.name == "median(los)"
+        assert median.accuracy is None  # OpenDP's summarize gives no accuracy for a quantile
+        assert plan.aggregates[1].accuracy is None
+        assert plan.aggregates[1].noise_scale == median.scale > 0
+
+
+def test_median_release_has_every_key_within_bounds(engine: DPEngine, table: TableMeta) -> None:
+    """A released median has a row for every public key, values within the bounds and a null ci95."""
+    query = Query(
+        table,
+        (Aggregate("median", "los"), Aggregate("median", "bmi")),
+        group_by=("sex", "region"),
+        epsilon=Decimal(1),
+    )
+    data = engine.release(engine.plan(query)).data
+    assert data.select("sex", "region").rows() == [
+        (s, r) for s in ("F", "M", "X") for r in ("north", "south")
+    ]
+    assert data.columns == ["sex", "region", "median_los", "median_los_ci95", "median_bmi", "median_bmi_ci95"]
+    assert data.schema["median_los"] == pl.Int64
+    assert data["median_los"].is_between(0, 100).all()
+    assert data["median_bmi"].is_between(10, 50).all()
+    assert data.select("median_los", "median_bmi").null_count().sum_horizontal().item() == 0
+    assert data["median_los_ci95"].is_null().all()
+
+
+def test_median_is_close_to_the_truth_with_generous_epsilon(engine: DPEngine, tmp_path: Path) -> None:
+    """On 5000 persons with ε = 5 the DP median is within 5% of the range of the true median."""
+    n = 5000
+    rows: list[dict[str, object]] = [
+        {
+            "person_id": _pid(i),
+            "sex": ("F", "M")[i % 2],
+            "region": "north",
+            "postcode": "AB1",
+            "los": (i * 37) % 71,
+            "bmi": 10 + ((i * 7919) % 1000) * 0.03,
+            "admitted": date(2020, 1, 1),
+        }
+        for i in range(n)
+    ]
+    table = TableMeta(_write(tmp_path / "m.parquet", rows), contribution_bound=1, columns=COLUMNS)
+    query = Query(table, (Aggregate("median", "los"), Aggregate("median", "bmi")), epsilon=Decimal(5))
+    data = engine.release(engine.plan(query)).data
+    truth = pl.DataFrame(rows)
+    assert data["median_los"][0] == pytest.approx(truth["los"].median(), abs=0.05 * 100)
+    assert data["median_bmi"][0] == pytest.approx(truth["bmi"].median(), abs=0.05 * 40)
+
+
+def test_median_of_a_string_column_is_refused(engine: DPEngine, table: TableMeta) -> None:
+    """A median of a string column is refused with a ValueError before planning."""
+    with pytest.raises(ValueError, match="not numeric"):
+        engine.plan(Query(table, (Aggregate("median", "sex"),)))

@@ -71,7 +71,7 @@ def test_refusals_name_the_rule(changes: dict[str, object], error: type[Exceptio
         {"aggregates": []},
         {"aggregates": [{"kind": "count_rows", "column": "x"}]},
         {"aggregates": [{"kind": "sum"}]},
-        {"aggregates": [{"kind": "median", "column": "cost_gbp"}]},
+        {"aggregates": [{"kind": "mode", "column": "cost_gbp"}]},
         {"filters": [{"column": "region", "op": "in", "value": "E1"}]},
         {"group_by": ["region", "region"]},
         {"dataset": "Robert'); DROP TABLE"},
