@@ -24,7 +24,7 @@ from rich.table import Table
 from enclave import __version__
 from enclave.config import Settings, load_settings
 from enclave.domain.errors import EnclaveError, InvalidInput
-from enclave.domain.identity import Actor, Role, generate_password, parse_role
+from enclave.domain.identity import Actor, generate_password, parse_role
 from enclave.wiring import Services, build_services
 
 app = typer.Typer(
@@ -1077,6 +1077,3 @@ def main() -> None:
 
 if __name__ == "__main__":  # pragma: no cover
     main()
-
-
-__all__ = ["Role", "app", "main"]

@@ -60,7 +60,6 @@ class DatabaseFactory:
         self.backend = backend
         self.workdir = workdir
         self.server_url = _ENV_URL if _ENV_URL.startswith("postgresql") else DEFAULT_PG
-        self._created: list[str] = []
         if backend == "sqlite":
             self.template = workdir / "template.db"
             upgrade(f"sqlite:///{self.template}")
@@ -88,7 +87,6 @@ class DatabaseFactory:
             return f"sqlite:///{target}"
         name = f"enclave_t_{uuid.uuid4().hex[:12]}"
         self._admin(f'CREATE DATABASE "{name}" TEMPLATE "{self.template_name}"')
-        self._created.append(name)
         return self._url(name)
 
     def drop(self, url: str) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import tempfile
-from datetime import date, timedelta
+from datetime import timedelta
 from functools import cache
 from pathlib import Path
 
@@ -85,6 +85,3 @@ def make_project(
     request = services.access.decide(custodian, request.id, "demographics", Decision.APPROVED, "ok for tests")
     assert request.project_id is not None
     return request.project_id
-
-
-__all__ = ["date", "make_project", "tiny_population"]

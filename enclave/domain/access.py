@@ -231,6 +231,12 @@ def unaccredited(members: list[User | None], usernames: list[str], on: date) -> 
     return out
 
 
+def check_token_scope(actor: Actor, project_id: int) -> None:
+    """A workspace token acts only for its own project."""
+    if actor.project_scope is not None and actor.project_scope != project_id:
+        raise PermissionDenied(f"this workspace token is for project {actor.project_scope}, not {project_id}")
+
+
 def check_member_access(project: Project, user: User, on: date) -> None:
     """A member may use a project (workspace, queries) only while it is active and while their own
     accreditation is valid; a lapsed accreditation suspends access until renewed."""

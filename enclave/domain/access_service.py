@@ -19,6 +19,7 @@ from enclave.domain.access import (
     approved_scope,
     can_view_request,
     check_can_decide,
+    check_token_scope,
     merge_conditions,
     narrow,
     parties,
@@ -496,10 +497,7 @@ class AccessService:
             return [p for p in uow.access.list_projects() if self._can_view_project(uow, actor, p)]
 
     def project(self, actor: Actor, project_id: int) -> Project:
-        if actor.project_scope is not None and actor.project_scope != project_id:
-            raise PermissionDenied(
-                f"this workspace token is for project {actor.project_scope}, not {project_id}"
-            )
+        check_token_scope(actor, project_id)
         with self._uow(write=False) as uow:
             project = uow.access.get_project(project_id)
             if project is None or not self._can_view_project(uow, actor, project):

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from enclave.domain.access import Project, check_member_access
+from enclave.domain.access import Project, check_member_access, check_token_scope
 from enclave.domain.audit import AuditEvent
 from enclave.domain.budget import Account, Budget, Reservation
 from enclave.domain.clock import Clock, utcnow
-from enclave.domain.errors import NotFound, PermissionDenied
+from enclave.domain.errors import NotFound
 from enclave.domain.identity import Actor, Role
 from enclave.domain.ports import UnitOfWork, UnitOfWorkFactory
 
@@ -20,10 +20,7 @@ class BudgetService:
         project = uow.access.get_project(project_id)
         if project is None:
             raise NotFound(f"no project {project_id}")
-        if actor.project_scope is not None and actor.project_scope != project_id:
-            raise PermissionDenied(
-                f"this workspace token is for project {actor.project_scope}, not {project_id}"
-            )
+        check_token_scope(actor, project_id)
         if actor.is_operator or (actor.has_role(Role.ADMIN) and actor.project_scope is None):
             return project
         if actor.user is None or actor.user.username not in project.members:

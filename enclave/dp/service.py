@@ -22,12 +22,12 @@ from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 
-from enclave.domain.access import Project, check_member_access
+from enclave.domain.access import Project, check_member_access, check_token_scope
 from enclave.domain.audit import AuditEvent
 from enclave.domain.budget import Budget
 from enclave.domain.budget_service import BudgetService
 from enclave.domain.clock import Clock, utcnow
-from enclave.domain.errors import InternalError, InvalidInput, NotFound, PermissionDenied
+from enclave.domain.errors import InternalError, InvalidInput, NotFound
 from enclave.domain.identity import Actor
 from enclave.domain.ports import UnitOfWork, UnitOfWorkFactory
 from enclave.domain.queries import QueryPlan, Release, check_against_catalog, check_scope
@@ -72,10 +72,7 @@ class QueryService:
 
     def _member_project(self, uow: UnitOfWork, actor: Actor, project_id: int) -> Project:
         """Queries are for the project's members only (not custodians, not admins), in an active project."""
-        if actor.project_scope is not None and actor.project_scope != project_id:
-            raise PermissionDenied(
-                f"this workspace token is for project {actor.project_scope}, not {project_id}"
-            )
+        check_token_scope(actor, project_id)
         project = uow.access.get_project(project_id)
         if project is None or actor.user is None or actor.user.username not in project.members:
             raise NotFound(f"no project {project_id} that you are a member of")

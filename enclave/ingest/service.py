@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import fcntl
-import json
 import re
 import shutil
 from collections.abc import Iterator
@@ -451,7 +450,3 @@ def _read_identifiers(source: Path) -> list[str]:
     body = rows[1:] if column is not None or not NHS_LIKE.match(rows[0][0].replace(" ", "")) else rows
     idx = column or 0
     return [r[idx].replace(" ", "").replace("-", "").strip() for r in body if len(r) > idx and r[idx].strip()]
-
-
-def report_json(report: IngestReport) -> str:
-    return json.dumps(report.as_dict(), indent=2)

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import shutil
 import tempfile
 from pathlib import Path
 from typing import Annotated, Any
@@ -78,7 +77,6 @@ def ingest(
         extract_dir.mkdir()
         extract_path = _save(extract, extract_dir, limit)
         report = services.catalog.ingest(actor, loaded, extract_path, source_name=extract_path.name)
-        shutil.rmtree(extract_dir, ignore_errors=True)
     return IngestResult(**report.as_dict())
 
 
