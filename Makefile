@@ -14,6 +14,8 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'
+	@command -v npm >/dev/null || { echo "npm is needed for the workspace hub's proxy (Debian: apt-get install npm)"; exit 1; }
+	npm install --prefix $(VENV) --no-audit --no-fund --silent configurable-http-proxy@5
 	@touch $@
 
 demo: setup

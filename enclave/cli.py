@@ -953,11 +953,31 @@ def catalog_policy(
 
 
 def _serve(settings: Settings, s: Services, host: str, port: int) -> None:
+    """The API on TCP, and on the Unix socket that sandboxed workspaces reach it through."""
+    import socket
+
     import uvicorn
 
     from enclave.api.app import create_app
 
-    uvicorn.run(create_app(s), host=host, port=port, log_level=settings.log_level, access_log=False)
+    config = uvicorn.Config(create_app(s), log_level=settings.log_level, access_log=False)
+    server = uvicorn.Server(config)
+    try:
+        tcp = socket.create_server((host, port))
+    except OSError as exc:
+        raise CliError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    path = settings.ensure_sockets_dir() / settings.api_socket.name
+    path.unlink(missing_ok=True)
+    unix = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    unix.bind(str(path))
+    # The sockets directory is private (0700): this mode matters only inside the sandboxes it is
+    # bind-mounted into, whose accounts must be able to connect.
+    path.chmod(0o666)
+    unix.listen(128)
+    try:
+        server.run(sockets=[tcp, unix])
+    finally:
+        path.unlink(missing_ok=True)
 
 
 @app.command("serve")
@@ -971,6 +991,28 @@ def serve(
         settings = load_settings()
         with services() as s:
             _serve(settings, s, host or settings.api_host, port or settings.api_port)
+
+    run(body)
+
+
+@app.command("hub")
+def hub() -> None:
+    """Run the workspace hub (JupyterHub and its proxy, configured by Enclave) in the foreground.
+
+    Each project's workspace runs sandboxed (bubblewrap, its own account; needs root). On a machine
+    that cannot sandbox the hub refuses to start, unless ENCLAVE_WORKSPACE_MODE=unsafe is set for
+    development. The API (`enclave serve`) must be running: workspaces reach it through its socket.
+    """
+
+    def body() -> None:
+        from enclave.hub.config import check_mode, proxy_command, write_hub_config
+
+        settings = load_settings()
+        check_mode(settings)
+        proxy_command(settings)
+        config = write_hub_config(settings)
+        err.print(f"workspace hub at {settings.hub_url} ({settings.workspace_mode} mode)", highlight=False)
+        os.execv(sys.executable, [sys.executable, "-m", "jupyterhub", "-f", str(config)])  # noqa: S606
 
     run(body)
 

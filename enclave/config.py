@@ -10,8 +10,11 @@ start until its secrets are set explicitly (:meth:`Settings.check_safe_to_start`
 
 from __future__ import annotations
 
+import hashlib
 import os
 import secrets
+import stat
+import tempfile
 from pathlib import Path
 from typing import Any, Literal
 
@@ -68,6 +71,21 @@ class Settings(BaseSettings):
     token_max_days: int = Field(365, ge=1, le=3650)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     max_upload_mb: int = Field(4096, ge=1, description="largest extract accepted by the API, in MiB")
+    hub_host: str = Field("127.0.0.1", description="address the workspace hub's proxy listens on")
+    hub_port: int = Field(8000, ge=1, le=65535, description="port of the workspace hub's proxy")
+    workspace_mode: Literal["sandbox", "unsafe"] = Field(
+        "sandbox",
+        description="sandbox: each workspace in bubblewrap as its own account (needs root and bwrap);"
+        " unsafe: workspaces as the hub's own user, for development only",
+    )
+    workspace_memory_mb: int = Field(4096, ge=256, description="data size limit of a workspace's processes")
+    workspace_processes: int = Field(256, ge=16, description="process limit of a workspace's account")
+    proxy_command: str | None = Field(
+        None, description="configurable-http-proxy executable (default: the one `make setup` installs)"
+    )
+    run_dir: Path | None = Field(
+        None, description="directory of the Unix sockets (default: a private directory under /tmp)"
+    )
 
     @classmethod
     def settings_customise_sources(
@@ -130,6 +148,32 @@ class Settings(BaseSettings):
         return self.home_dir / "quarantine"
 
     @property
+    def workspaces_dir(self) -> Path:
+        """Workspace homes, one per (project, user); each owned by its workspace account."""
+        return self.home_dir / "workspaces"
+
+    @property
+    def hub_dir(self) -> Path:
+        return self.home_dir / "hub"
+
+    @property
+    def sockets_dir(self) -> Path:
+        """Where the API's, the hub's and the workspaces' Unix sockets live. Socket paths are limited
+        to 107 bytes, so by default a short private directory under /tmp named after ENCLAVE_HOME."""
+        if self.run_dir is not None:
+            return self.run_dir.expanduser().resolve()
+        tag = hashlib.sha256(str(self.home_dir).encode()).hexdigest()[:10]
+        return Path(tempfile.gettempdir()) / f"enclave-{os.getuid()}-{tag}"
+
+    @property
+    def api_socket(self) -> Path:
+        return self.sockets_dir / "api.sock"
+
+    @property
+    def hub_url(self) -> str:
+        return f"http://{self.hub_host}:{self.hub_port}"
+
+    @property
     def api_url(self) -> str:
         return self.public_url or f"http://{self.api_host}:{self.api_port}"
 
@@ -172,6 +216,19 @@ class Settings(BaseSettings):
         ):
             path.mkdir(parents=True, exist_ok=True)
             path.chmod(0o700)
+
+    def ensure_sockets_dir(self) -> Path:
+        """Create the sockets directory, private to this account; refuse one that someone else
+        made (a shared /tmp is where an attacker would plant it)."""
+        path = self.sockets_dir
+        path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        info = path.lstat()
+        if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid():
+            raise ConfigurationError(
+                f"{path} is not a directory of this account: remove it or set ENCLAVE_RUN_DIR"
+            )
+        path.chmod(0o700)
+        return path
 
     def resolved_secret_key(self) -> str:
         """The secret key; in development, generated once into the key store."""

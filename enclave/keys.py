@@ -86,6 +86,11 @@ class KeyStore:
     def project_key(self, project_id: int) -> bytes:
         return self.derive(f"project-pseudonym/v1/{project_id}")
 
+    def workspace_guard_secret(self) -> str:
+        """The path secret of the proxy's routes to the API's workspace guard: only the hub knows
+        it, so nobody else can make the API write refusal events."""
+        return self.derive("workspace-guard/v1").hex()[:32]
+
     def fingerprint(self) -> str:
         """A public identifier of the linkage key (recorded with each dataset version), from which
         nothing about the key can be learned: a hash of a separately derived value."""

@@ -13,6 +13,7 @@ from enclave.domain.audit_service import AuditService
 from enclave.domain.budget_service import BudgetService
 from enclave.domain.clock import Clock, utcnow
 from enclave.domain.identity_service import IdentityService, TokenPolicy
+from enclave.domain.workspace_service import WorkspaceService
 from enclave.dp.engine import DPEngine
 from enclave.dp.service import QueryService
 from enclave.ingest.service import CatalogService
@@ -30,6 +31,7 @@ class Services:
     access: AccessService
     budgets: BudgetService
     queries: QueryService
+    workspaces: WorkspaceService
 
     def close(self) -> None:
         self.db.dispose()
@@ -55,10 +57,11 @@ def build_services(settings: Settings, *, migrate: bool = True, clock: Clock = u
     # never silently starts a new key that links nothing ingested before.
     keys = KeyStore(settings.master_key_file, create=settings.mode != "production")
     budgets = BudgetService(db.unit_of_work, clock=clock)
+    identity = IdentityService(db.unit_of_work, policy=policy, clock=clock)
     return Services(
         settings=settings,
         db=db,
-        identity=IdentityService(db.unit_of_work, policy=policy, clock=clock),
+        identity=identity,
         audit=AuditService(db.unit_of_work),
         keys=keys,
         catalog=CatalogService(
@@ -77,4 +80,5 @@ def build_services(settings: Settings, *, migrate: bool = True, clock: Clock = u
             research_store=settings.research_store,
             clock=clock,
         ),
+        workspaces=WorkspaceService(db.unit_of_work, identity=identity, clock=clock),
     )

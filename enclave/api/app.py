@@ -6,7 +6,7 @@ from fastapi import FastAPI
 
 from enclave import __version__
 from enclave.api.errors import install_error_handlers
-from enclave.api.routes import access, audit, auth, catalog, health, queries, tokens, users
+from enclave.api.routes import access, audit, auth, catalog, health, queries, tokens, users, workspaces
 from enclave.wiring import Services
 
 ROUTERS = (
@@ -22,6 +22,7 @@ ROUTERS = (
     access.projects_router,
     access.register_router,
     queries.router,
+    workspaces.router,
 )
 
 DESCRIPTION = """\

@@ -24,6 +24,7 @@ import httpx
 ENV_URL = "ENCLAVE_API_URL"
 ENV_TOKEN = "ENCLAVE_API_TOKEN"  # noqa: S105 - the name of the variable, not a token
 ENV_PROJECT = "ENCLAVE_PROJECT_ID"
+ENV_SOCKET = "ENCLAVE_API_SOCKET"  # inside a sandboxed workspace: the API's Unix socket
 
 
 class EnclaveClientError(Exception):
@@ -89,10 +90,15 @@ def build_plan(
 
 
 class Workspace:
-    def __init__(self, url: str, token: str, project: int, *, timeout: float = 120) -> None:
+    def __init__(
+        self, url: str, token: str, project: int, *, socket: str | None = None, timeout: float = 120
+    ) -> None:
         self.project = project
         self._http = httpx.Client(
-            base_url=url.rstrip("/"), headers={"Authorization": f"Bearer {token}"}, timeout=timeout
+            base_url=url.rstrip("/"),
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=timeout,
+            transport=httpx.HTTPTransport(uds=socket) if socket else None,
         )
 
     def _call(self, method: str, path: str, **kwargs: Any) -> Any:
@@ -156,7 +162,9 @@ def _release(body: dict[str, Any]) -> Release:
 
 
 def connect(url: str | None = None, token: str | None = None, project: int | None = None) -> Workspace:
-    """Connect with the given settings, or those a workspace injects in its environment."""
+    """Connect with the given settings, or those a workspace injects in its environment (in a
+    sandboxed workspace the API is reached through a Unix socket, the only way out)."""
+    socket = os.environ.get(ENV_SOCKET) if url is None else None
     url = url or os.environ.get(ENV_URL)
     token = token or os.environ.get(ENV_TOKEN)
     project_text = str(project) if project is not None else os.environ.get(ENV_PROJECT)
@@ -172,4 +180,4 @@ def connect(url: str | None = None, token: str | None = None, project: int | Non
     assert url is not None
     assert token is not None
     assert project_text is not None
-    return Workspace(url, token, int(project_text))
+    return Workspace(url, token, int(project_text), socket=socket)

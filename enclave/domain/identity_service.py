@@ -291,6 +291,22 @@ class IdentityService:
                 raise InvalidState(f"{username}'s account is deactivated")
             return self._issue(uow, actor, user, kind=kind, name=name, ttl=ttl, project_id=project_id)
 
+    def issue_workspace_token(self, user: User, project_id: int, ttl: timedelta) -> IssuedToken:
+        """The token a workspace's spawner injects: scoped to one project, checked against the
+        project's state on every request (see :meth:`authenticate`). The caller has checked that
+        the user may open the workspace."""
+        with self._uow() as uow:
+            return self._issue(
+                uow,
+                Actor.for_user(user),
+                user,
+                kind=TokenKind.WORKSPACE,
+                name=f"workspace of project {project_id}",
+                ttl=min(ttl, self._policy.max_ttl),
+                project_id=project_id,
+                action="workspace.token_issued",
+            )
+
     def list_tokens(self, actor: Actor, username: str) -> list[ApiToken]:
         with self._uow(write=False) as uow:
             user = self._require_user(uow, username)
@@ -315,8 +331,9 @@ class IdentityService:
 
     # --- authentication ------------------------------------------------------------------
 
-    def login(self, username: str, password: str) -> IssuedToken:
-        """Check a password and issue a session token; every failure looks the same to the caller."""
+    def verify_password(self, username: str, password: str) -> User:
+        """Check a password without issuing anything; every failure looks the same to the caller
+        (an unknown user costs one hash too) and is audited. Used by login and by the hub."""
         with self._uow(write=False) as uow:
             user = uow.users.get_by_username(username) if username else None
             stored = uow.users.get_password_hash(user.id) if user is not None else None
@@ -333,13 +350,19 @@ class IdentityService:
             )
             self._record_failure("auth.login_failed", username[:64] or "-", {"reason": reason})
             raise AuthenticationFailed("unknown user or wrong password")
-        with self._uow() as uow:
-            if stored is not None and self._hasher.check_needs_rehash(stored):
+        if stored is not None and self._hasher.check_needs_rehash(stored):
+            with self._uow() as uow:
                 uow.users.set_password_hash(
                     user.id,
                     self._hasher.hash(password),
                     audit=AuditEvent("user.password_rehashed", "system", "user", user.username),
                 )
+        return user
+
+    def login(self, username: str, password: str) -> IssuedToken:
+        """Check a password and issue a session token."""
+        user = self.verify_password(username, password)
+        with self._uow() as uow:
             return self._issue(
                 uow,
                 Actor.for_user(user),

@@ -15,7 +15,15 @@ from enclave.wiring import Services
 from tests.conftest import OPERATOR, Account, LiveServer, make_account
 from tests.factories import make_project
 
-PUBLIC = {("GET", "/healthz"), ("POST", "/auth/login"), ("GET", "/catalog/dcat"), ("GET", "/register")}
+PUBLIC = {
+    ("GET", "/healthz"),
+    ("POST", "/auth/login"),
+    ("GET", "/catalog/dcat"),
+    ("GET", "/register"),
+    # the proxy's deny target: answers 404 without the hub's secret, 403 with it
+    ("GET", "/workspaces/guard/{secret}/{path}"),
+    ("POST", "/workspaces/guard/{secret}/{path}"),
+}
 # The access policy, written out: (method, path) -> roles needed (empty: any authenticated user,
 # with object-level checks in the service). A route missing here, or declaring something else, fails.
 POLICY: dict[tuple[str, str], frozenset[Role]] = {
@@ -57,6 +65,7 @@ POLICY: dict[tuple[str, str], frozenset[Role]] = {
     ("POST", "/projects/{project_id}/queries"): frozenset({Role.RESEARCHER}),
     ("GET", "/projects/{project_id}/releases"): frozenset({Role.RESEARCHER}),
     ("PUT", "/catalog/datasets/{name}/policy"): frozenset({Role.CUSTODIAN}),
+    ("POST", "/workspaces/refusals"): frozenset(),
 }
 SAMPLE_PATH_VALUES = {
     "username": "target",
@@ -84,7 +93,7 @@ def _routes(services: Services) -> list[tuple[str, str, Access | None]]:
             assert isinstance(route, APIRoute)
             accesses = _access_of(route.dependant)
             for method in sorted(route.methods):
-                routes.append((method, route.path, accesses[0] if accesses else None))
+                routes.append((method, route.path_format, accesses[0] if accesses else None))
     spec = create_app(services).openapi()["paths"]
     published = {(m.upper(), p) for p, ops in spec.items() for m in ops}
     assert published == {(m, p) for m, p, _ in routes}

@@ -1,0 +1,154 @@
+"""JupyterHub configured by Enclave: ``enclave hub`` writes a one-line ``jupyterhub_config.py``
+that calls :func:`configure`, so every setting comes from Enclave's own settings."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from enclave.config import Settings, load_settings
+from enclave.domain.errors import ConfigurationError
+from enclave.hub import runtime
+from enclave.hub.sandbox import sandbox_problems
+from enclave.wiring import build_services
+
+TEMPLATES = Path(__file__).parent / "templates"
+
+#: JupyterLab's menu entries that save a file to the researcher's machine.
+HIDDEN_LAB_PLUGINS = (
+    "@jupyterlab/docmanager-extension:download",
+    "@jupyterlab/filebrowser-extension:download",
+    "@jupyterlab/notebook-extension:export",
+)
+
+
+def proxy_command(settings: Settings) -> str:
+    """The npm configurable-http-proxy: configured, installed by `make setup`, or on PATH."""
+    candidates = [
+        settings.proxy_command,
+        str(Path(sys.prefix) / "node_modules" / ".bin" / "configurable-http-proxy"),
+        shutil.which("configurable-http-proxy"),
+    ]
+    for candidate in candidates:
+        if candidate and Path(candidate).exists():
+            return candidate
+    raise ConfigurationError(
+        "configurable-http-proxy is not installed: run `make setup` (npm install into the environment)"
+        " or set ENCLAVE_PROXY_COMMAND"
+    )
+
+
+def write_jupyter_config(path: Path) -> Path:
+    """The workspace servers' configuration: root-owned and read-only inside every sandbox."""
+    (path / "labconfig").mkdir(parents=True, exist_ok=True)
+    server = {
+        "ServerApp": {
+            "jpserver_extensions": {"enclave.hub.guard": True},
+            "contents_manager_class": "enclave.hub.guard.GuardedContentsManager",
+        }
+    }
+    (path / "jupyter_server_config.json").write_text(json.dumps(server, indent=2))
+    page = {"disabledExtensions": dict.fromkeys(HIDDEN_LAB_PLUGINS, True)}
+    (path / "labconfig" / "page_config.json").write_text(json.dumps(page, indent=2))
+    # jupyter-core would otherwise try to write this marker into the read-only directory
+    (path / "migrated").write_text("enclave\n")
+    for directory in (path, path / "labconfig"):
+        directory.chmod(0o755)
+    for file in (
+        path / "jupyter_server_config.json",
+        path / "labconfig" / "page_config.json",
+        path / "migrated",
+    ):
+        file.chmod(0o644)
+    return path
+
+
+def check_mode(settings: Settings) -> None:
+    """Sandboxing is the default; a machine that cannot sandbox refuses to start unless the unsafe
+    development mode was chosen explicitly."""
+    if settings.workspace_mode == "sandbox":
+        problems = sandbox_problems()
+        if problems:
+            raise ConfigurationError(
+                "cannot sandbox workspaces: "
+                + "; ".join(problems)
+                + " (for development only: ENCLAVE_WORKSPACE_MODE=unsafe)"
+            )
+    elif settings.mode == "production":
+        raise ConfigurationError("ENCLAVE_WORKSPACE_MODE=unsafe is refused in production mode")
+
+
+def configure(c: Any, settings: Settings | None = None) -> None:
+    from enclave.hub.auth import EnclaveAuthenticator
+    from enclave.hub.proxy import EnclaveProxy
+    from enclave.hub.spawner import EnclaveSpawner
+
+    settings = settings or load_settings()
+    check_mode(settings)
+    services = build_services(settings)
+    hub_dir = settings.hub_dir
+    hub_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    sockets = settings.ensure_sockets_dir()
+    (sockets / "workspaces").mkdir(exist_ok=True, mode=0o700)
+    hub_socket = sockets / "hub.sock"
+    hub_socket.unlink(missing_ok=True)
+    jupyter_config = write_jupyter_config(hub_dir / "jupyter-config")
+    unsafe = settings.workspace_mode == "unsafe"
+    runtime.install(
+        runtime.Runtime(
+            settings=settings,
+            services=services,
+            jupyter_config=jupyter_config,
+            hub_socket=hub_socket,
+            guard_secret=services.keys.workspace_guard_secret(),
+        )
+    )
+
+    def projects(user: Any) -> list[Any]:
+        if user is None:
+            return []
+        return services.workspaces.projects_for(user.name)
+
+    c.JupyterHub.authenticator_class = EnclaveAuthenticator
+    c.Authenticator.allow_all = True
+    c.JupyterHub.spawner_class = EnclaveSpawner
+    c.JupyterHub.proxy_class = EnclaveProxy
+    c.ConfigurableHTTPProxy.command = [proxy_command(settings)]
+    c.ConfigurableHTTPProxy.pid_file = str(hub_dir / "proxy.pid")
+    c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{settings.hub_port + 1}"
+    c.JupyterHub.bind_url = settings.hub_url
+    # Workspaces reach the hub only through this socket, bind-mounted into their sandbox. The
+    # sockets directory is private (0700), so the socket's own mode matters only inside sandboxes,
+    # whose accounts must be able to connect.
+    c.JupyterHub.hub_bind_url = f"http+unix://{quote(str(hub_socket), safe='')}"
+    c.JupyterHub.hub_socket_mode = 0o666
+    c.JupyterHub.db_url = f"sqlite:///{hub_dir / 'jupyterhub.sqlite'}"
+    c.JupyterHub.cookie_secret_file = str(hub_dir / "cookie_secret")
+    c.JupyterHub.pid_file = str(hub_dir / "hub.pid")
+    c.JupyterHub.allow_named_servers = True
+    c.JupyterHub.named_server_limit_per_user = 0
+    c.JupyterHub.redirect_to_server = False
+    c.JupyterHub.default_url = "/hub/home"
+    c.JupyterHub.template_paths = [str(TEMPLATES)]
+    c.JupyterHub.template_vars = {"enclave_projects": projects, "enclave_unsafe": unsafe}
+    c.JupyterHub.log_level = settings.log_level.upper()
+    c.Spawner.default_url = "/lab"
+    c.Spawner.poll_interval = 10
+    c.Spawner.start_timeout = 90
+    c.Spawner.http_timeout = 90
+    c.Spawner.env_keep = []
+
+
+def write_hub_config(settings: Settings) -> Path:
+    """The file JupyterHub is started with: everything else comes from :func:`configure`."""
+    settings.hub_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path = settings.hub_dir / "jupyterhub_config.py"
+    path.write_text(
+        "# Written by `enclave hub`: the configuration is Enclave's (see enclave/hub/config.py).\n"
+        "from enclave.hub.config import configure\n\nconfigure(c)  # noqa: F821\n"
+    )
+    return path
