@@ -78,6 +78,9 @@ class Settings(BaseSettings):
         description="sandbox: each workspace in bubblewrap as its own account (needs root and bwrap);"
         " unsafe: workspaces as the hub's own user, for development only",
     )
+    workspace_poll_seconds: int = Field(
+        10, ge=1, le=600, description="how often the hub checks that a running workspace's project is active"
+    )
     workspace_memory_mb: int = Field(4096, ge=256, description="data size limit of a workspace's processes")
     workspace_processes: int = Field(256, ge=16, description="process limit of a workspace's account")
     proxy_command: str | None = Field(

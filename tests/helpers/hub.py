@@ -95,6 +95,12 @@ class HubSession:
             time.sleep(0.25)
         raise HubError(f"server {server} not ready after {timeout}s")
 
+    def servers(self) -> dict[str, Any]:
+        servers: dict[str, Any] = self.http.get(f"/hub/api/users/{self.username}", headers=self.auth).json()[
+            "servers"
+        ]
+        return servers
+
     def stop(self, server: str) -> None:
         r = self.http.delete(f"/hub/api/users/{self.username}/servers/{server}", headers=self.auth)
         assert r.status_code in (202, 204), r.text

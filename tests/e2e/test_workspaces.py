@@ -1,0 +1,286 @@
+"""Workspaces for real: the API (`enclave serve`) and the hub (`enclave hub`: JupyterHub, the npm
+proxy, sandboxed single-user servers) as processes; a researcher logs in through the hub's form,
+starts a project's workspace and runs code in its kernel over the websocket."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from enclave.config import Settings
+from enclave.domain.access import ProjectState
+from enclave.domain.identity import Role
+from enclave.hub.sandbox import sandbox_problems
+from enclave.wiring import Services, build_services
+from tests.conftest import OPERATOR, DatabaseFactory, free_port, make_account
+from tests.factories import make_project
+from tests.helpers.hub import HubSession
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        bool(sandbox_problems()), reason="workspace sandboxing needs root and bubblewrap (CI has both)"
+    ),
+]
+
+PASSWORD = "correct horse battery staple"
+
+
+@dataclass
+class Enclave:
+    settings: Settings
+    services: Services
+    api_url: str
+    hub_url: str
+    projects: dict[str, int]
+    api: subprocess.Popen[bytes]
+    hub: subprocess.Popen[bytes]
+    log: Path
+
+    def session(self, username: str) -> HubSession:
+        session = HubSession(self.hub_url, username)
+        response = session.login(PASSWORD)
+        assert response.status_code == 302, response.text[:300]
+        return session
+
+    def events(self, action: str) -> list[dict[str, object]]:
+        return [
+            {"actor": e.actor, "subject": e.object_id, **json.loads(e.details_json)}
+            for e in self.services.audit.export(OPERATOR)
+            if e.action == action
+        ]
+
+
+def _free_pair() -> int:
+    """A port p with p + 1 free too (the proxy's public and API ports)."""
+    for _ in range(50):
+        port = free_port()
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port + 1))
+            except OSError:
+                continue
+        return port
+    raise AssertionError("no free pair of ports")
+
+
+def _wait(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    raise AssertionError(f"{url} did not answer:\n{log.read_text()[-3000:]}")
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.fixture(scope="module")
+def enclave(database_factory: DatabaseFactory, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Enclave]:
+    root = tmp_path_factory.mktemp("workspaces")
+    url = database_factory.new(root / "home")
+    api_port, hub_port = free_port(), _free_pair()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ENCLAVE_")}
+    env.update(
+        ENCLAVE_HOME=str(root / "home"),
+        ENCLAVE_DATABASE_URL=url,
+        ENCLAVE_API_PORT=str(api_port),
+        ENCLAVE_HUB_PORT=str(hub_port),
+        ENCLAVE_WORKSPACE_POLL_SECONDS="2",
+    )
+    settings = Settings(home=root / "home", database_url=url, api_port=api_port, hub_port=hub_port)
+    services = build_services(settings)
+    projects = {
+        "first": make_project(services, "rosa", title="First project"),
+        "second": make_project(services, "rosa", title="Second project"),
+        "other": make_project(services, "omar", title="Someone else's project"),
+    }
+    for name in ("rosa", "omar"):
+        services.identity.set_password(OPERATOR, name, PASSWORD)
+    make_account(services, "nina", Role.RESEARCHER)
+    services.identity.set_password(OPERATOR, "nina", PASSWORD)
+    log = root / "processes.log"
+    out = log.open("ab")
+    api = subprocess.Popen(
+        [sys.executable, "-m", "enclave.cli", "serve"], env=env, stdout=out, stderr=out
+    )
+    hub = subprocess.Popen(
+        [sys.executable, "-m", "enclave.cli", "hub"], env=env, stdout=out, stderr=out
+    )
+    try:
+        _wait(f"http://127.0.0.1:{api_port}/healthz", api, log)
+        _wait(f"http://127.0.0.1:{hub_port}/hub/login", hub, log)
+        yield Enclave(
+            settings,
+            services,
+            f"http://127.0.0.1:{api_port}",
+            f"http://127.0.0.1:{hub_port}",
+            projects,
+            api,
+            hub,
+            log,
+        )
+    finally:
+        _stop(hub)
+        _stop(api)
+        out.close()
+        services.close()
+        database_factory.drop(url)
+
+
+def test_login_with_enclave_credentials_only(enclave: Enclave) -> None:
+    wrong = HubSession(enclave.hub_url, "rosa")
+    assert wrong.login("not the password").status_code == 403
+    right = enclave.session("rosa")
+    home = right.home()
+    assert "First project" in home
+    assert "Second project" in home
+    assert "Someone else" not in home
+    right.close()
+    wrong.close()
+
+
+def test_user_without_a_project_gets_a_page_saying_so(enclave: Enclave) -> None:
+    session = enclave.session("nina")
+    assert "You have no active project" in session.home()
+    session.close()
+
+
+def test_starting_a_workspace_of_another_project_is_refused_and_audited(enclave: Enclave) -> None:
+    session = enclave.session("rosa")
+    other = enclave.projects["other"]
+    response = session.start(f"p{other}")
+    assert response.status_code == 403
+    assert "not a member" in response.json()["message"]
+    assert any(e["subject"] == str(other) for e in enclave.events("workspace.start_refused"))
+    assert session.start("default").status_code == 400  # only project workspaces exist
+    session.close()
+
+
+def test_a_sandboxed_workspace(enclave: Enclave) -> None:
+    """The issue's end-to-end test: the client works; every way around it fails."""
+    first, second = enclave.projects["first"], enclave.projects["second"]
+    session = enclave.session("rosa")
+    started = time.monotonic()
+    session.start(f"p{first}")
+    spawn_seconds = time.monotonic() - started
+    kernel = session.kernel(f"p{first}")
+
+    ok = kernel.run(
+        "import enclave.client, json\n"
+        "ws = enclave.client.connect()\n"
+        "print(json.dumps({'catalog': ws.catalog(), 'budget': ws.budget()}))"
+    )
+    assert ok.status == "ok", ok
+    seen = json.loads(ok.stdout)
+    assert [d["dataset"] for d in seen["catalog"]] == ["demographics"]
+    assert seen["budget"]["project_id"] == first
+
+    home = enclave.settings.home_dir
+    listener = socket.create_server(("127.0.0.1", 0))
+    test_port = listener.getsockname()[1]
+    hub_port = enclave.settings.hub_port
+    probes = kernel.run(
+        "import os, socket, json\n"
+        "def connect(port):\n"
+        "    try:\n"
+        "        socket.create_connection(('127.0.0.1', port), timeout=2).close(); return 'open'\n"
+        "    except OSError as e: return type(e).__name__\n"
+        "def read(path):\n"
+        "    try:\n"
+        "        open(path, 'rb').read(1); return 'read'\n"
+        "    except OSError as e: return type(e).__name__\n"
+        f"ports = {{p: connect(p) for p in ({hub_port}, {hub_port + 1}, {test_port},"
+        f" {enclave.settings.api_port}, 5432)}}\n"
+        f"files = {{p: read(p) for p in ({str(home / 'keys/master.key')!r},"
+        f" {str(home / 'research')!r}, {str(enclave.settings.research_store)!r} + '/demographics',"
+        " '/etc/shadow')}\n"
+        "print(json.dumps({'ports': ports, 'files': files, 'uid': os.getuid(), 'pids': os.listdir('/proc')}))"
+    )
+    listener.close()
+    assert probes.status == "ok", probes
+    found = json.loads(probes.stdout)
+    assert set(found["ports"].values()) == {"ConnectionRefusedError"}, found["ports"]
+    assert "read" not in found["files"].values(), found["files"]
+    assert found["uid"] != 0
+
+    stolen = kernel.run(
+        "import httpx, os\n"
+        "uds = httpx.HTTPTransport(uds=os.environ['ENCLAVE_API_SOCKET'])\n"
+        "c = httpx.Client(base_url='http://enclave', transport=uds,"
+        " headers={'Authorization': 'Bearer ' + os.environ['ENCLAVE_API_TOKEN']})\n"
+        f"print(c.get('/projects/{enclave.projects['other']}/budget').status_code,"
+        " c.get('/catalog/linkage').status_code, c.get('/users').status_code,"
+        f" c.get('/projects/{first}/budget').status_code)"
+    )
+    assert stolen.stdout.split() == ["403", "403", "403", "200"], stolen
+
+    # no downloads: the proxy's guard, and the server's for binary reads
+    put = session.server_request(
+        "PUT",
+        f"p{first}",
+        "api/contents/results.csv",
+        json={"type": "file", "format": "text", "content": "a,b\n"},
+    )
+    assert put.status_code == 201
+    for path in ("files/results.csv", "view/results.csv", "nbconvert/html/results.csv",
+                 "api/contents/results.csv?format=base64&type=file"):  # fmt: skip
+        assert session.server_get(f"p{first}", path).status_code == 403, path
+    assert session.server_request("POST", f"p{first}", "api/nbconvert/html", json={}).status_code == 403
+    text = session.server_get(f"p{first}", "api/contents/results.csv?format=text&type=file")
+    assert text.status_code == 200  # JupyterLab still opens text and notebooks
+    refused = enclave.events("workspace.download_refused")
+    assert {e["subject"] for e in refused} == {str(first)}
+    assert len(refused) >= 5
+
+    # the second project's workspace sees its own home only
+    session.start(f"p{second}")
+    other_kernel = session.kernel(f"p{second}")
+    peek = other_kernel.run(
+        "import os\n"
+        "print(sorted(os.listdir(os.environ['HOME'])), os.path.exists("
+        f"{str(enclave.settings.workspaces_dir / f'p{first}')!r}))"
+    )
+    assert "results.csv" not in peek.stdout, peek
+    assert peek.stdout.strip().endswith("False"), peek
+    kernel.close()
+    other_kernel.close()
+    session.stop(f"p{second}")
+
+    # suspension stops the running workspace, and it cannot start again
+    enclave.services.access.set_project_state(OPERATOR, first, ProjectState.SUSPENDED, "audit finding")
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and f"p{first}" in session.servers():
+        time.sleep(0.5)
+    assert f"p{first}" not in session.servers()
+    again = session.start(f"p{first}")
+    assert again.status_code == 403
+    assert "suspended" in again.json()["message"]
+    stops = enclave.events("workspace.stopped")
+    assert any("suspended" in str(e["reason"]) for e in stops), stops
+    session.close()
+    assert spawn_seconds < 60, f"spawn took {spawn_seconds:.1f} s"
