@@ -30,7 +30,8 @@ from tests.helpers.hub import HubSession
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(
-        bool(sandbox_problems()), reason="workspace sandboxing needs root and bubblewrap (CI has both)"
+        bool(sandbox_problems()) and not os.environ.get("ENCLAVE_REQUIRE_SANDBOX"),
+        reason="workspace sandboxing needs root and bubblewrap (CI has both; it sets ENCLAVE_REQUIRE_SANDBOX)",
     ),
 ]
 
@@ -125,12 +126,8 @@ def enclave(database_factory: DatabaseFactory, tmp_path_factory: pytest.TempPath
     services.identity.set_password(OPERATOR, "nina", PASSWORD)
     log = root / "processes.log"
     out = log.open("ab")
-    api = subprocess.Popen(
-        [sys.executable, "-m", "enclave.cli", "serve"], env=env, stdout=out, stderr=out
-    )
-    hub = subprocess.Popen(
-        [sys.executable, "-m", "enclave.cli", "hub"], env=env, stdout=out, stderr=out
-    )
+    api = subprocess.Popen([sys.executable, "-m", "enclave.cli", "serve"], env=env, stdout=out, stderr=out)
+    hub = subprocess.Popen([sys.executable, "-m", "enclave.cli", "hub"], env=env, stdout=out, stderr=out)
     try:
         _wait(f"http://127.0.0.1:{api_port}/healthz", api, log)
         _wait(f"http://127.0.0.1:{hub_port}/hub/login", hub, log)
