@@ -31,7 +31,7 @@ pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(
         bool(sandbox_problems()) and not os.environ.get("ENCLAVE_REQUIRE_SANDBOX"),
-        reason="workspace sandboxing needs root and bubblewrap (CI has both; it sets ENCLAVE_REQUIRE_SANDBOX)",
+        reason="sandboxing needs root and bubblewrap (CI has both and sets ENCLAVE_REQUIRE_SANDBOX)",
     ),
 ]
 
