@@ -78,6 +78,7 @@ def build_services(settings: Settings, *, migrate: bool = True, clock: Clock = u
             engine=DPEngine(),
             budgets=budgets,
             research_store=settings.research_store,
+            project_key=keys.project_key,
             clock=clock,
         ),
         workspaces=WorkspaceService(db.unit_of_work, identity=identity, clock=clock),

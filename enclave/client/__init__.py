@@ -139,6 +139,25 @@ class Workspace:
             self._call("POST", f"/projects/{self.project}/queries", json=build_plan(dataset, **kwargs))
         )
 
+    def sql(self, query: str, *, epsilon: str | Decimal, preview: bool = False) -> Any:
+        """A DP-SQL query (one SELECT of aggregates, WHERE, GROUP BY on public columns), parsed by
+        the server into the same plan as :meth:`run`; ``preview=True`` prices it for free."""
+        body = {"sql": query, "epsilon": str(epsilon)}
+        if preview:
+            return self._call("POST", f"/projects/{self.project}/queries/sql/preview", json=body)
+        return _release(self._call("POST", f"/projects/{self.project}/queries/sql", json=body))
+
+    def dummy(self, dataset: str, n: int = 100, *, seed: int | None = None) -> Any:
+        """Synthetic rows with the dataset's schema, from the catalog alone (no privacy cost): for
+        writing and testing analysis code before spending budget on real answers."""
+        import pandas as pd
+
+        params: dict[str, Any] = {"n": n}
+        if seed is not None:
+            params["seed"] = seed
+        body = self._call("GET", f"/projects/{self.project}/dummy/{dataset}", params=params)
+        return pd.DataFrame(body["rows"], columns=body["columns"])
+
     def releases(self) -> list[Release]:
         return [_release(r) for r in self._call("GET", f"/projects/{self.project}/releases")]
 

@@ -14,6 +14,7 @@ Order of a run, so that invariants 2-4 hold by construction:
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
@@ -27,10 +28,11 @@ from enclave.domain.audit import AuditEvent
 from enclave.domain.budget import Budget
 from enclave.domain.budget_service import BudgetService
 from enclave.domain.clock import Clock, utcnow
-from enclave.domain.errors import InternalError, InvalidInput, NotFound
+from enclave.domain.errors import InternalError, InvalidInput, NotFound, PermissionDenied
 from enclave.domain.identity import Actor
 from enclave.domain.ports import UnitOfWork, UnitOfWorkFactory
 from enclave.domain.queries import QueryPlan, Release, check_against_catalog, check_scope
+from enclave.dp.dummy import dummy_frame
 from enclave.dp.engine import Aggregate, ColumnMeta, DPEngine, Filter, Query, TableMeta
 from enclave.ingest.pipeline import DATA_FILE
 
@@ -62,8 +64,10 @@ class QueryService:
         engine: DPEngine,
         budgets: BudgetService,
         research_store: Path,
+        project_key: Callable[[int], bytes] | None = None,
         clock: Clock = utcnow,
     ) -> None:
+        self._project_key = project_key
         self._uow = uow
         self._engine = engine
         self._budgets = budgets
@@ -225,6 +229,45 @@ class QueryService:
             assert first is not None
             return first, True
         return recorded, False
+
+    def dummy(self, actor: Actor, project_id: int, dataset: str, n: int, *, seed: int | None = None) -> Any:
+        """Schema-faithful synthetic rows of a dataset in the project's scope, made from the catalog's
+        metadata alone (never from the data), with identifiers keyed to this project: free, since
+        nothing about any person goes into them. Audited like any other access."""
+        if self._project_key is None:
+            raise InternalError("dummy data needs the key store")
+        with self._uow(write=False) as uow:
+            project = self._member_project(uow, actor, project_id)
+            if dataset not in project.scope:
+                raise PermissionDenied(
+                    f"dataset {dataset!r} is not in this project's scope"
+                    f" (approved: {', '.join(sorted(project.scope)) or 'none'})"
+                )
+            found = uow.catalog.get_dataset(dataset)
+            if found is None or found.current_version is None:
+                raise NotFound(f"dataset {dataset!r} has no data yet")
+            version = uow.catalog.get_version(found.id, found.current_version)
+        assert version is not None
+        scope = set(project.scope[dataset])
+        columns = [c for c in version.columns if c["name"] in scope or c.get("role") == "person_id"]
+        frame = dummy_frame(
+            columns,
+            n,
+            project_key=self._project_key(project.id),
+            contribution_bound=found.contribution_bound,
+            seed=seed,
+        )
+        with self._uow() as uow:
+            uow.audit.append(
+                AuditEvent(
+                    "query.dummy_data",
+                    actor.name,
+                    "project",
+                    str(project.id),
+                    {"dataset": dataset, "rows": n, "seed": seed},
+                )
+            )
+        return frame
 
     def releases(self, actor: Actor, project_id: int) -> list[Release]:
         with self._uow(write=False) as uow:

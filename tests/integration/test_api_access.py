@@ -64,6 +64,9 @@ POLICY: dict[tuple[str, str], frozenset[Role]] = {
     ("POST", "/projects/{project_id}/queries/preview"): frozenset({Role.RESEARCHER}),
     ("POST", "/projects/{project_id}/queries"): frozenset({Role.RESEARCHER}),
     ("GET", "/projects/{project_id}/releases"): frozenset({Role.RESEARCHER}),
+    ("POST", "/projects/{project_id}/queries/sql"): frozenset({Role.RESEARCHER}),
+    ("POST", "/projects/{project_id}/queries/sql/preview"): frozenset({Role.RESEARCHER}),
+    ("GET", "/projects/{project_id}/dummy/{dataset}"): frozenset({Role.RESEARCHER}),
     ("PUT", "/catalog/datasets/{name}/policy"): frozenset({Role.CUSTODIAN}),
     ("POST", "/workspaces/refusals"): frozenset(),
 }
@@ -74,6 +77,7 @@ SAMPLE_PATH_VALUES = {
     "name": "admissions",
     "request_id": "1",
     "project_id": "1",
+    "dataset": "demographics",
 }
 
 

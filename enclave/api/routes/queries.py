@@ -1,14 +1,19 @@
 from __future__ import annotations
 
+import json
+from decimal import Decimal
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Response, status
+from fastapi import APIRouter, Depends, Query, Response, status
 from fastapi import Path as PathParam
+from pydantic import BaseModel, ConfigDict, Field
 
 from enclave.api.deps import ServicesDep, requires
 from enclave.api.schemas import MAX_INT
 from enclave.domain.identity import Actor, Role
 from enclave.domain.queries import QueryPlan, Release
+from enclave.dp.dummy import MAX_DUMMY_ROWS
+from enclave.dp.sql import MAX_SQL_CHARS, parse_sql
 
 router = APIRouter(prefix="/projects/{project_id}", tags=["queries"])
 
@@ -50,6 +55,56 @@ def run(
     if recorded:
         response.status_code = status.HTTP_200_OK
     return release_view(release, recorded=recorded)
+
+
+class SqlQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    sql: str = Field(min_length=1, max_length=MAX_SQL_CHARS, description="one SELECT of the DP-SQL subset")
+    epsilon: Decimal = Field(gt=0, le=10, max_digits=12, decimal_places=6)
+
+
+@router.post("/queries/sql/preview", summary="Cost and accuracy of a DP-SQL query, without spending")
+def sql_preview(
+    project_id: ProjectId, body: SqlQuery, actor: Member, services: ServicesDep
+) -> dict[str, Any]:
+    plan = parse_sql(body.sql, body.epsilon)
+    return {"plan": plan.model_dump(mode="json"), **services.queries.preview(actor, project_id, plan)}
+
+
+@router.post(
+    "/queries/sql",
+    summary="Run a DP-SQL query: parsed into the same plan as /queries, charged the same way",
+    status_code=status.HTTP_201_CREATED,
+)
+def sql_run(
+    project_id: ProjectId, body: SqlQuery, actor: Member, services: ServicesDep, response: Response
+) -> dict[str, Any]:
+    release, recorded = services.queries.run(actor, project_id, parse_sql(body.sql, body.epsilon))
+    if recorded:
+        response.status_code = status.HTTP_200_OK
+    return release_view(release, recorded=recorded)
+
+
+@router.get(
+    "/dummy/{dataset}",
+    summary="Synthetic rows of a dataset in scope, from the catalog alone (free; members)",
+)
+def dummy(
+    project_id: ProjectId,
+    dataset: Annotated[str, PathParam(pattern=r"^[a-z][a-z0-9_]{0,62}$")],
+    actor: Member,
+    services: ServicesDep,
+    n: Annotated[int, Query(ge=1, le=MAX_DUMMY_ROWS)] = 100,
+    seed: Annotated[int | None, Query(ge=0, le=MAX_INT)] = None,
+) -> dict[str, Any]:
+    frame = services.queries.dummy(actor, project_id, dataset, n, seed=seed)
+    return {
+        "dataset": dataset,
+        "columns": list(frame.columns),
+        "rows": json.loads(frame.to_json(orient="values", date_format="iso")),
+        "note": "dummy data: generated from the catalog, never from real records",
+    }
 
 
 @router.get("/releases", summary="The project's releases, with plans, noise and values (members)")
