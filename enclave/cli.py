@@ -10,6 +10,7 @@ from __future__ import annotations
 import getpass
 import json
 import os
+import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -1022,6 +1023,7 @@ def demo(
     host: Annotated[str | None, typer.Option(help="address to listen on")] = None,
     port: Annotated[int | None, typer.Option(help="port")] = None,
     no_serve: Annotated[bool, typer.Option(help="set everything up, print the logins, and exit")] = False,
+    no_hub: Annotated[bool, typer.Option(help="serve the API only, without the workspace hub")] = False,
     persons: Annotated[int, typer.Option(help="size of the synthetic population (first run only)")] = 50_000,
 ) -> None:
     """Set up a demonstration enclave in ENCLAVE_HOME (accounts, a synthetic population ingested from
@@ -1107,10 +1109,41 @@ def demo(
                 highlight=False,
                 soft_wrap=True,
             )
-            if not no_serve:
+            if no_serve:
+                return
+            hub_process = None if no_hub else _start_demo_hub(settings)
+            try:
                 _serve(settings, s, host or settings.api_host, port or settings.api_port)
+            finally:
+                if hub_process is not None:
+                    hub_process.terminate()
+                    hub_process.wait(timeout=30)
 
     run(body)
+
+
+def _start_demo_hub(settings: Settings) -> subprocess.Popen[bytes]:
+    """The workspace hub beside the demo's API, sandboxed where the machine allows; its log goes to
+    a file so the demo's console stays readable."""
+    from enclave.hub.sandbox import sandbox_problems
+
+    env = dict(os.environ, ENCLAVE_HOME=str(settings.home_dir))
+    mode = "sandboxed"
+    problems = sandbox_problems() if settings.workspace_mode == "sandbox" else []
+    if settings.workspace_mode == "unsafe" or problems:
+        env["ENCLAVE_WORKSPACE_MODE"] = "unsafe"
+        mode = "UNSAFE DEVELOPMENT MODE, not sandboxed" + (f" ({'; '.join(problems)})" if problems else "")
+    settings.hub_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    with (settings.hub_dir / "hub.log").open("ab") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "enclave.cli", "hub"], env=env, stdout=log, stderr=log
+        )
+    out.print(
+        f"workspaces     : {settings.hub_url}  ({mode}; log in as researcher to open project 1's"
+        f" workspace; log: {settings.hub_dir / 'hub.log'})",
+        highlight=False,
+    )
+    return process
 
 
 def main() -> None:

@@ -182,6 +182,19 @@ def free_port() -> int:
         return port
 
 
+def free_port_pair() -> int:
+    """A port p with p + 1 free too (the hub's proxy: public and API ports)."""
+    for _ in range(50):
+        port = free_port()
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port + 1))
+            except OSError:
+                continue
+        return port
+    raise AssertionError("no free pair of ports")
+
+
 class LiveServer:
     """The real API over real HTTP: uvicorn in a background thread."""
 

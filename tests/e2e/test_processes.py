@@ -20,7 +20,8 @@ import pytest
 from enclave.config import Settings
 from enclave.domain.identity import Role
 from enclave.wiring import build_services
-from tests.conftest import free_port, make_account
+from tests.conftest import free_port, free_port_pair, make_account
+from tests.helpers.hub import HubSession
 
 pytestmark = pytest.mark.slow
 
@@ -83,8 +84,8 @@ def test_demo_prints_logins_that_work(settings: Settings, tmp_path: Path) -> Non
     if settings.is_sqlite:
         # Let the demo create its own database, as on a fresh machine.
         Path(settings.database.removeprefix("sqlite:///")).unlink()
-    port = free_port()
-    env = _env(settings, ENCLAVE_API_PORT=str(port))
+    port, hub_port = free_port(), free_port_pair()
+    env = _env(settings, ENCLAVE_API_PORT=str(port), ENCLAVE_HUB_PORT=str(hub_port))
     url = f"http://127.0.0.1:{port}"
     with (
         running([*ENCLAVE, "demo", "--persons", "3000"], env, url) as output,
@@ -97,7 +98,21 @@ def test_demo_prints_logins_that_work(settings: Settings, tmp_path: Path) -> Non
         me = c.get("/me", headers={"Authorization": f"Bearer {r.json()['token']}"}).json()
         assert me["roles"] == ["researcher"]
         assert me["accreditation_expires"] is not None
+        # the workspace hub started beside the API takes the same login
+        hub = HubSession(f"http://127.0.0.1:{hub_port}", "researcher")
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if hub.http.get("/hub/login").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            time.sleep(0.2)
+        assert hub.login(researcher["password"]).status_code == 302
+        assert "Regional variation in type 2 diabetes control" in hub.home()
+        hub.close()
     assert url in output.stdout
+    assert f"workspaces     : http://127.0.0.1:{hub_port}" in output.stdout
     assert researcher["password"] in output.stdout
     assert "5 datasets" in output.stdout
     assert "Regional variation in type 2 diabetes control" in output.stdout

@@ -23,7 +23,7 @@ from enclave.domain.access import ProjectState
 from enclave.domain.identity import Role
 from enclave.hub.sandbox import sandbox_problems
 from enclave.wiring import Services, build_services
-from tests.conftest import OPERATOR, DatabaseFactory, free_port, make_account
+from tests.conftest import OPERATOR, DatabaseFactory, free_port, free_port_pair, make_account
 from tests.factories import make_project
 from tests.helpers.hub import HubSession
 
@@ -63,19 +63,6 @@ class Enclave:
         ]
 
 
-def _free_pair() -> int:
-    """A port p with p + 1 free too (the proxy's public and API ports)."""
-    for _ in range(50):
-        port = free_port()
-        with socket.socket() as probe:
-            try:
-                probe.bind(("127.0.0.1", port + 1))
-            except OSError:
-                continue
-        return port
-    raise AssertionError("no free pair of ports")
-
-
 def _wait(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -104,7 +91,7 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 def enclave(database_factory: DatabaseFactory, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Enclave]:
     root = tmp_path_factory.mktemp("workspaces")
     url = database_factory.new(root / "home")
-    api_port, hub_port = free_port(), _free_pair()
+    api_port, hub_port = free_port(), free_port_pair()
     env = {k: v for k, v in os.environ.items() if not k.startswith("ENCLAVE_")}
     env.update(
         ENCLAVE_HOME=str(root / "home"),
