@@ -192,6 +192,8 @@ class EnclaveSpawner(Spawner):  # type: ignore[misc]
             self.name,
         )
         args = [*argv, f"--port={self.port}", "--ip=127.0.0.1", *self.get_args()]
+        if os.geteuid() == 0:
+            args.append("--allow-root")  # unsandboxed is unsafe anyway, and says so
         self._launch(args, env=env, cwd=home)
         return ("127.0.0.1", self.port)
 

@@ -442,7 +442,7 @@ def _read_identifiers(source: Path) -> list[str]:
         text = source.read_text(encoding="utf-8")
     except UnicodeDecodeError:
         raise InvalidInput(f"{source.name} is not UTF-8 text") from None
-    rows = list(csv.reader(text.splitlines()))
+    rows = [r for r in csv.reader(text.splitlines()) if any(cell.strip() for cell in r)]
     if not rows:
         raise InvalidInput(f"{source.name} is empty")
     header = [h.strip().lower() for h in rows[0]]

@@ -154,9 +154,10 @@ class Kernel:
                 }
             )
         )
-        stdout, error, status = [], "", "?"
+        stdout, error, status, idle = [], "", "?", False
         self.ws.settimeout(timeout)
-        while True:
+        # the reply (shell channel) and the idle status (iopub) arrive in either order
+        while status == "?" or not idle:
             msg = json.loads(self.ws.recv())
             if msg.get("parent_header", {}).get("msg_id") != msg_id:
                 continue
@@ -168,8 +169,9 @@ class Kernel:
                 error = f"{content['ename']}: {content['evalue']}"
             elif kind == "execute_reply":
                 status = content["status"]
-            elif kind == "status" and content["execution_state"] == "idle" and status != "?":
-                return CellResult(status, "".join(stdout), error)
+            elif kind == "status" and content["execution_state"] == "idle":
+                idle = True
+        return CellResult(status, "".join(stdout), error)
 
     def close(self) -> None:
         self.ws.close()
