@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from typing import Any
 
 import httpx
@@ -26,7 +27,9 @@ from jupyter_server.base.handlers import JupyterHandler
 from jupyter_server.services.contents.largefilemanager import AsyncLargeFileManager
 from jupyter_server.utils import url_path_join
 from tornado import web
+from tornado.httputil import HTTPHeaders
 from tornado.routing import PathMatches, Rule
+from tornado.web import OutputTransform
 
 REFUSAL = "downloads and exports are disabled in workspaces: request outputs through the airlock"
 DENIED_PREFIXES = ("files", "view", "nbconvert", "api/nbconvert")
@@ -87,8 +90,32 @@ class GuardedContentsManager(AsyncLargeFileManager):
         return model
 
 
+UNSAFE_BANNER = (
+    b'<div id="enclave-unsafe" style="background:#b00020;color:#fff;padding:4px;text-align:center;'
+    b'font:bold 13px sans-serif">UNSAFE DEVELOPMENT MODE: this workspace is not sandboxed.'
+    b" Never use it with real data.</div>"
+)
+_BODY = re.compile(rb"(<body[^>]*>)", re.IGNORECASE)
+
+
+class UnsafeBanner(OutputTransform):
+    """Marks every HTML page of an unsandboxed workspace, so nobody mistakes it for a safe one."""
+
+    def transform_first_chunk(
+        self, status_code: int, headers: HTTPHeaders, chunk: bytes, finishing: bool
+    ) -> tuple[int, HTTPHeaders, bytes]:
+        if headers.get("Content-Type", "").startswith("text/html"):
+            chunk = _BODY.sub(lambda m: m.group(1) + UNSAFE_BANNER, chunk, count=1)
+            if "Content-Length" in headers:
+                headers["Content-Length"] = str(len(chunk))
+        return status_code, headers, chunk
+
+
 def _load_jupyter_server_extension(serverapp: Any) -> None:
     base = serverapp.base_url
+    if os.environ.get("ENCLAVE_WORKSPACE_MODE") == "unsafe":
+        serverapp.web_app.transforms.append(UnsafeBanner)
+        serverapp.log.warning("UNSAFE DEVELOPMENT MODE: this workspace is not sandboxed")
     rules = [
         Rule(PathMatches(url_path_join(base, prefix) + "(/.*)?$"), DenyHandler, {})
         for prefix in DENIED_PREFIXES
