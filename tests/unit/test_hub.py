@@ -96,7 +96,11 @@ def test_names() -> None:
 
 
 def test_unsafe_pages_carry_a_banner() -> None:
-    banner = UnsafeBanner(HTTPServerRequest(start_line=RequestStartLine("GET", "/lab", "HTTP/1.1")))
+    banner = UnsafeBanner(
+        HTTPServerRequest(
+            start_line=RequestStartLine("GET", "/lab", "HTTP/1.1"), headers=HTTPHeaders({"Host": "hub"})
+        )
+    )
     page = b"<html><body class='x'><div>lab</div></body></html>"
     headers = HTTPHeaders({"Content-Type": "text/html; charset=UTF-8", "Content-Length": str(len(page))})
     _, out_headers, out = banner.transform_first_chunk(200, headers, page, True)
