@@ -147,8 +147,7 @@ class EnclaveSpawner(Spawner):  # type: ignore[misc]
         account = ensure_account(account_name(project_id, user_id))
         home = rt.settings.workspaces_dir / f"p{project_id}" / self.user.name
         sockets = rt.settings.sockets_dir / "workspaces" / account.name
-        prepare_directory(home.parent, runtime.ROOT)
-        home.parent.chmod(0o711)  # the account reaches its own home, lists nobody else's
+        prepare_directory(home.parent, runtime.ROOT)  # bound into the sandbox by root: stays 0700
         prepare_directory(home, account)
         prepare_directory(sockets, account)
         (sockets / SERVER_SOCKET.name).unlink(missing_ok=True)  # left by a killed sandbox
@@ -263,8 +262,8 @@ class EnclaveSpawner(Spawner):  # type: ignore[misc]
         await asyncio.to_thread(
             rt.services.workspaces.close, self.user.name, self.project_id, token_id, reason
         )
-        if self._proc is not None:
-            self._proc.wait(timeout=0) if self._proc.poll() is not None else None
+        if self._proc is not None and self._proc.poll() is not None:
+            self._proc.wait()  # reap it
         self._proc = None
         self.pid = 0
 
