@@ -188,6 +188,10 @@ def test_a_sandboxed_workspace(enclave: Enclave) -> None:
     listener = socket.create_server(("127.0.0.1", 0))
     test_port = listener.getsockname()[1]
     hub_port = enclave.settings.hub_port
+    s = enclave.settings
+    secrets = [str(p) for p in (s.master_key_file, home / "enclave.db", s.holding_store, s.release_store)]
+    secrets += [str(p) for p in s.research_store.rglob("*.parquet")]
+    assert len(secrets) > 4  # the research store has data to try
     probes = kernel.run(
         "import os, socket, json\n"
         "def connect(port):\n"
@@ -200,16 +204,15 @@ def test_a_sandboxed_workspace(enclave: Enclave) -> None:
         "    except OSError as e: return type(e).__name__\n"
         f"ports = {{p: connect(p) for p in ({hub_port}, {hub_port + 1}, {test_port},"
         f" {enclave.settings.api_port}, 5432)}}\n"
-        f"files = {{p: read(p) for p in ({str(home / 'keys/master.key')!r},"
-        f" {str(home / 'research')!r}, {str(enclave.settings.research_store)!r} + '/demographics',"
-        " '/etc/shadow')}\n"
+        f"files = {{p: read(p) for p in {secrets!r} + ['/etc/shadow']}}\n"
         "print(json.dumps({'ports': ports, 'files': files, 'uid': os.getuid(), 'pids': os.listdir('/proc')}))"
     )
     listener.close()
     assert probes.status == "ok", probes
     found = json.loads(probes.stdout)
     assert set(found["ports"].values()) == {"ConnectionRefusedError"}, found["ports"]
-    assert "read" not in found["files"].values(), found["files"]
+    # not unreadable: absent, since nothing of ENCLAVE_HOME but the workspace's own home is mounted
+    assert set(found["files"].values()) == {"FileNotFoundError"}, found["files"]
     assert found["uid"] != 0
 
     stolen = kernel.run(
