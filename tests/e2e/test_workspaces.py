@@ -226,6 +226,21 @@ def test_a_sandboxed_workspace(enclave: Enclave) -> None:
     )
     assert stolen.stdout.split() == ["403", "403", "403", "200"], stolen
 
+    # from inside, through its own server's socket with the server's token: the server's guard
+    inside = kernel.run(
+        "import httpx, os\n"
+        "uds = httpx.HTTPTransport(uds='/run/workspace/jupyter.sock')\n"
+        "auth = {'Authorization': 'token ' + os.environ['JUPYTERHUB_API_TOKEN']}\n"
+        "srv = httpx.Client(base_url='http://workspace', headers=auth, transport=uds)\n"
+        "base = os.environ['JUPYTERHUB_SERVICE_PREFIX']\n"
+        "open('notes.txt', 'w').write('x')\n"
+        "print(srv.get(base + 'api/contents/notes.txt?type=file&format=text').status_code,"
+        " srv.get(base + 'files/notes.txt').status_code,"
+        " srv.get(base + 'nbconvert/html/notes.txt').status_code,"
+        " srv.get(base + 'api/contents/notes.txt?type=file&format=base64').status_code)"
+    )
+    assert inside.stdout.split() == ["200", "403", "403", "403"], inside
+
     # no downloads: the proxy's guard, and the server's for binary reads
     put = session.server_request(
         "PUT",
