@@ -23,6 +23,7 @@ from rich.console import Console
 from rich.table import Table
 
 from enclave import __version__
+from enclave.cli_outputs import outputs_app
 from enclave.config import Settings, load_settings
 from enclave.domain.errors import EnclaveError, InvalidInput
 from enclave.domain.identity import Actor, generate_password, parse_role
@@ -55,6 +56,7 @@ app.add_typer(optout_app, name="optout")
 app.add_typer(keys_app, name="keys")
 app.add_typer(request_app, name="request")
 app.add_typer(projects_app, name="projects")
+app.add_typer(outputs_app, name="outputs")
 
 # Piped output (scripts, CI logs) gets wide tables instead of ones cut at 80 columns.
 out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 200)

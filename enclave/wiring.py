@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 
+from enclave.airlock.service import AirlockService
 from enclave.config import Settings
 from enclave.db.migrate import ensure_schema
 from enclave.db.session import Database
@@ -32,6 +33,7 @@ class Services:
     budgets: BudgetService
     queries: QueryService
     workspaces: WorkspaceService
+    outputs: AirlockService
 
     def close(self) -> None:
         self.db.dispose()
@@ -82,4 +84,12 @@ def build_services(settings: Settings, *, migrate: bool = True, clock: Clock = u
             clock=clock,
         ),
         workspaces=WorkspaceService(db.unit_of_work, identity=identity, clock=clock),
+        outputs=AirlockService(
+            db.unit_of_work,
+            holding_store=settings.holding_store,
+            release_store=settings.release_store,
+            research_store=settings.research_store,
+            project_key=keys.project_key,
+            clock=clock,
+        ),
     )

@@ -6,7 +6,18 @@ from fastapi import FastAPI
 
 from enclave import __version__
 from enclave.api.errors import install_error_handlers
-from enclave.api.routes import access, audit, auth, catalog, health, queries, tokens, users, workspaces
+from enclave.api.routes import (
+    access,
+    audit,
+    auth,
+    catalog,
+    health,
+    outputs,
+    queries,
+    tokens,
+    users,
+    workspaces,
+)
 from enclave.wiring import Services
 
 ROUTERS = (
@@ -23,6 +34,7 @@ ROUTERS = (
     access.register_router,
     queries.router,
     workspaces.router,
+    outputs.router,
 )
 
 DESCRIPTION = """\

@@ -267,3 +267,83 @@ class ReleaseRow(Base):
     created_at: Mapped[datetime]
 
     __table_args__ = (UniqueConstraint("project_id", "fingerprint"),)
+
+
+class OutputRequestRow(Base):
+    """An output request of the airlock; its state follows ``enclave.domain.airlock_states``."""
+
+    __tablename__ = "output_requests"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id"), index=True)
+    author: Mapped[str] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(30), index=True)
+    version: Mapped[int] = mapped_column(Integer)
+    context: Mapped[str] = mapped_column(Text)
+    controls: Mapped[str] = mapped_column(Text)
+    policy_version: Mapped[str | None] = mapped_column(String(40))
+    policy_json: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    submitted_at: Mapped[datetime | None]
+
+
+class OutputFileRow(Base):
+    """A file of one version of an output request, held outside every workspace."""
+
+    __tablename__ = "output_files"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    request_id: Mapped[int] = mapped_column(ForeignKey("output_requests.id"), index=True)
+    version: Mapped[int] = mapped_column(Integer)
+    name: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(String(20))
+    sha256: Mapped[str] = mapped_column(String(64))
+    original_sha256: Mapped[str] = mapped_column(String(64))
+    size: Mapped[int] = mapped_column(BigInteger)
+    original_size: Mapped[int] = mapped_column(BigInteger)
+    description: Mapped[str] = mapped_column(Text)
+    derived_from_json: Mapped[str] = mapped_column(Text)
+    spec_json: Mapped[str] = mapped_column(Text)
+    holding_path: Mapped[str] = mapped_column(String(500))
+    changes_json: Mapped[str] = mapped_column(Text)
+    checks_json: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime]
+
+    __table_args__ = (UniqueConstraint("request_id", "version", "name"),)
+
+
+class OutputReviewRow(Base):
+    """One reviewer's decisions on one version; at most one per reviewer and version."""
+
+    __tablename__ = "output_reviews"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    request_id: Mapped[int] = mapped_column(ForeignKey("output_requests.id"), index=True)
+    version: Mapped[int] = mapped_column(Integer)
+    reviewer: Mapped[str] = mapped_column(String(64))
+    decisions_json: Mapped[str] = mapped_column(Text)
+    overrides_json: Mapped[str] = mapped_column(Text)
+    consolidating: Mapped[bool] = mapped_column(Boolean)
+    decided_at: Mapped[datetime]
+
+    __table_args__ = (UniqueConstraint("request_id", "version", "reviewer"),)
+
+
+class ReleasedFileRow(Base):
+    """A file in the release store. Unique per output file: released exactly once, even under
+    concurrent approvals. A withdrawal is recorded here and never deletes the row."""
+
+    __tablename__ = "released_files"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    file_id: Mapped[int] = mapped_column(ForeignKey("output_files.id"), unique=True)
+    request_id: Mapped[int] = mapped_column(ForeignKey("output_requests.id"), index=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    sha256: Mapped[str] = mapped_column(String(64))
+    path: Mapped[str] = mapped_column(String(500))
+    released_at: Mapped[datetime]
+    withdrawn_at: Mapped[datetime | None]
+    withdrawn_by: Mapped[str | None] = mapped_column(String(200))
+    withdrawal_reason: Mapped[str | None] = mapped_column(Text)

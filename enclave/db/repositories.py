@@ -25,7 +25,11 @@ from enclave.db.models import (
     DatasetRow,
     DatasetVersionRow,
     OptOutRow,
+    OutputFileRow,
+    OutputRequestRow,
+    OutputReviewRow,
     ProjectRow,
+    ReleasedFileRow,
     ReleaseRow,
     UserRoleRow,
     UserRow,
@@ -33,6 +37,16 @@ from enclave.db.models import (
 from enclave.domain.access import AccessRequest, Part, Project
 from enclave.domain.access_form import AccessRequestForm
 from enclave.domain.access_states import ProjectState, RequestState
+from enclave.domain.airlock import (
+    CheckOverride,
+    Decision,
+    FileDecision,
+    OutputFile,
+    OutputRequest,
+    ReleasedFile,
+    Review,
+)
+from enclave.domain.airlock_states import OutputState
 from enclave.domain.audit import GENESIS_HASH, AuditEvent, ChainedEvent, chain_event
 from enclave.domain.budget import Account, Budget, EntryKind, Reservation
 from enclave.domain.catalog import Dataset, DatasetVersion
@@ -809,3 +823,317 @@ class SqlReleaseRepository:
         self._session.flush()
         self._audit.append(dataclasses.replace(audit, object_id=str(row.id)))
         return _release(row)
+
+
+def _output_request(row: OutputRequestRow) -> OutputRequest:
+    return OutputRequest(
+        id=row.id,
+        project_id=row.project_id,
+        author=row.author,
+        state=OutputState(row.state),
+        version=row.version,
+        context=row.context,
+        controls=row.controls,
+        policy_version=row.policy_version,
+        policy=json.loads(row.policy_json) if row.policy_json is not None else None,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        submitted_at=row.submitted_at,
+    )
+
+
+def _output_file(row: OutputFileRow) -> OutputFile:
+    return OutputFile(
+        id=row.id,
+        request_id=row.request_id,
+        version=row.version,
+        name=row.name,
+        kind=row.kind,
+        sha256=row.sha256,
+        original_sha256=row.original_sha256,
+        size=row.size,
+        original_size=row.original_size,
+        description=row.description,
+        derived_from=tuple(json.loads(row.derived_from_json)),
+        spec=json.loads(row.spec_json),
+        holding_path=row.holding_path,
+        changes=tuple(json.loads(row.changes_json)),
+        checks=json.loads(row.checks_json) if row.checks_json is not None else None,
+        created_at=row.created_at,
+    )
+
+
+def _review(row: OutputReviewRow) -> Review:
+    return Review(
+        reviewer=row.reviewer,
+        version=row.version,
+        decisions=tuple(
+            FileDecision(d["file"], Decision(d["decision"]), d["comment"])
+            for d in json.loads(row.decisions_json)
+        ),
+        overrides=tuple(
+            CheckOverride(o["file"], o["rule"], o["reason"]) for o in json.loads(row.overrides_json)
+        ),
+        consolidating=row.consolidating,
+        decided_at=row.decided_at,
+    )
+
+
+def _released(row: ReleasedFileRow) -> ReleasedFile:
+    return ReleasedFile(
+        id=row.id,
+        file_id=row.file_id,
+        request_id=row.request_id,
+        project_id=row.project_id,
+        name=row.name,
+        sha256=row.sha256,
+        path=row.path,
+        released_at=row.released_at,
+        withdrawn_at=row.withdrawn_at,
+        withdrawn_by=row.withdrawn_by,
+        withdrawal_reason=row.withdrawal_reason,
+    )
+
+
+class SqlOutputRepository:
+    def __init__(self, session: Session, audit: SqlAuditLog) -> None:
+        self._session = session
+        self._audit = audit
+
+    def _row(self, request_id: int) -> OutputRequestRow:
+        row = self._session.get(OutputRequestRow, request_id)
+        if row is None:
+            raise NotFound(f"no output request {request_id}")
+        return row
+
+    def get_request(self, request_id: int, *, lock: bool = False) -> OutputRequest | None:
+        row = self._session.get(OutputRequestRow, request_id, with_for_update=lock, populate_existing=lock)
+        return _output_request(row) if row is not None else None
+
+    def list_requests(
+        self, *, project_ids: list[int] | None = None, states: list[OutputState] | None = None
+    ) -> list[OutputRequest]:
+        query = select(OutputRequestRow).order_by(OutputRequestRow.id)
+        if project_ids is not None:
+            query = query.where(OutputRequestRow.project_id.in_(project_ids))
+        if states is not None:
+            query = query.where(OutputRequestRow.state.in_([s.value for s in states]))
+        return [_output_request(r) for r in self._session.execute(query).scalars()]
+
+    def get_file(self, file_id: int) -> OutputFile | None:
+        row = self._session.get(OutputFileRow, file_id)
+        return _output_file(row) if row is not None else None
+
+    def list_files(self, request_id: int) -> list[OutputFile]:
+        rows = self._session.execute(
+            select(OutputFileRow)
+            .where(OutputFileRow.request_id == request_id)
+            .order_by(OutputFileRow.version, OutputFileRow.id)
+        ).scalars()
+        return [_output_file(r) for r in rows]
+
+    def list_reviews(self, request_id: int) -> list[Review]:
+        rows = self._session.execute(
+            select(OutputReviewRow)
+            .where(OutputReviewRow.request_id == request_id)
+            .order_by(OutputReviewRow.id)
+        ).scalars()
+        return [_review(r) for r in rows]
+
+    def list_released(self, request_id: int) -> list[ReleasedFile]:
+        rows = self._session.execute(
+            select(ReleasedFileRow)
+            .where(ReleasedFileRow.request_id == request_id)
+            .order_by(ReleasedFileRow.id)
+        ).scalars()
+        return [_released(r) for r in rows]
+
+    def find_released(self, file_id: int) -> ReleasedFile | None:
+        row = self._session.execute(
+            select(ReleasedFileRow).where(ReleasedFileRow.file_id == file_id)
+        ).scalar_one_or_none()
+        return _released(row) if row is not None else None
+
+    def add_request(
+        self, *, project_id: int, author: str, context: str, controls: str, at: datetime, audit: AuditEvent
+    ) -> OutputRequest:
+        row = OutputRequestRow(
+            project_id=project_id,
+            author=author,
+            state=OutputState.DRAFT.value,
+            version=1,
+            context=context,
+            controls=controls,
+            policy_version=None,
+            policy_json=None,
+            created_at=at,
+            updated_at=at,
+            submitted_at=None,
+        )
+        self._session.add(row)
+        self._session.flush()
+        self._audit.append(dataclasses.replace(audit, object_id=str(row.id)))
+        return _output_request(row)
+
+    def update_request(
+        self,
+        request_id: int,
+        *,
+        state: OutputState,
+        at: datetime,
+        context: str | None = None,
+        controls: str | None = None,
+        submitted: bool = False,
+        audit: AuditEvent,
+    ) -> OutputRequest:
+        row = self._row(request_id)
+        row.state = state.value
+        row.updated_at = at
+        if context is not None:
+            row.context = context
+        if controls is not None:
+            row.controls = controls
+        if submitted:
+            row.submitted_at = at
+        self._session.flush()
+        self._audit.append(audit)
+        return _output_request(row)
+
+    def start_version(self, request_id: int, at: datetime, *, audit: AuditEvent) -> OutputRequest:
+        row = self._row(request_id)
+        current = self._session.execute(
+            select(OutputFileRow).where(
+                OutputFileRow.request_id == request_id, OutputFileRow.version == row.version
+            )
+        ).scalars()
+        for f in list(current):
+            self._session.add(
+                OutputFileRow(
+                    request_id=request_id,
+                    version=row.version + 1,
+                    name=f.name,
+                    kind=f.kind,
+                    sha256=f.sha256,
+                    original_sha256=f.original_sha256,
+                    size=f.size,
+                    original_size=f.original_size,
+                    description=f.description,
+                    derived_from_json=f.derived_from_json,
+                    spec_json=f.spec_json,
+                    holding_path=f.holding_path,
+                    changes_json=f.changes_json,
+                    checks_json=None,
+                    created_at=f.created_at,
+                )
+            )
+        row.version += 1
+        row.updated_at = at
+        self._session.flush()
+        self._audit.append(audit)
+        return _output_request(row)
+
+    def add_file(self, file: OutputFile, *, audit: AuditEvent) -> OutputFile:
+        self._session.execute(
+            delete(OutputFileRow).where(
+                OutputFileRow.request_id == file.request_id,
+                OutputFileRow.version == file.version,
+                OutputFileRow.name == file.name,
+            )
+        )
+        row = OutputFileRow(
+            request_id=file.request_id,
+            version=file.version,
+            name=file.name,
+            kind=file.kind,
+            sha256=file.sha256,
+            original_sha256=file.original_sha256,
+            size=file.size,
+            original_size=file.original_size,
+            description=file.description,
+            derived_from_json=json.dumps(list(file.derived_from)),
+            spec_json=json.dumps(dict(file.spec), sort_keys=True),
+            holding_path=file.holding_path,
+            changes_json=json.dumps(list(file.changes)),
+            checks_json=None,
+            created_at=file.created_at,
+        )
+        self._session.add(row)
+        self._session.flush()
+        self._audit.append(dataclasses.replace(audit, details={**audit.details, "file": row.id}))
+        return _output_file(row)
+
+    def remove_file(self, file_id: int, *, audit: AuditEvent) -> None:
+        row = self._session.get(OutputFileRow, file_id)
+        if row is None:
+            raise NotFound(f"no output file {file_id}")
+        self._session.delete(row)
+        self._session.flush()
+        self._audit.append(audit)
+
+    def record_checks(
+        self,
+        request_id: int,
+        checks: dict[int, str],
+        *,
+        policy_version: str,
+        policy_json: str,
+        audit: AuditEvent,
+    ) -> None:
+        request = self._row(request_id)
+        for file_id, record in checks.items():
+            row = self._session.get(OutputFileRow, file_id)
+            if row is None or row.request_id != request_id:
+                raise NotFound(f"no file {file_id} in output request {request_id}")
+            row.checks_json = record
+        request.policy_version = policy_version
+        request.policy_json = policy_json
+        self._session.flush()
+        self._audit.append(audit)
+
+    def add_review(self, request_id: int, review: Review, *, audit: AuditEvent) -> Review:
+        row = OutputReviewRow(
+            request_id=request_id,
+            version=review.version,
+            reviewer=review.reviewer,
+            decisions_json=json.dumps(review.to_dict()["decisions"]),
+            overrides_json=json.dumps(review.to_dict()["overrides"]),
+            consolidating=review.consolidating,
+            decided_at=review.decided_at,
+        )
+        self._session.add(row)
+        self._session.flush()
+        self._audit.append(audit)
+        return _review(row)
+
+    def add_released(self, released: ReleasedFile, *, audit: AuditEvent) -> ReleasedFile:
+        row = ReleasedFileRow(
+            file_id=released.file_id,
+            request_id=released.request_id,
+            project_id=released.project_id,
+            name=released.name,
+            sha256=released.sha256,
+            path=released.path,
+            released_at=released.released_at,
+            withdrawn_at=None,
+            withdrawn_by=None,
+            withdrawal_reason=None,
+        )
+        self._session.add(row)
+        self._session.flush()
+        self._audit.append(dataclasses.replace(audit, details={**audit.details, "released_file": row.id}))
+        return _released(row)
+
+    def withdraw_released(
+        self, released_id: int, *, by: str, reason: str, at: datetime, audit: AuditEvent
+    ) -> ReleasedFile:
+        row = self._session.get(ReleasedFileRow, released_id)
+        if row is None:
+            raise NotFound(f"no released file {released_id}")
+        if row.withdrawn_at is not None:
+            raise InvalidState(f"{row.name} was already withdrawn on {row.withdrawn_at.date()}")
+        row.withdrawn_at = at
+        row.withdrawn_by = by
+        row.withdrawal_reason = reason
+        self._session.flush()
+        self._audit.append(audit)
+        return _released(row)

@@ -22,6 +22,7 @@ from enclave.db.repositories import (
     SqlBudgetRepository,
     SqlCatalogRepository,
     SqlOptOutRepository,
+    SqlOutputRepository,
     SqlReleaseRepository,
     SqlTokenRepository,
     SqlUserRepository,
@@ -75,6 +76,7 @@ class SqlUnitOfWork:
         self.access = SqlAccessRepository(session, self.audit)
         self.budgets = SqlBudgetRepository(session, self.audit)
         self.releases = SqlReleaseRepository(session, self.audit)
+        self.outputs = SqlOutputRepository(session, self.audit)
 
 
 class Database:

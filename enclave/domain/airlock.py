@@ -450,3 +450,109 @@ def can_release(subject: ReviewSubject) -> bool:
     except InvalidState:
         return False
     return True
+
+
+# --- stored records -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class OutputRequest:
+    """An output request as stored: who asked, for which project, where it stands.
+
+    ``version`` is the version being edited or reviewed; earlier versions keep their files, checks
+    and reviews. ``context`` is the researcher's justification, ``controls`` the disclosure controls
+    they applied (rounding, suppression); both are shown to reviewers and recorded with the release.
+    """
+
+    id: int
+    project_id: int
+    author: str
+    state: OutputState
+    version: int
+    context: str
+    controls: str
+    policy_version: str | None
+    policy: Mapping[str, Any] | None
+    created_at: datetime
+    updated_at: datetime
+    submitted_at: datetime | None
+
+
+@dataclass(frozen=True)
+class OutputFile:
+    """One file of one version of a request, as accepted by intake and held outside any workspace.
+
+    ``checks`` is the disclosure-check record (:meth:`enclave.airlock.checks.CheckRecord.to_dict`),
+    written when the version is submitted. ``spec`` is what the researcher declared about a table
+    (count columns, rounding).
+    """
+
+    id: int
+    request_id: int
+    version: int
+    name: str
+    kind: str
+    sha256: str
+    original_sha256: str
+    size: int
+    original_size: int
+    description: str
+    derived_from: tuple[int, ...]
+    spec: Mapping[str, Any]
+    holding_path: str
+    changes: tuple[str, ...]
+    checks: Mapping[str, Any] | None
+    created_at: datetime
+
+    @property
+    def check_status(self) -> str | None:
+        return None if self.checks is None else str(self.checks.get("status"))
+
+    @property
+    def failed_rules(self) -> frozenset[str]:
+        if self.checks is None:
+            return frozenset()
+        return frozenset(r["rule"] for r in self.checks.get("results", ()) if r.get("status") == "fail")
+
+
+@dataclass(frozen=True)
+class ReleasedFile:
+    """A file copied to the release store: exactly one per approved file. A withdrawal is recorded
+    on it (who, when, why); the record is never deleted."""
+
+    id: int
+    file_id: int
+    request_id: int
+    project_id: int
+    name: str
+    sha256: str
+    path: str
+    released_at: datetime
+    withdrawn_at: datetime | None = None
+    withdrawn_by: str | None = None
+    withdrawal_reason: str | None = None
+
+    @property
+    def withdrawn(self) -> bool:
+        return self.withdrawn_at is not None
+
+
+def review_subject(
+    request: OutputRequest,
+    project_members: frozenset[str],
+    files: Sequence[OutputFile],
+    reviews: Sequence[Review],
+) -> ReviewSubject:
+    """The :class:`ReviewSubject` of a stored request: its current version's files and checks."""
+    current = [f for f in files if f.version == request.version]
+    return ReviewSubject(
+        request_id=request.id,
+        project_id=request.project_id,
+        author=request.author,
+        project_members=project_members,
+        state=request.state,
+        version=request.version,
+        files=tuple(f.name for f in current),
+        failed_checks={f.name: f.failed_rules for f in current if f.failed_rules},
+        reviews=tuple(reviews),
+    )

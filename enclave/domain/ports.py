@@ -21,6 +21,8 @@ from typing import Protocol
 from enclave.domain.access import AccessRequest, Part, Project
 from enclave.domain.access_form import AccessRequestForm
 from enclave.domain.access_states import ProjectState, RequestState
+from enclave.domain.airlock import OutputFile, OutputRequest, ReleasedFile, Review
+from enclave.domain.airlock_states import OutputState
 from enclave.domain.audit import AuditEvent, ChainedEvent
 from enclave.domain.budget import Account, Budget, Reservation
 from enclave.domain.catalog import Dataset, DatasetVersion
@@ -226,6 +228,82 @@ class OptOutRepository(Protocol):
     def replace_opt_outs(self, pseudonyms: list[str], loaded_at: datetime, *, audit: AuditEvent) -> int: ...
 
 
+class OutputRepository(Protocol):
+    """The airlock's output requests, their files per version, reviews and released files."""
+
+    def get_request(self, request_id: int, *, lock: bool = False) -> OutputRequest | None:
+        """``lock`` holds the row until the transaction ends: reviews, releases and withdrawals of
+        one request are serialised on it."""
+        ...
+
+    def list_requests(
+        self, *, project_ids: list[int] | None = None, states: list[OutputState] | None = None
+    ) -> list[OutputRequest]: ...
+
+    def get_file(self, file_id: int) -> OutputFile | None: ...
+
+    def list_files(self, request_id: int) -> list[OutputFile]:
+        """Every file of every version, oldest version first."""
+        ...
+
+    def list_reviews(self, request_id: int) -> list[Review]: ...
+
+    def list_released(self, request_id: int) -> list[ReleasedFile]: ...
+
+    def find_released(self, file_id: int) -> ReleasedFile | None: ...
+
+    def add_request(
+        self, *, project_id: int, author: str, context: str, controls: str, at: datetime, audit: AuditEvent
+    ) -> OutputRequest:
+        """A new draft at version 1 (the audit event's ``object_id`` is set to the new id)."""
+        ...
+
+    def update_request(
+        self,
+        request_id: int,
+        *,
+        state: OutputState,
+        at: datetime,
+        context: str | None = None,
+        controls: str | None = None,
+        submitted: bool = False,
+        audit: AuditEvent,
+    ) -> OutputRequest: ...
+
+    def start_version(self, request_id: int, at: datetime, *, audit: AuditEvent) -> OutputRequest:
+        """Begin the next version with a copy of the current version's files (their checks cleared)."""
+        ...
+
+    def add_file(self, file: OutputFile, *, audit: AuditEvent) -> OutputFile:
+        """Record ``file`` (its ``id`` is assigned); a file of the same name in the same version is
+        replaced."""
+        ...
+
+    def remove_file(self, file_id: int, *, audit: AuditEvent) -> None: ...
+
+    def record_checks(
+        self,
+        request_id: int,
+        checks: dict[int, str],
+        *,
+        policy_version: str,
+        policy_json: str,
+        audit: AuditEvent,
+    ) -> None:
+        """Store each file's disclosure-check record (JSON, by file id) and the policy they used."""
+        ...
+
+    def add_review(self, request_id: int, review: Review, *, audit: AuditEvent) -> Review: ...
+
+    def add_released(self, released: ReleasedFile, *, audit: AuditEvent) -> ReleasedFile:
+        """Record a released file; a second release of the same file violates a unique constraint."""
+        ...
+
+    def withdraw_released(
+        self, released_id: int, *, by: str, reason: str, at: datetime, audit: AuditEvent
+    ) -> ReleasedFile: ...
+
+
 class UnitOfWork(Protocol):
     """One transaction: everything done through its repositories commits or rolls back together."""
 
@@ -252,6 +330,9 @@ class UnitOfWork(Protocol):
 
     @property
     def releases(self) -> ReleaseRepository: ...
+
+    @property
+    def outputs(self) -> OutputRepository: ...
 
 
 class UnitOfWorkFactory(Protocol):

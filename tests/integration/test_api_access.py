@@ -69,6 +69,20 @@ POLICY: dict[tuple[str, str], frozenset[Role]] = {
     ("GET", "/projects/{project_id}/dummy/{dataset}"): frozenset({Role.RESEARCHER}),
     ("PUT", "/catalog/datasets/{name}/policy"): frozenset({Role.CUSTODIAN}),
     ("POST", "/workspaces/refusals"): frozenset(),
+    ("POST", "/projects/{project_id}/outputs"): frozenset({Role.RESEARCHER}),
+    ("POST", "/outputs/{output_id}/files"): frozenset({Role.RESEARCHER}),
+    ("DELETE", "/outputs/{output_id}/files/{file_id}"): frozenset({Role.RESEARCHER}),
+    ("POST", "/outputs/{output_id}/submit"): frozenset({Role.RESEARCHER}),
+    ("POST", "/outputs/{output_id}/withdraw"): frozenset(),
+    ("POST", "/outputs/{output_id}/reviews"): frozenset({Role.REVIEWER}),
+    ("POST", "/outputs/{output_id}/release"): frozenset({Role.REVIEWER, Role.ADMIN}),
+    ("GET", "/outputs"): frozenset(),
+    ("GET", "/outputs/{output_id}"): frozenset(),
+    ("GET", "/outputs/{output_id}/files/{file_id}/held"): frozenset({Role.REVIEWER}),
+    ("GET", "/outputs/{output_id}/files/{file_id}/download"): frozenset({Role.RESEARCHER}),
+    ("POST", "/outputs/{output_id}/files/{file_id}/withdraw-release"): frozenset(
+        {Role.RESEARCHER, Role.REVIEWER, Role.ADMIN}
+    ),
 }
 SAMPLE_PATH_VALUES = {
     "username": "target",
@@ -78,6 +92,8 @@ SAMPLE_PATH_VALUES = {
     "request_id": "1",
     "project_id": "1",
     "dataset": "demographics",
+    "output_id": "1",
+    "file_id": "1",
 }
 
 

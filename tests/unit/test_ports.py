@@ -58,6 +58,7 @@ def test_implementations_cover_their_protocols() -> None:
         ports.AccessRepository: repositories.SqlAccessRepository,
         ports.BudgetRepository: repositories.SqlBudgetRepository,
         ports.ReleaseRepository: repositories.SqlReleaseRepository,
+        ports.OutputRepository: repositories.SqlOutputRepository,
     }
     for protocol, impl in pairs.items():
         for name, member in inspect.getmembers(protocol, inspect.isfunction):

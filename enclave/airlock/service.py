@@ -1,0 +1,963 @@
+"""Use cases of the airlock: output requests from draft to release, and downloads.
+
+The flow, and where each rule lives:
+
+1. a project member creates a request (a draft) and adds files: :func:`enclave.airlock.files.intake`
+   refuses what must not leave and sanitises the rest; the payload is kept in the *holding store*
+   (0600, outside every workspace), the record in the metadata database;
+2. submitting freezes the version and runs :func:`enclave.airlock.checks.run_checks` on each file,
+   with the project's releases from the ledger, its small-count threshold and the pseudonyms any
+   cell might be; the records and the policy are stored with the request;
+3. two reviewers outside the project decide (:mod:`enclave.domain.airlock`); the system moves the
+   request to the outcome the decisions settle (:data:`enclave.domain.airlock_states.OUTPUT_MACHINE`);
+4. an approved request is released at once: each file is copied to the *release store* (0400) with
+   its SHA-256, under a row lock on the request and a unique constraint per file, so a file is
+   released exactly once whoever approves or retries concurrently;
+5. members download released files with their personal token; every download is audited.
+
+A frozen project (suspended, revoked, expired; or a member whose accreditation lapsed) cannot
+create, add, submit or download. Every change is audited with its transaction, and every refusal of
+an authenticated caller is audited too (``output_request.refused``), then raised unchanged.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import hashlib
+import io
+import os
+import re
+import secrets
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from datetime import date
+from pathlib import Path
+from typing import Any, TypeVar
+
+import polars as pl
+from sqlalchemy.exc import IntegrityError
+
+from enclave.airlock.checks import DEFAULT_POLICY, CheckContext, Policy, Rounding, TableSpec, run_checks
+from enclave.airlock.files import (
+    DEFAULT_LIMITS,
+    MEDIA_TYPES,
+    TABLE_KINDS,
+    FileKind,
+    Limits,
+    SanitisedFile,
+    check_request_limits,
+    intake,
+)
+from enclave.domain.access import Project, check_member_access, check_token_scope
+from enclave.domain.airlock import (
+    CheckOverride,
+    FileDecision,
+    Outcome,
+    OutputFile,
+    OutputRequest,
+    ReleasedFile,
+    Review,
+    can_review,
+    check_can_release,
+    compute_outcome,
+    record_review,
+    review_subject,
+    visible_reviews,
+)
+from enclave.domain.airlock_states import OUTPUT_MACHINE, REVIEWABLE_STATES, AirlockParty, OutputState
+from enclave.domain.audit import AuditEvent, canonical_json
+from enclave.domain.clock import Clock, utcnow
+from enclave.domain.errors import (
+    EnclaveError,
+    InternalError,
+    InvalidInput,
+    InvalidState,
+    NotFound,
+    PayloadTooLarge,
+    PermissionDenied,
+)
+from enclave.domain.identity import Actor, Role
+from enclave.domain.ports import UnitOfWork, UnitOfWorkFactory
+from enclave.ingest.pipeline import DATA_FILE
+from enclave.keys import Pseudonymiser
+
+T = TypeVar("T")
+
+MAX_TEXT = 5000
+MIN_CONTEXT = 10
+MIN_WITHDRAWAL_REASON = 10
+_PSEUDONYM_LIKE = re.compile(r"[0-9a-f]{32}")
+EDITABLE = frozenset({OutputState.DRAFT, OutputState.CHANGES_REQUESTED})
+S = OutputState
+
+
+@dataclass(frozen=True)
+class OutputView:
+    """What one viewer may see of one request: every version's files, the reviews visible to them,
+    the released files and (for reviewers, and for members once review is over) the outcome."""
+
+    request: OutputRequest
+    project_title: str
+    files: tuple[OutputFile, ...]
+    reviews: tuple[Review, ...]
+    released: tuple[ReleasedFile, ...]
+    outcome: Outcome | None
+    can_review: bool
+
+    @property
+    def current_files(self) -> tuple[OutputFile, ...]:
+        return tuple(f for f in self.files if f.version == self.request.version)
+
+
+@dataclass(frozen=True)
+class Download:
+    released: ReleasedFile
+    content: bytes
+    media_type: str
+
+
+def _text(value: str, what: str, *, minimum: int = 0) -> str:
+    value = value.strip()
+    if len(value) > MAX_TEXT:
+        raise InvalidInput(f"the {what} is longer than {MAX_TEXT} characters")
+    if any(ord(c) < 32 and c not in "\t\n\r" for c in value):
+        raise InvalidInput(f"the {what} contains control characters")
+    if len(value) < minimum:
+        raise InvalidInput(f"give the {what} in a sentence (at least {minimum} characters)")
+    return value
+
+
+class AirlockService:
+    def __init__(
+        self,
+        uow: UnitOfWorkFactory,
+        *,
+        holding_store: Path,
+        release_store: Path,
+        research_store: Path,
+        project_key: Callable[[int], bytes] | None = None,
+        policy: Policy = DEFAULT_POLICY,
+        limits: Limits = DEFAULT_LIMITS,
+        release_on_approval: bool = True,
+        clock: Clock = utcnow,
+    ) -> None:
+        self._uow = uow
+        self._holding = holding_store
+        self._releases = release_store
+        self._research = research_store
+        self._project_key = project_key
+        self.policy = policy
+        self.limits = limits
+        self._release_on_approval = release_on_approval
+        self._clock = clock
+
+    # --- helpers ------------------------------------------------------------------------------
+
+    def _today(self) -> date:
+        return self._clock().date()
+
+    def _refused(
+        self, actor: Actor, action: str, request_id: int | None, exc: EnclaveError, **extra: Any
+    ) -> None:
+        with self._uow() as uow:
+            uow.audit.append(
+                AuditEvent(
+                    "output_request.refused",
+                    actor.name,
+                    "output_request",
+                    str(request_id) if request_id is not None else "new",
+                    {"action": action, "error": exc.code, "reason": exc.detail[:500], **extra},
+                )
+            )
+
+    def _audited(
+        self, actor: Actor, action: str, request_id: int | None, fn: Callable[[], T], **extra: Any
+    ) -> T:
+        """Run ``fn``; a refusal is audited (in its own transaction, the failed one rolled back)."""
+        try:
+            return fn()
+        except EnclaveError as exc:
+            self._refused(actor, action, request_id, exc, **extra)
+            raise
+
+    @staticmethod
+    def _is_member(actor: Actor, project: Project) -> bool:
+        return actor.user is not None and actor.user.username in project.members
+
+    def _can_view(self, actor: Actor, request: OutputRequest, project: Project) -> bool:
+        if actor.is_operator:
+            return True
+        if actor.project_scope is not None:
+            return actor.project_scope == request.project_id and self._is_member(actor, project)
+        if self._is_member(actor, project):
+            return True
+        return request.state is not S.DRAFT and (actor.has_role(Role.REVIEWER) or actor.has_role(Role.ADMIN))
+
+    def _load(
+        self, uow: UnitOfWork, actor: Actor, request_id: int, *, lock: bool = False
+    ) -> tuple[OutputRequest, Project]:
+        request = uow.outputs.get_request(request_id, lock=lock)
+        project = uow.access.get_project(request.project_id) if request is not None else None
+        if request is None or project is None or not self._can_view(actor, request, project):
+            raise NotFound(f"no output request {request_id} that you can see")
+        return request, project
+
+    def _member(self, actor: Actor, project: Project, *, frozen_ok: bool = False) -> None:
+        """The actor acts as a member of the project (workspace tokens only for their own project);
+        unless ``frozen_ok``, the project must be active and the member accredited."""
+        check_token_scope(actor, project.id)
+        if actor.user is None or not self._is_member(actor, project):
+            raise PermissionDenied(
+                f"only members of project {project.id} can create, change, submit or withdraw its output"
+                " requests"
+            )
+        if not frozen_ok:
+            check_member_access(project, actor.user, self._today())
+
+    def _holding_path(self, request_id: int, sha256: str) -> Path:
+        return self._holding / "outputs" / str(request_id) / sha256
+
+    def _read_held(self, file: OutputFile) -> bytes:
+        path = self._holding / file.holding_path
+        try:
+            content = path.read_bytes()
+        except OSError as exc:
+            raise InternalError(f"held file {file.id} is missing from the holding store") from exc
+        if hashlib.sha256(content).hexdigest() != file.sha256:
+            raise InternalError(f"held file {file.id} does not match its recorded SHA-256")
+        return content
+
+    def _sanitised(self, file: OutputFile) -> SanitisedFile:
+        return SanitisedFile(
+            name=file.name,
+            kind=FileKind(file.kind),
+            content=self._read_held(file),
+            sha256=file.sha256,
+            original_sha256=file.original_sha256,
+            original_size=file.original_size,
+            changes=file.changes,
+        )
+
+    # --- the researcher -----------------------------------------------------------------------
+
+    def create(
+        self, actor: Actor, project_id: int, *, context: str = "", controls: str = ""
+    ) -> OutputRequest:
+        """A project member opens a draft output request."""
+
+        def body() -> OutputRequest:
+            clean_context = _text(context, "context")
+            clean_controls = _text(controls, "description of the disclosure controls")
+            with self._uow() as uow:
+                project = uow.access.get_project(project_id)
+                if project is None or (not actor.is_operator and not self._is_member(actor, project)):
+                    check_token_scope(actor, project_id)
+                    raise NotFound(f"no project {project_id} that you are a member of")
+                self._member(actor, project)
+                assert actor.user is not None
+                return uow.outputs.add_request(
+                    project_id=project_id,
+                    author=actor.user.username,
+                    context=clean_context,
+                    controls=clean_controls,
+                    at=self._clock(),
+                    audit=AuditEvent(
+                        "output_request.created", actor.name, "output_request", "new", {"project": project_id}
+                    ),
+                )
+
+        return self._audited(actor, "create", None, body, project=project_id)
+
+    def _editable_version(self, uow: UnitOfWork, actor: Actor, request: OutputRequest) -> OutputRequest:
+        """The request, with a new version started if changes were requested and none is yet."""
+        if request.state not in EDITABLE:
+            raise InvalidState(
+                f"output request {request.id} is {request.state}; files can be changed while it is a draft or"
+                " after changes were requested"
+            )
+        if request.state is S.CHANGES_REQUESTED and any(
+            r.version == request.version for r in uow.outputs.list_reviews(request.id)
+        ):
+            return uow.outputs.start_version(
+                request.id,
+                self._clock(),
+                audit=AuditEvent(
+                    "output_request.version_started",
+                    actor.name,
+                    "output_request",
+                    str(request.id),
+                    {"version": request.version + 1},
+                ),
+            )
+        return request
+
+    def add_file(
+        self,
+        actor: Actor,
+        request_id: int,
+        name: str,
+        content: bytes,
+        *,
+        description: str = "",
+        derived_from: Sequence[int] = (),
+        count_columns: Sequence[str] | None = None,
+        rounding: Rounding | None = None,
+    ) -> OutputFile:
+        """Add (or replace, by name) a file in the version being edited, after intake."""
+
+        def body() -> OutputFile:
+            with self._uow(write=False) as uow:
+                request, project = self._load(uow, actor, request_id)
+                self._member(actor, project)
+            clean_description = _text(description, "file description")
+            if len(content) > self.limits.max_file_bytes:
+                raise PayloadTooLarge(
+                    f"{name[:200]!r} is over the size limit: files are limited to"
+                    f" {self.limits.max_file_bytes} bytes"
+                )
+            accepted = intake(name, content, limits=self.limits)
+            spec: dict[str, Any] = {"rounding": (rounding or Rounding()).to_dict()}
+            if count_columns is not None:
+                if accepted.kind not in TABLE_KINDS:
+                    raise InvalidInput(f"{accepted.name} is not a table; count columns apply to CSV/TSV only")
+                delimiter = "\t" if accepted.kind is FileKind.TSV else ","
+                header = next(csv.reader(io.StringIO(accepted.text()), delimiter=delimiter), [])
+                unknown = [c for c in count_columns if c not in header]
+                if unknown:
+                    raise InvalidInput(
+                        f"count column(s) {', '.join(unknown)} are not in the header of {accepted.name}"
+                    )
+                spec["count_columns"] = list(count_columns)
+            held = self._holding_path(request_id, accepted.sha256)
+            held.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            if not held.exists():
+                tmp = held.with_name(f".{accepted.sha256}.{secrets.token_hex(4)}")
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                with os.fdopen(fd, "wb") as handle:
+                    handle.write(accepted.content)
+                os.replace(tmp, held)
+            with self._uow() as uow:
+                request, project = self._load(uow, actor, request_id, lock=True)
+                self._member(actor, project)
+                for release_id in derived_from:
+                    release = uow.releases.get_release(release_id)
+                    if release is None or release.project_id != project.id:
+                        raise InvalidInput(f"release {release_id} is not a release of project {project.id}")
+                request = self._editable_version(uow, actor, request)
+                others = [
+                    (f.name, f.size)
+                    for f in uow.outputs.list_files(request_id)
+                    if f.version == request.version and f.name != accepted.name
+                ]
+                check_request_limits([*others, (accepted.name, len(accepted.content))], limits=self.limits)
+                return uow.outputs.add_file(
+                    OutputFile(
+                        id=0,
+                        request_id=request_id,
+                        version=request.version,
+                        name=accepted.name,
+                        kind=accepted.kind.value,
+                        sha256=accepted.sha256,
+                        original_sha256=accepted.original_sha256,
+                        size=len(accepted.content),
+                        original_size=accepted.original_size,
+                        description=clean_description,
+                        derived_from=tuple(derived_from),
+                        spec=spec,
+                        holding_path=held.relative_to(self._holding).as_posix(),
+                        changes=accepted.changes,
+                        checks=None,
+                        created_at=self._clock(),
+                    ),
+                    audit=AuditEvent(
+                        "output_request.file_added",
+                        actor.name,
+                        "output_request",
+                        str(request_id),
+                        {
+                            "name": accepted.name,
+                            "version": request.version,
+                            "sha256": accepted.sha256,
+                            "size": len(accepted.content),
+                            "changes": list(accepted.changes),
+                        },
+                    ),
+                )
+
+        return self._audited(actor, "add_file", request_id, body, name=name[:200])
+
+    def remove_file(self, actor: Actor, request_id: int, file_id: int) -> None:
+        """Remove a file from the version being edited (submitted versions are never changed)."""
+
+        def body() -> None:
+            with self._uow() as uow:
+                request, project = self._load(uow, actor, request_id, lock=True)
+                self._member(actor, project)
+                old = uow.outputs.get_file(file_id)
+                if old is None or old.request_id != request_id:
+                    raise NotFound(f"output request {request_id} has no file {file_id}")
+                request = self._editable_version(uow, actor, request)
+                target = next(
+                    (
+                        f
+                        for f in uow.outputs.list_files(request_id)
+                        if f.version == request.version and f.name == old.name
+                    ),
+                    None,
+                )
+                if target is None:
+                    raise NotFound(
+                        f"{old.name} is not in version {request.version} of output request {request_id}"
+                    )
+                uow.outputs.remove_file(
+                    target.id,
+                    audit=AuditEvent(
+                        "output_request.file_removed",
+                        actor.name,
+                        "output_request",
+                        str(request_id),
+                        {"name": target.name, "version": request.version},
+                    ),
+                )
+
+        self._audited(actor, "remove_file", request_id, body)
+
+    def submit(
+        self, actor: Actor, request_id: int, *, context: str | None = None, controls: str | None = None
+    ) -> OutputRequest:
+        """Freeze the version being edited, run the automated checks on each file, record them and
+        the policy, and put the request in review."""
+
+        def body() -> OutputRequest:
+            with self._uow(write=False) as uow:
+                request, project = self._load(uow, actor, request_id)
+                self._member(actor, project)
+                target = S.SUBMITTED
+                OUTPUT_MACHINE.check(request.state.value, target.value, AirlockParty.RESEARCHER)
+                needs_version = request.state is S.CHANGES_REQUESTED and any(
+                    r.version == request.version for r in uow.outputs.list_reviews(request_id)
+                )
+            new_context = _text(
+                context if context is not None else request.context, "context", minimum=MIN_CONTEXT
+            )
+            new_controls = _text(
+                controls if controls is not None else request.controls,
+                "description of the disclosure controls",
+            )
+            if needs_version:
+                with self._uow() as uow:
+                    request, project = self._load(uow, actor, request_id, lock=True)
+                    self._member(actor, project)
+                    request = self._editable_version(uow, actor, request)
+            with self._uow(write=False) as uow:
+                request, project = self._load(uow, actor, request_id)
+                files = [f for f in uow.outputs.list_files(request_id) if f.version == request.version]
+                if not files:
+                    raise InvalidInput(
+                        f"add at least one file to output request {request_id} before submitting"
+                    )
+                released = tuple(uow.releases.list_releases(project.id))
+                sanitised = {f.id: self._sanitised(f) for f in files}
+                pseudonyms = self._known_pseudonyms(uow, project, list(sanitised.values()))
+            min_count = project.conditions.get("min_count")
+            check_context = CheckContext(
+                pseudonyms=pseudonyms,
+                released=released,
+                min_count=int(min_count) if min_count is not None else None,
+            )
+            records = {}
+            for f in files:
+                spec = TableSpec(
+                    count_columns=tuple(f.spec["count_columns"]) if "count_columns" in f.spec else None,
+                    rounding=Rounding(**f.spec.get("rounding", {})),
+                )
+                records[f.id] = run_checks(sanitised[f.id], check_context, spec, self.policy)
+            with self._uow() as uow:
+                current, project = self._load(uow, actor, request_id, lock=True)
+                self._member(actor, project)
+                now_files = {f.id for f in uow.outputs.list_files(request_id) if f.version == current.version}
+                if (
+                    current.state != request.state
+                    or current.version != request.version
+                    or now_files != set(records)
+                ):
+                    raise InvalidState(
+                        f"output request {request_id} changed while its files were being checked;"
+                        " submit again"
+                    )
+                first = OUTPUT_MACHINE.check(current.state.value, S.SUBMITTED.value, AirlockParty.RESEARCHER)
+                uow.outputs.update_request(
+                    request_id,
+                    state=S.SUBMITTED,
+                    at=self._clock(),
+                    context=new_context,
+                    controls=new_controls,
+                    submitted=True,
+                    audit=AuditEvent(
+                        first.event,
+                        actor.name,
+                        "output_request",
+                        str(request_id),
+                        {
+                            "from": current.state,
+                            "to": S.SUBMITTED,
+                            "version": current.version,
+                            "files": len(records),
+                        },
+                    ),
+                )
+                uow.outputs.record_checks(
+                    request_id,
+                    {fid: r.to_json() for fid, r in records.items()},
+                    policy_version=self.policy.version,
+                    policy_json=canonical_json(self.policy.to_dict()),
+                    audit=AuditEvent(
+                        "output_request.checks_run",
+                        actor.name,
+                        "output_request",
+                        str(request_id),
+                        {
+                            "version": current.version,
+                            "policy": self.policy.version,
+                            "results": {r.file: r.status for r in records.values()},
+                            "failed": {
+                                r.file: sorted(r.failed_rules) for r in records.values() if r.failed_rules
+                            },
+                        },
+                    ),
+                )
+                second = OUTPUT_MACHINE.check(S.SUBMITTED.value, S.IN_REVIEW.value, AirlockParty.SYSTEM)
+                return uow.outputs.update_request(
+                    request_id,
+                    state=S.IN_REVIEW,
+                    at=self._clock(),
+                    audit=AuditEvent(
+                        second.event,
+                        actor.name,
+                        "output_request",
+                        str(request_id),
+                        {"from": S.SUBMITTED, "to": S.IN_REVIEW, "party": "system"},
+                    ),
+                )
+
+        return self._audited(actor, "submit", request_id, body)
+
+    def _known_pseudonyms(
+        self, uow: UnitOfWork, project: Project, files: Sequence[SanitisedFile]
+    ) -> frozenset[str]:
+        """The cells of the tables that are pseudonyms: of the store (the person ids of the project's
+        datasets) or of this project (derived from those). Cheap when no cell looks like one."""
+        candidates: set[str] = set()
+        for f in files:
+            if f.kind not in TABLE_KINDS:
+                continue
+            delimiter = "\t" if f.kind is FileKind.TSV else ","
+            for row in csv.reader(io.StringIO(f.text()), delimiter=delimiter):
+                candidates.update(c.strip() for c in row if _PSEUDONYM_LIKE.fullmatch(c.strip()))
+        if not candidates:
+            return frozenset()
+        store: set[str] = set()
+        for name in project.scope:
+            dataset = uow.catalog.get_dataset(name)
+            if dataset is None or dataset.current_version is None:
+                continue
+            version = uow.catalog.get_version(dataset.id, dataset.current_version)
+            if version is None:
+                continue
+            columns = [c["name"] for c in version.columns if c.get("role") == "person_id"]
+            path = self._research / version.path / DATA_FILE
+            for column in columns:
+                values = pl.scan_parquet(path).select(pl.col(column).unique()).collect().to_series()
+                store.update(str(v) for v in values.to_list() if v is not None)
+        found = candidates & store
+        if self._project_key is not None and store:
+            derived = Pseudonymiser(self._project_key(project.id)).many(sorted(store))
+            found |= candidates & set(derived)
+        return frozenset(found)
+
+    def withdraw(self, actor: Actor, request_id: int, reason: str = "") -> OutputRequest:
+        """A member withdraws a request before release; a released request's files are withdrawn
+        (recorded on each, never erased) by a member, a reviewer or an admin."""
+
+        def body() -> OutputRequest:
+            clean = _text(reason, "reason")
+            with self._uow(write=False) as uow:
+                request, _ = self._load(uow, actor, request_id)
+            if request.state is S.RELEASED:
+                with self._uow(write=False) as uow:
+                    released = [r for r in uow.outputs.list_released(request_id) if not r.withdrawn]
+                for r in released:
+                    self._withdraw_release(actor, request_id, r.file_id, clean)
+                with self._uow(write=False) as uow:
+                    final, _ = self._load(uow, actor, request_id)
+                return final
+            with self._uow() as uow:
+                request, project = self._load(uow, actor, request_id, lock=True)
+                self._member(actor, project, frozen_ok=True)
+                t = OUTPUT_MACHINE.check(request.state.value, S.WITHDRAWN.value, AirlockParty.RESEARCHER)
+                return uow.outputs.update_request(
+                    request_id,
+                    state=S.WITHDRAWN,
+                    at=self._clock(),
+                    audit=AuditEvent(
+                        t.event,
+                        actor.name,
+                        "output_request",
+                        str(request_id),
+                        {"from": request.state, "to": S.WITHDRAWN, "reason": clean},
+                    ),
+                )
+
+        return self._audited(actor, "withdraw", request_id, body)
+
+    # --- reviewers ----------------------------------------------------------------------------
+
+    @staticmethod
+    def _check_reviewer(actor: Actor) -> str:
+        if actor.user is None or actor.project_scope is not None or not actor.has_role(Role.REVIEWER):
+            raise PermissionDenied(
+                "deciding on outputs needs the reviewer role and your personal token"
+                " (an operator acts with --as REVIEWER)"
+            )
+        return actor.user.username
+
+    def review(
+        self,
+        actor: Actor,
+        request_id: int,
+        decisions: Sequence[FileDecision],
+        overrides: Sequence[CheckOverride] = (),
+    ) -> OutputView:
+        """Record a reviewer's decisions on every file of the current version, move the request to
+        the outcome they settle, and release it if that is approval."""
+
+        def body() -> OutputRequest:
+            reviewer = self._check_reviewer(actor)
+            with self._uow() as uow:
+                request, project = self._load(uow, actor, request_id, lock=True)
+                subject = review_subject(
+                    request,
+                    frozenset(project.members),
+                    uow.outputs.list_files(request_id),
+                    uow.outputs.list_reviews(request_id),
+                )
+                review = record_review(subject, reviewer, decisions, overrides, at=self._clock())
+                try:
+                    stored = uow.outputs.add_review(
+                        request_id,
+                        review,
+                        audit=AuditEvent(
+                            "output_request.reviewed",
+                            actor.name,
+                            "output_request",
+                            str(request_id),
+                            {
+                                "version": review.version,
+                                "consolidating": review.consolidating,
+                                "decisions": {d.file: d.decision for d in review.decisions},
+                                "overrides": [
+                                    {"file": o.file, "rule": o.rule, "reason": o.reason}
+                                    for o in review.overrides
+                                ],
+                            },
+                        ),
+                    )
+                except IntegrityError:
+                    raise InvalidState(
+                        f"you already decided on version {review.version} of output request {request_id}"
+                    ) from None
+                outcome = compute_outcome(replace(subject, reviews=(*subject.reviews, stored)))
+                if outcome.state is request.state:
+                    return request
+                t = OUTPUT_MACHINE.check(request.state.value, outcome.state.value, AirlockParty.SYSTEM)
+                return uow.outputs.update_request(
+                    request_id,
+                    state=outcome.state,
+                    at=self._clock(),
+                    audit=AuditEvent(
+                        t.event,
+                        actor.name,
+                        "output_request",
+                        str(request_id),
+                        {
+                            "from": request.state,
+                            "to": outcome.state,
+                            "party": "system",
+                            "reason": outcome.reason,
+                        },
+                    ),
+                )
+
+        request = self._audited(actor, "review", request_id, body)
+        if request.state is S.APPROVED and self._release_on_approval:
+            self.release(actor, request_id)
+        return self.show(actor, request_id)
+
+    def release(self, actor: Actor, request_id: int) -> list[ReleasedFile]:
+        """Copy an approved request's files to the release store, exactly once (a retry, or a
+        concurrent call, on a released request returns what was released)."""
+
+        def body() -> list[ReleasedFile]:
+            if not actor.is_operator and (
+                actor.project_scope is not None
+                or not (actor.has_role(Role.REVIEWER) or actor.has_role(Role.ADMIN))
+            ):
+                raise PermissionDenied("releasing outputs needs the reviewer or admin role")
+            with self._uow() as uow:
+                request, project = self._load(uow, actor, request_id, lock=True)
+                if request.state is S.RELEASED:
+                    return uow.outputs.list_released(request_id)
+                files = uow.outputs.list_files(request_id)
+                subject = review_subject(
+                    request, frozenset(project.members), files, uow.outputs.list_reviews(request_id)
+                )
+                check_can_release(subject)
+                t = OUTPUT_MACHINE.check(request.state.value, S.RELEASED.value, AirlockParty.SYSTEM)
+                out = []
+                for f in (f for f in files if f.version == request.version):
+                    relative = self._copy_to_release_store(project.id, request, f)
+                    out.append(
+                        uow.outputs.add_released(
+                            ReleasedFile(
+                                id=0,
+                                file_id=f.id,
+                                request_id=request_id,
+                                project_id=project.id,
+                                name=f.name,
+                                sha256=f.sha256,
+                                path=relative,
+                                released_at=self._clock(),
+                            ),
+                            audit=AuditEvent(
+                                "output.released",
+                                actor.name,
+                                "output_file",
+                                str(f.id),
+                                {"request": request_id, "name": f.name, "sha256": f.sha256, "path": relative},
+                            ),
+                        )
+                    )
+                uow.outputs.update_request(
+                    request_id,
+                    state=S.RELEASED,
+                    at=self._clock(),
+                    audit=AuditEvent(
+                        t.event,
+                        actor.name,
+                        "output_request",
+                        str(request_id),
+                        {"from": request.state, "to": S.RELEASED, "party": "system", "files": len(out)},
+                    ),
+                )
+                return out
+
+        return self._audited(actor, "release", request_id, body)
+
+    def _copy_to_release_store(self, project_id: int, request: OutputRequest, file: OutputFile) -> str:
+        """Write the held payload to its release path, read-only, never overwriting: a file left by
+        an attempt that did not commit is reused only if its SHA-256 is the recorded one."""
+        content = self._read_held(file)
+        relative = f"{project_id}/{request.id}/v{request.version}/{file.name}"
+        target = (self._releases / relative).resolve()
+        base = self._releases.resolve()
+        if not target.is_relative_to(base):
+            raise InternalError(f"release path of file {file.id} escapes the release store")
+        target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if target.exists():
+            if hashlib.sha256(target.read_bytes()).hexdigest() != file.sha256:
+                raise InternalError(f"{relative} exists in the release store with other content")
+            return relative
+        tmp = target.with_name(f".{target.name}.{secrets.token_hex(4)}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(content)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.chmod(tmp, 0o400)
+            os.link(tmp, target)  # fails if the target exists: never overwrites
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+        return relative
+
+    def _withdraw_party(self, actor: Actor, project: Project) -> AirlockParty:
+        if actor.is_operator:
+            return AirlockParty.ADMIN
+        if actor.project_scope is not None:
+            raise PermissionDenied("withdrawing a release needs your personal token, not a workspace token")
+        if self._is_member(actor, project):
+            return AirlockParty.RESEARCHER
+        if actor.has_role(Role.REVIEWER):
+            return AirlockParty.REVIEWER
+        if actor.has_role(Role.ADMIN):
+            return AirlockParty.ADMIN
+        raise PermissionDenied("only a project member, a reviewer or an admin can withdraw a release")
+
+    def _withdraw_release(self, actor: Actor, request_id: int, file_id: int, reason: str) -> ReleasedFile:
+        if len(reason) < MIN_WITHDRAWAL_REASON:
+            raise InvalidInput("say why the release is withdrawn, in a sentence; it is recorded with it")
+        with self._uow() as uow:
+            request, project = self._load(uow, actor, request_id, lock=True)
+            party = self._withdraw_party(actor, project)
+            t = OUTPUT_MACHINE.check(request.state.value, S.RELEASE_WITHDRAWN.value, party)
+            released = uow.outputs.find_released(file_id)
+            if released is None or released.request_id != request_id:
+                raise NotFound(f"file {file_id} of output request {request_id} was not released")
+            done = uow.outputs.withdraw_released(
+                released.id,
+                by=actor.name,
+                reason=reason,
+                at=self._clock(),
+                audit=AuditEvent(
+                    "output.release_withdrawn",
+                    actor.name,
+                    "output_file",
+                    str(file_id),
+                    {"request": request_id, "name": released.name, "reason": reason},
+                ),
+            )
+            if all(r.withdrawn for r in uow.outputs.list_released(request_id)):
+                uow.outputs.update_request(
+                    request_id,
+                    state=S.RELEASE_WITHDRAWN,
+                    at=self._clock(),
+                    audit=AuditEvent(
+                        t.event,
+                        actor.name,
+                        "output_request",
+                        str(request_id),
+                        {"from": request.state, "to": S.RELEASE_WITHDRAWN, "reason": reason},
+                    ),
+                )
+            return done
+
+    def withdraw_release(self, actor: Actor, request_id: int, file_id: int, reason: str) -> ReleasedFile:
+        """Withdraw one released file: recorded (who, when, why) and no longer downloadable; the
+        record and the file in the release store stay. When every file is withdrawn, so is the request."""
+        return self._audited(
+            actor,
+            "withdraw_release",
+            request_id,
+            lambda: self._withdraw_release(actor, request_id, file_id, _text(reason, "reason")),
+            file=file_id,
+        )
+
+    # --- reading ------------------------------------------------------------------------------
+
+    def list_requests(
+        self, actor: Actor, *, project_id: int | None = None, states: Sequence[OutputState] | None = None
+    ) -> list[OutputRequest]:
+        """Members see their projects' requests; reviewers and admins every request past draft."""
+        with self._uow(write=False) as uow:
+            projects = {p.id: p for p in uow.access.list_projects()}
+            found = uow.outputs.list_requests(
+                project_ids=[project_id] if project_id is not None else None,
+                states=list(states) if states is not None else None,
+            )
+        return [
+            r for r in found if r.project_id in projects and self._can_view(actor, r, projects[r.project_id])
+        ]
+
+    def show(self, actor: Actor, request_id: int) -> OutputView:
+        with self._uow(write=False) as uow:
+            request, project = self._load(uow, actor, request_id)
+            files = uow.outputs.list_files(request_id)
+            reviews = uow.outputs.list_reviews(request_id)
+            released = uow.outputs.list_released(request_id)
+        subject = review_subject(request, frozenset(project.members), files, reviews)
+        viewer = actor.user.username if actor.user is not None else None
+        insider = viewer is not None and (viewer == request.author or viewer in project.members)
+        visible = tuple(reviews) if viewer is None else visible_reviews(subject, viewer)
+        show_outcome = request.state not in (S.DRAFT, S.SUBMITTED) and (
+            not insider or request.state not in REVIEWABLE_STATES
+        )
+        reviewer = viewer is not None and actor.project_scope is None and actor.has_role(Role.REVIEWER)
+        return OutputView(
+            request=request,
+            project_title=project.title,
+            files=tuple(files),
+            reviews=visible,
+            released=tuple(released),
+            outcome=compute_outcome(subject) if show_outcome else None,
+            can_review=reviewer and viewer is not None and can_review(subject, viewer),
+        )
+
+    def held_file(self, actor: Actor, request_id: int, file_id: int) -> Download:
+        """A reviewer reads a held file of a request in review (audited)."""
+
+        def body() -> Download:
+            self._check_reviewer(actor)
+            with self._uow(write=False) as uow:
+                _, project = self._load(uow, actor, request_id)
+                file = uow.outputs.get_file(file_id)
+            if self._is_member(actor, project):
+                raise PermissionDenied(
+                    f"you are a member of project {project.id}; its outputs are checked by others"
+                )
+            if file is None or file.request_id != request_id:
+                raise NotFound(f"output request {request_id} has no file {file_id}")
+            content = self._read_held(file)
+            with self._uow() as uow:
+                uow.audit.append(
+                    AuditEvent(
+                        "output_request.file_viewed",
+                        actor.name,
+                        "output_file",
+                        str(file_id),
+                        {"request": request_id, "name": file.name, "sha256": file.sha256},
+                    )
+                )
+            stub = ReleasedFile(0, file.id, request_id, project.id, file.name, file.sha256, "", self._clock())
+            return Download(stub, content, MEDIA_TYPES[FileKind(file.kind)])
+
+        return self._audited(actor, "view_file", request_id, body, file=file_id)
+
+    def download(self, actor: Actor, request_id: int, file_id: int) -> Download:
+        """A project member downloads a released file with their personal token (audited)."""
+
+        def body() -> Download:
+            if actor.project_scope is not None:
+                raise PermissionDenied(
+                    "released outputs are downloaded outside the workspace with your personal token;"
+                    " a workspace token cannot download"
+                )
+            with self._uow(write=False) as uow:
+                request, project = self._load(uow, actor, request_id)
+                if not actor.is_operator:
+                    self._member(actor, project)
+                released = uow.outputs.find_released(file_id)
+                file = uow.outputs.get_file(file_id)
+            if released is None or released.request_id != request_id:
+                if file is None or file.request_id != request_id:
+                    raise NotFound(f"output request {request_id} has no file {file_id}")
+                raise InvalidState(
+                    f"{file.name} is not released; output request {request_id} is {request.state}"
+                )
+            if released.withdrawn_at is not None:
+                raise InvalidState(
+                    f"the release of {released.name} was withdrawn on {released.withdrawn_at.date()} by"
+                    f" {released.withdrawn_by}: {released.withdrawal_reason}"
+                )
+            path = self._releases / released.path
+            try:
+                content = path.read_bytes()
+            except OSError as exc:
+                raise InternalError(f"released file {released.id} is missing from the release store") from exc
+            if hashlib.sha256(content).hexdigest() != released.sha256:
+                raise InternalError(f"released file {released.id} does not match its recorded SHA-256")
+            assert file is not None
+            with self._uow() as uow:
+                uow.audit.append(
+                    AuditEvent(
+                        "output.downloaded",
+                        actor.name,
+                        "output_file",
+                        str(file_id),
+                        {"request": request_id, "name": released.name, "sha256": released.sha256},
+                    )
+                )
+            return Download(released, content, MEDIA_TYPES[FileKind(file.kind)])
+
+        return self._audited(actor, "download", request_id, body, file=file_id)
