@@ -151,6 +151,11 @@ class Settings(BaseSettings):
         return self.home_dir / "quarantine"
 
     @property
+    def derived_store(self) -> Path:
+        """Cached per-person frames of cohort definitions: research data, kept beside the store."""
+        return self.home_dir / "derived"
+
+    @property
     def workspaces_dir(self) -> Path:
         """Workspace homes, one per (project, user); each owned by its workspace account."""
         return self.home_dir / "workspaces"
@@ -216,6 +221,7 @@ class Settings(BaseSettings):
             self.holding_store,
             self.release_store,
             self.quarantine_store,
+            self.derived_store,
         ):
             path.mkdir(parents=True, exist_ok=True)
             path.chmod(0o700)

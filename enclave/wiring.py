@@ -78,6 +78,7 @@ def build_services(settings: Settings, *, migrate: bool = True, clock: Clock = u
         queries=QueryService(
             db.unit_of_work,
             engine=DPEngine(),
+            derived_store=settings.derived_store,
             budgets=budgets,
             research_store=settings.research_store,
             project_key=keys.project_key,

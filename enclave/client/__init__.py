@@ -8,6 +8,15 @@ ever receives DP releases.
     release = ws.run(dataset="demographics", count=True, by=["region"], epsilon="0.5")
     release.frame                                  # a pandas DataFrame with the 95% half-widths
 
+    from enclave.client.cohorts import Cohort, V, attribute, exists, mean
+    cohort = Cohort("2024-01-01").var("region", attribute("region")).var("diabetes", exists(...))
+    ws.schema(cohort)                              # the per-person frame's columns, free
+    ws.dummy(cohort, n=500)                        # synthetic per-person rows, free
+    ws.run(cohort, count=True, by=["region"], epsilon="0.5")   # DP over one row per person
+
+    ws.outputs.add("table1.csv", description="...", derived_from=[release])
+    ws.outputs.submit(context="why", controls="what disclosure controls were applied")
+
 Errors are :class:`EnclaveClientError` whose message is the server's sentence (what is wrong and
 what to do).
 """
@@ -20,6 +29,9 @@ from decimal import Decimal
 from typing import Any
 
 import httpx
+
+from enclave.client.cohorts import Cohort
+from enclave.client.outputs import Outputs
 
 ENV_URL = "ENCLAVE_API_URL"
 ENV_TOKEN = "ENCLAVE_API_TOKEN"  # noqa: S105 - the name of the variable, not a token
@@ -63,7 +75,7 @@ class Release:
 
 
 def build_plan(
-    dataset: str,
+    dataset: str | Cohort,
     *,
     count: bool = False,
     sum: list[str] | None = None,
@@ -73,20 +85,26 @@ def build_plan(
     where: list[tuple[str, str, Any]] | None = None,
     epsilon: str | Decimal = "1",
 ) -> dict[str, Any]:
-    """The JSON plan the server validates (the same shape as ``enclave.domain.queries.QueryPlan``)."""
+    """The JSON plan the server validates (the same shape as ``enclave.domain.queries.QueryPlan``).
+
+    ``dataset`` is a dataset's name, or a :class:`~enclave.client.cohorts.Cohort`: the aggregates
+    then run over its one-row-per-person frame and ``by``/``where``/columns name its variables."""
     aggregates: list[dict[str, Any]] = [{"kind": "count_rows"}] if count else []
     aggregates += [{"kind": "sum", "column": c} for c in sum or []]
     aggregates += [{"kind": "mean", "column": c} for c in mean or []]
     aggregates += [{"kind": "median", "column": c} for c in median or []]
     if not aggregates:
         raise ValueError("ask for at least one aggregate: count=True, sum=[...], mean=[...] or median=[...]")
-    return {
-        "dataset": dataset,
+    plan: dict[str, Any] = {
+        "dataset": dataset.persons if isinstance(dataset, Cohort) else dataset,
         "aggregates": aggregates,
         "group_by": list(by or []),
         "filters": [{"column": c, "op": op, "value": v} for c, op, v in where or []],
         "epsilon": str(epsilon),
     }
+    if isinstance(dataset, Cohort):
+        plan["cohort"] = dataset.to_dict()
+    return plan
 
 
 class Workspace:
@@ -100,6 +118,8 @@ class Workspace:
             timeout=timeout,
             transport=httpx.HTTPTransport(uds=socket) if socket else None,
         )
+        self.outputs = Outputs(self._call, project)
+        """Output requests: the only way a file leaves (see :mod:`enclave.client.outputs`)."""
 
     def _call(self, method: str, path: str, **kwargs: Any) -> Any:
         response = self._http.request(method, path, **kwargs)
@@ -126,14 +146,14 @@ class Workspace:
         project = self._call("GET", f"/projects/{self.project}")
         return [{"dataset": name, "columns": columns} for name, columns in project["scope"].items()]
 
-    def preview(self, dataset: str, **kwargs: Any) -> dict[str, Any]:
+    def preview(self, dataset: str | Cohort, **kwargs: Any) -> dict[str, Any]:
         """Cost and accuracy of a query, for free."""
         result: dict[str, Any] = self._call(
             "POST", f"/projects/{self.project}/queries/preview", json=build_plan(dataset, **kwargs)
         )
         return result
 
-    def run(self, dataset: str, **kwargs: Any) -> Release:
+    def run(self, dataset: str | Cohort, **kwargs: Any) -> Release:
         """Run a query: a DP release charged to the project's budget (free if asked before)."""
         return _release(
             self._call("POST", f"/projects/{self.project}/queries", json=build_plan(dataset, **kwargs))
@@ -147,16 +167,32 @@ class Workspace:
             return self._call("POST", f"/projects/{self.project}/queries/sql/preview", json=body)
         return _release(self._call("POST", f"/projects/{self.project}/queries/sql", json=body))
 
-    def dummy(self, dataset: str, n: int = 100, *, seed: int | None = None) -> Any:
-        """Synthetic rows with the dataset's schema, from the catalog alone (no privacy cost): for
-        writing and testing analysis code before spending budget on real answers."""
+    def dummy(self, dataset: str | Cohort, n: int = 100, *, seed: int | None = None) -> Any:
+        """Synthetic rows with the dataset's schema (or a cohort's per-person frame), from the
+        catalog alone (no privacy cost): for writing and testing analysis code before spending
+        budget on real answers."""
         import pandas as pd
 
-        params: dict[str, Any] = {"n": n}
-        if seed is not None:
-            params["seed"] = seed
-        body = self._call("GET", f"/projects/{self.project}/dummy/{dataset}", params=params)
+        if isinstance(dataset, Cohort):
+            body = self._call(
+                "POST",
+                f"/projects/{self.project}/cohorts/dummy",
+                json={"cohort": dataset.to_dict(), "n": n, "seed": seed},
+            )
+        else:
+            params: dict[str, Any] = {"n": n}
+            if seed is not None:
+                params["seed"] = seed
+            body = self._call("GET", f"/projects/{self.project}/dummy/{dataset}", params=params)
         return pd.DataFrame(body["rows"], columns=body["columns"])
+
+    def schema(self, cohort: Cohort) -> Any:
+        """The columns a cohort's per-person frame will have (type, public domain, bounds), checked
+        against the project's scope and the catalog: free, no data is read."""
+        import pandas as pd
+
+        columns = self._call("POST", f"/projects/{self.project}/cohorts/schema", json=cohort.to_dict())
+        return pd.DataFrame(columns)
 
     def releases(self) -> list[Release]:
         return [_release(r) for r in self._call("GET", f"/projects/{self.project}/releases")]

@@ -33,7 +33,11 @@ def exact(value: Decimal | int | str, name: str = "epsilon") -> Decimal:
         raise InvalidInput(f"{name} cannot be negative")
     if d != d.quantize(QUANTUM):
         raise InvalidInput(f"{name} has more than 12 decimal places")
-    return d.quantize(QUANTUM).normalize() if d else Decimal(0)
+    if not d:
+        return Decimal(0)
+    exact = d.quantize(QUANTUM).normalize()
+    # normalize() writes 10 as 1E+1; whole numbers keep their plain digits (shown to people as such).
+    return exact.quantize(Decimal(1)) if exact.as_tuple().exponent > 0 else exact  # type: ignore[operator]
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from enclave.domain.audit import canonical_json
+from enclave.domain.cohorts import Definition
 from enclave.domain.errors import InvalidInput, PermissionDenied
 
 Name = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,62}$")]
@@ -62,7 +63,11 @@ class AggregateSpec(BaseModel):
 
 
 class QueryPlan(BaseModel):
-    """The serialisable plan (the JSON the client sends)."""
+    """The serialisable plan (the JSON the client sends).
+
+    With a ``cohort``, the plan runs over the definition's derived frame (one row per person, see
+    :mod:`enclave.dp.cohorts`) instead of a dataset's rows: ``dataset`` is then the definition's
+    person-level table, and group keys, filters and aggregated columns name its variables."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -71,6 +76,15 @@ class QueryPlan(BaseModel):
     group_by: list[Name] = Field(default_factory=list, max_length=MAX_GROUP_BY)
     filters: list[FilterSpec] = Field(default_factory=list, max_length=20)
     epsilon: Decimal = Field(gt=0, le=10, max_digits=12, decimal_places=6)
+    cohort: Definition | None = Field(
+        None, description="a cohort definition: the plan then runs over its one-row-per-person frame"
+    )
+
+    @model_validator(mode="after")
+    def _cohort_dataset(self) -> QueryPlan:
+        if self.cohort is not None and self.cohort.persons != self.dataset:
+            raise ValueError(f"with a cohort, the dataset is its person-level table {self.cohort.persons!r}")
+        return self
 
     @field_validator("aggregates")
     @classmethod
@@ -92,14 +106,23 @@ class QueryPlan(BaseModel):
         used |= {a.column for a in self.aggregates if a.column is not None}
         return used
 
-    def fingerprint(self, dataset_version: int) -> str:
-        """Identifies a release: the canonical plan and the data version it ran on."""
-        payload = canonical_json({"plan": self.model_dump(mode="json"), "version": dataset_version})
-        return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+    def fingerprint(self, dataset_version: int, *, derived: str | None = None) -> str:
+        """Identifies a release: the canonical plan and the data version it ran on; for a cohort,
+        ``derived`` is the derived frame's fingerprint (every table's version and the code lists)."""
+        plan = self.model_dump(mode="json")
+        if plan.get("cohort") is None:
+            plan.pop("cohort", None)  # plans without a cohort keep the fingerprints they always had
+        body: dict[str, Any] = {"plan": plan, "version": dataset_version}
+        if derived is not None:
+            body["derived"] = derived
+        return hashlib.sha256(canonical_json(body).encode("utf-8")).hexdigest()
 
 
 def check_scope(plan: QueryPlan, scope: dict[str, list[str]]) -> None:
     """Every table and column the plan uses is in the project's approved scope (schema only)."""
+    if plan.cohort is not None:
+        check_cohort_scope(plan.cohort, scope)
+        return
     if plan.dataset not in scope:
         allowed = ", ".join(sorted(scope)) or "none"
         raise PermissionDenied(
@@ -113,13 +136,31 @@ def check_scope(plan: QueryPlan, scope: dict[str, list[str]]) -> None:
         )
 
 
+def check_cohort_scope(definition: Definition, scope: dict[str, list[str]]) -> None:
+    """Every table a cohort definition reads, and every column of it, is in the approved scope."""
+    allowed = ", ".join(sorted(scope)) or "none"
+    for table, columns in definition.columns().items():
+        if table not in scope:
+            raise PermissionDenied(
+                f"the cohort reads dataset {table!r}, which is not in this project's scope"
+                f" (approved: {allowed})"
+            )
+        outside = sorted(columns - set(scope[table]) - {"person_id"})
+        if outside:
+            raise PermissionDenied(
+                f"the cohort reads column(s) {', '.join(outside)} of {table}, which are not in this"
+                f" project's approved scope ({', '.join(scope[table])})"
+            )
+
+
 def check_against_catalog(plan: QueryPlan, columns: dict[str, dict[str, Any]]) -> None:
     """Roles and types from the catalog: group keys need a public domain, sums and means a bounded
     numeric, filters a known column. The sentence names the column and the rule."""
+    subject, thing = ("the cohort", "variable") if plan.cohort is not None else (plan.dataset, "column")
     for key in plan.group_by:
         meta = columns.get(key)
         if meta is None:
-            raise InvalidInput(f"{plan.dataset} has no column {key!r}")
+            raise InvalidInput(f"{subject} has no {thing} {key!r}")
         if not meta.get("domain"):
             raise InvalidInput(
                 f"cannot group by {key!r}: it has no public domain in the catalog, and releasing its raw"
@@ -130,14 +171,14 @@ def check_against_catalog(plan: QueryPlan, columns: dict[str, dict[str, Any]]) -
             continue
         meta = columns.get(agg.column)
         if meta is None:
-            raise InvalidInput(f"{plan.dataset} has no column {agg.column!r}")
+            raise InvalidInput(f"{subject} has no {thing} {agg.column!r}")
         if meta.get("role") != "numeric" or meta.get("lower") is None or meta.get("upper") is None:
             raise InvalidInput(
                 f"cannot {agg.kind} {agg.column!r}: only bounded numeric columns can be summed"
             )
     for flt in plan.filters:
         if flt.column not in columns:
-            raise InvalidInput(f"{plan.dataset} has no column {flt.column!r} to filter on")
+            raise InvalidInput(f"{subject} has no {thing} {flt.column!r} to filter on")
 
 
 @dataclass(frozen=True)

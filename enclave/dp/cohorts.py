@@ -229,9 +229,9 @@ def _row_condition(cond: RowCondition, index_date: date, codelists: Path) -> pl.
         return pl.any_horizontal([_row_condition(c, index_date, codelists) for c in cond.conditions])
     column = pl.col(cond.column)
     if isinstance(cond, CodeIn):
-        expr = column.is_in(pl.Series(load_codelist(cond.codelist, codelists), dtype=pl.String))
+        expr = column.is_in(pl.Series(load_codelist(cond.codelist, codelists), dtype=pl.String).implode())
     elif isinstance(cond, CategoryIn):
-        expr = column.is_in(pl.Series(cond.values, dtype=pl.String))
+        expr = column.is_in(pl.Series(cond.values, dtype=pl.String).implode())
     elif isinstance(cond, Between):
         terms = []
         if cond.lower is not None:

@@ -28,10 +28,13 @@ from enclave.domain.audit import AuditEvent
 from enclave.domain.budget import Budget
 from enclave.domain.budget_service import BudgetService
 from enclave.domain.clock import Clock, utcnow
+from enclave.domain.cohorts import PERSON_COLUMN, Catalog, Definition, VariableMeta, variable_meta
+from enclave.domain.cohorts import fingerprint as cohort_fingerprint
 from enclave.domain.errors import InternalError, InvalidInput, NotFound, PermissionDenied
 from enclave.domain.identity import Actor
 from enclave.domain.ports import UnitOfWork, UnitOfWorkFactory
-from enclave.domain.queries import QueryPlan, Release, check_against_catalog, check_scope
+from enclave.domain.queries import QueryPlan, Release, check_against_catalog, check_cohort_scope, check_scope
+from enclave.dp.cohorts import derive_cached
 from enclave.dp.dummy import dummy_frame
 from enclave.dp.engine import Aggregate, ColumnMeta, DPEngine, Filter, Query, TableMeta
 from enclave.ingest.pipeline import DATA_FILE
@@ -40,10 +43,23 @@ MECHANISM = "OpenDP 0.16 Polars: person-level truncation, discrete Laplace (pure
 
 
 @dataclass(frozen=True)
+class CohortInputs:
+    """What a cohort definition reads, as the project may see it: the scoped catalog of each table,
+    the current version and Parquet file of each."""
+
+    project: Project
+    catalog: Catalog
+    versions: dict[str, int]
+    paths: dict[str, Path]
+
+
+@dataclass(frozen=True)
 class Prepared:
     project: Project
     dataset_version: int
-    query: Query
+    query: Query | None  # None for a cohort until its frame is derived (see _materialised)
+    derived: str | None = None  # a cohort's derived-frame fingerprint
+    cohort: CohortInputs | None = None
 
 
 def _jsonable(value: Any) -> Any:
@@ -64,9 +80,11 @@ class QueryService:
         engine: DPEngine,
         budgets: BudgetService,
         research_store: Path,
+        derived_store: Path | None = None,
         project_key: Callable[[int], bytes] | None = None,
         clock: Clock = utcnow,
     ) -> None:
+        self._derived = derived_store if derived_store is not None else research_store.parent / "derived"
         self._project_key = project_key
         self._uow = uow
         self._engine = engine
@@ -83,7 +101,81 @@ class QueryService:
         check_member_access(project, actor.user, self._clock().date())
         return project
 
+    def _cohort_inputs(self, actor: Actor, project_id: int, definition: Definition) -> CohortInputs:
+        """The scoped catalog, versions and files of every table a definition reads (schema only)."""
+        with self._uow(write=False) as uow:
+            project = self._member_project(uow, actor, project_id)
+            check_cohort_scope(definition, project.scope)
+            catalog: dict[str, list[dict[str, Any]]] = {}
+            versions: dict[str, int] = {}
+            paths: dict[str, Path] = {}
+            for table in definition.tables():
+                dataset = uow.catalog.get_dataset(table)
+                if dataset is None or dataset.current_version is None:
+                    raise NotFound(f"dataset {table!r} has no data yet")
+                version = uow.catalog.get_version(dataset.id, dataset.current_version)
+                assert version is not None
+                allowed = set(project.scope[table]) | {PERSON_COLUMN}
+                # Only the approved columns are visible to the definition, so validation (which
+                # names unknown columns) cannot reveal a column outside the project's scope.
+                catalog[table] = [dict(c) for c in version.columns if c["name"] in allowed]
+                versions[table] = version.version
+                paths[table] = self._research / version.path / DATA_FILE
+        return CohortInputs(project, catalog, versions, paths)
+
+    def _prepare_cohort(self, actor: Actor, project_id: int, plan: QueryPlan) -> Prepared:
+        """Check a plan over a cohort (schema only), then derive its per-person frame (cached per
+        definition and dataset versions). Deriving reads the data but releases nothing: its only
+        output is the cached frame, inside the enclave, that the DP engine then measures."""
+        assert plan.cohort is not None
+        inputs = self._cohort_inputs(actor, project_id, plan.cohort)
+        metas = variable_meta(plan.cohort, inputs.catalog)
+        check_against_catalog(plan, {name: _catalog_view(meta) for name, meta in metas.items()})
+        return Prepared(
+            inputs.project,
+            inputs.versions[plan.dataset],
+            None,
+            derived=cohort_fingerprint(plan.cohort, inputs.versions),
+            cohort=inputs,
+        )
+
+    def _materialised(self, prepared: Prepared, plan: QueryPlan) -> Query:
+        """The engine's query; for a cohort, derive (or reuse) its per-person frame first."""
+        if prepared.query is not None:
+            return prepared.query
+        assert plan.cohort is not None
+        assert prepared.cohort is not None
+        inputs = prepared.cohort
+        derived = derive_cached(plan.cohort, inputs.paths, inputs.catalog, inputs.versions, self._derived)
+        used = plan.columns()
+        table = TableMeta(
+            path=derived.table.path,
+            contribution_bound=derived.table.contribution_bound,
+            columns={name: meta for name, meta in derived.table.columns.items() if name in used},
+        )
+        return self._query(plan, table)
+
+    def _refuse_if_unaffordable(self, actor: Actor, project_id: int, plan: QueryPlan) -> None:
+        """A plan that could not be paid for is refused before a cohort is derived from the data
+        (the reservation itself, later, is what guarantees the budget under concurrency)."""
+        self._budgets.account(actor, project_id).check_can_reserve(Budget(plan.epsilon))
+
+    @staticmethod
+    def _query(plan: QueryPlan, table: TableMeta) -> Query:
+        return Query(
+            table=table,
+            aggregates=tuple(Aggregate(a.kind, a.column) for a in plan.aggregates),
+            group_by=tuple(plan.group_by),
+            filters=tuple(
+                Filter(f.column, f.op, tuple(f.value) if isinstance(f.value, list) else f.value)
+                for f in plan.filters
+            ),
+            epsilon=plan.epsilon,
+        )
+
     def _prepare(self, actor: Actor, project_id: int, plan: QueryPlan) -> Prepared:
+        if plan.cohort is not None:
+            return self._prepare_cohort(actor, project_id, plan)
         with self._uow(write=False) as uow:
             project = self._member_project(uow, actor, project_id)
             check_scope(plan, project.scope)
@@ -105,21 +197,12 @@ class QueryService:
             for name in project.scope[plan.dataset]
             if name in columns
         }
-        query = Query(
-            table=TableMeta(
-                path=self._research / version.path / DATA_FILE,
-                contribution_bound=dataset.contribution_bound,
-                columns=scoped,
-            ),
-            aggregates=tuple(Aggregate(a.kind, a.column) for a in plan.aggregates),
-            group_by=tuple(plan.group_by),
-            filters=tuple(
-                Filter(f.column, f.op, tuple(f.value) if isinstance(f.value, list) else f.value)
-                for f in plan.filters
-            ),
-            epsilon=plan.epsilon,
+        table = TableMeta(
+            path=self._research / version.path / DATA_FILE,
+            contribution_bound=dataset.contribution_bound,
+            columns=scoped,
         )
-        return Prepared(project, version.version, query)
+        return Prepared(project, version.version, self._query(plan, table))
 
     def _engine_plan(self, query: Query) -> Any:
         try:
@@ -135,7 +218,7 @@ class QueryService:
     def preview(self, actor: Actor, project_id: int, plan: QueryPlan) -> dict[str, Any]:
         """The cost and the accuracy of each aggregate at this epsilon, without spending anything."""
         prepared = self._prepare(actor, project_id, plan)
-        planned = self._engine_plan(prepared.query)
+        planned = self._engine_plan(self._materialised(prepared, plan))
         account = self._budgets.account(actor, project_id)
         return {
             "epsilon": str(plan.epsilon),
@@ -150,12 +233,14 @@ class QueryService:
     def run(self, actor: Actor, project_id: int, plan: QueryPlan) -> tuple[Release, bool]:
         """Release the plan's answer; returns (release, whether it was already recorded)."""
         prepared = self._prepare(actor, project_id, plan)
-        fingerprint = plan.fingerprint(prepared.dataset_version)
+        fingerprint = plan.fingerprint(prepared.dataset_version, derived=prepared.derived)
         with self._uow(write=False) as uow:
             existing = uow.releases.find_release(project_id, fingerprint)
         if existing is not None:
             return existing, True
-        planned = self._engine_plan(prepared.query)
+        if prepared.cohort is not None:
+            self._refuse_if_unaffordable(actor, project_id, plan)
+        planned = self._engine_plan(self._materialised(prepared, plan))
         reservation = self._budgets.reserve(actor, project_id, Budget(plan.epsilon), purpose=fingerprint)
         try:
             result = self._engine.release(planned)
@@ -269,7 +354,51 @@ class QueryService:
             )
         return frame
 
+    def cohort_schema(self, actor: Actor, project_id: int, definition: Definition) -> list[dict[str, Any]]:
+        """The derived frame's columns (type, public domain, bounds), validated against the scoped
+        catalog: free, it reads no data. Researchers check a definition with it before running."""
+        inputs = self._cohort_inputs(actor, project_id, definition)
+        return [_catalog_view(meta) for meta in variable_meta(definition, inputs.catalog).values()]
+
+    def dummy_cohort(
+        self, actor: Actor, project_id: int, definition: Definition, n: int, *, seed: int | None = None
+    ) -> Any:
+        """Dummy rows of a cohort's derived frame (one per person), from the definition and the
+        catalog alone: the variables' public domains, bounds and date ranges, never the data."""
+        if self._project_key is None:
+            raise InternalError("dummy data needs the key store")
+        inputs = self._cohort_inputs(actor, project_id, definition)
+        metas = variable_meta(definition, inputs.catalog)
+        columns = [{"name": PERSON_COLUMN, "role": "person_id", "type": "string", "nullable": False}]
+        columns += [_catalog_view(meta) for meta in metas.values()]
+        frame = dummy_frame(columns, n, project_key=self._project_key(project_id), seed=seed)
+        with self._uow() as uow:
+            uow.audit.append(
+                AuditEvent(
+                    "query.dummy_data",
+                    actor.name,
+                    "project",
+                    str(project_id),
+                    {"cohort": definition.tables(), "rows": n, "seed": seed},
+                )
+            )
+        return frame
+
     def releases(self, actor: Actor, project_id: int) -> list[Release]:
         with self._uow(write=False) as uow:
             self._member_project(uow, actor, project_id)
             return uow.releases.list_releases(project_id)
+
+
+def _catalog_view(meta: VariableMeta) -> dict[str, Any]:
+    """A derived variable described as a catalog column (role, type, domain, bounds, date range)."""
+    role = {"string": "category", "date": "date"}.get(meta.type, "numeric")
+    view: dict[str, Any] = {"name": meta.name, "role": role, "type": meta.type, "nullable": meta.nullable}
+    if meta.domain is not None:
+        view["domain"] = list(meta.domain)
+    if role == "numeric":
+        view["lower"], view["upper"] = meta.lower, meta.upper
+    if role == "date":
+        view["first"] = meta.first.isoformat() if meta.first else None
+        view["last"] = meta.last.isoformat() if meta.last else None
+    return view

@@ -67,6 +67,8 @@ POLICY: dict[tuple[str, str], frozenset[Role]] = {
     ("POST", "/projects/{project_id}/queries/sql"): frozenset({Role.RESEARCHER}),
     ("POST", "/projects/{project_id}/queries/sql/preview"): frozenset({Role.RESEARCHER}),
     ("GET", "/projects/{project_id}/dummy/{dataset}"): frozenset({Role.RESEARCHER}),
+    ("POST", "/projects/{project_id}/cohorts/dummy"): frozenset({Role.RESEARCHER}),
+    ("POST", "/projects/{project_id}/cohorts/schema"): frozenset({Role.RESEARCHER}),
     ("PUT", "/catalog/datasets/{name}/policy"): frozenset({Role.CUSTODIAN}),
     ("POST", "/workspaces/refusals"): frozenset(),
     ("POST", "/projects/{project_id}/outputs"): frozenset({Role.RESEARCHER}),

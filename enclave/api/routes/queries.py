@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from enclave.api.deps import ServicesDep, requires
 from enclave.api.schemas import MAX_INT
+from enclave.domain.cohorts import Definition
 from enclave.domain.identity import Actor, Role
 from enclave.domain.queries import QueryPlan, Release
 from enclave.dp.dummy import MAX_DUMMY_ROWS
@@ -99,12 +100,44 @@ def dummy(
     seed: Annotated[int | None, Query(ge=0, le=MAX_INT)] = None,
 ) -> dict[str, Any]:
     frame = services.queries.dummy(actor, project_id, dataset, n, seed=seed)
+    return {"dataset": dataset, **_frame_body(frame)}
+
+
+class CohortDummy(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    cohort: Definition
+    n: int = Field(100, ge=1, le=MAX_DUMMY_ROWS, description="rows (one per dummy person)")
+    seed: int | None = Field(None, ge=0, le=MAX_INT)
+
+
+def _frame_body(frame: Any) -> dict[str, Any]:
     return {
-        "dataset": dataset,
         "columns": list(frame.columns),
         "rows": json.loads(frame.to_json(orient="values", date_format="iso")),
         "note": "dummy data: generated from the catalog, never from real records",
     }
+
+
+@router.post(
+    "/cohorts/dummy",
+    summary="Synthetic rows of a cohort's per-person frame, from the definition and catalog alone (free)",
+)
+def cohort_dummy(
+    project_id: ProjectId, body: CohortDummy, actor: Member, services: ServicesDep
+) -> dict[str, Any]:
+    frame = services.queries.dummy_cohort(actor, project_id, body.cohort, body.n, seed=body.seed)
+    return {"cohort": body.cohort.tables(), **_frame_body(frame)}
+
+
+@router.post(
+    "/cohorts/schema",
+    summary="The columns of a cohort's per-person frame: types, public domains and bounds (free)",
+)
+def cohort_schema(
+    project_id: ProjectId, cohort: Definition, actor: Member, services: ServicesDep
+) -> list[dict[str, Any]]:
+    return services.queries.cohort_schema(actor, project_id, cohort)
 
 
 @router.get("/releases", summary="The project's releases, with plans, noise and values (members)")
