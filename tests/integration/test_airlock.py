@@ -20,7 +20,6 @@ from PIL import Image
 from enclave.airlock.files import Limits
 from enclave.airlock.service import AirlockService
 from enclave.client import Workspace
-from enclave.client.outputs import Outputs
 from enclave.domain.access_states import ProjectState
 from enclave.domain.airlock import Decision, FileDecision
 from enclave.domain.airlock_states import OutputState
@@ -117,7 +116,7 @@ def test_two_reviewers_release_real_files_downloaded_with_the_personal_token_onl
     (tmp_path / "by_sex.csv").write_bytes(released_table(release))
     (tmp_path / "by_sex.png").write_bytes(png())
     ws = Workspace(api.url, setting["ws"], project)
-    outputs = Outputs(ws._call, project)
+    outputs = ws.outputs
     assert "no request yet" in repr(outputs)
     added = outputs.add(tmp_path / "by_sex.csv", description="counts by sex", derived_from=[release.id])
     assert added.check_status is None
