@@ -141,7 +141,8 @@ def _write_sources(folder: Path) -> dict[str, Path]:
     return paths
 
 
-def _project(services: Services, tmp_path: Path, *, epsilon: str = "10") -> int:
+def linked_project(services: Services, tmp_path: Path, *, epsilon: str = "10") -> int:
+    """An active project of "lead" over the four hand-made linked sources, every one approved."""
     custodian = _user(services, "factory-custodian", Role.CUSTODIAN)
     researcher = _user(services, "lead", Role.RESEARCHER)
     today = services.access._today()
@@ -236,7 +237,7 @@ def _derived_frames(services: Services) -> list[Path]:
 def test_a_cohort_across_linked_sources_is_exactly_the_hand_made_frame_and_has_sensitivity_one(
     services: Services, tmp_path: Path
 ) -> None:
-    project = _project(services, tmp_path)
+    project = linked_project(services, tmp_path)
     token = services.identity.issue_token(
         OPERATOR, "lead", kind=TokenKind.WORKSPACE, project_id=project
     ).secret
@@ -293,7 +294,7 @@ def test_a_cohort_across_linked_sources_is_exactly_the_hand_made_frame_and_has_s
 
 
 def test_cohort_refusals_spend_nothing_and_derive_nothing(services: Services, tmp_path: Path) -> None:
-    project = _project(services, tmp_path, epsilon="1")
+    project = linked_project(services, tmp_path, epsilon="1")
     token = services.identity.issue_token(
         OPERATOR, "lead", kind=TokenKind.WORKSPACE, project_id=project
     ).secret
@@ -338,7 +339,7 @@ def test_cohort_refusals_spend_nothing_and_derive_nothing(services: Services, tm
 def test_dummy_rows_of_a_cohort_hold_no_real_pseudonym_and_stay_in_the_domains(
     services: Services, tmp_path: Path
 ) -> None:
-    project = _project(services, tmp_path)
+    project = linked_project(services, tmp_path)
     token = services.identity.issue_token(
         OPERATOR, "lead", kind=TokenKind.WORKSPACE, project_id=project
     ).secret

@@ -1,0 +1,48 @@
+"""The example notebooks in ``notebooks/`` run, cell after cell, against a live API with the
+settings a workspace injects: they are documentation, so they must stay true."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from enclave.domain.identity import TokenKind
+from enclave.wiring import Services
+from tests.conftest import OPERATOR, LiveServer
+from tests.integration.test_cohorts_api import linked_project
+
+NOTEBOOKS = sorted((Path(__file__).resolve().parents[2] / "notebooks").glob("*.ipynb"))
+
+
+def test_there_are_example_notebooks() -> None:
+    assert len(NOTEBOOKS) >= 3
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
+def test_example_notebook_runs_in_a_workspace(services: Services, tmp_path: Path, notebook: Path) -> None:
+    project = linked_project(services, tmp_path)
+    token = services.identity.issue_token(
+        OPERATOR, "lead", kind=TokenKind.WORKSPACE, project_id=project
+    ).secret
+    book = nbformat.read(notebook, as_version=4)
+    code = "\n\n".join(cell.source for cell in book.cells if cell.cell_type == "code")
+    work = tmp_path / "notebook-cwd"
+    work.mkdir()
+    with LiveServer(services) as api:
+        env = {
+            **os.environ,
+            "ENCLAVE_API_URL": api.url,
+            "ENCLAVE_API_TOKEN": token,
+            "ENCLAVE_PROJECT_ID": str(project),
+        }
+        env.pop("ENCLAVE_API_SOCKET", None)
+        done = subprocess.run(
+            [sys.executable, "-c", code], cwd=work, env=env, capture_output=True, text=True, timeout=300
+        )
+    assert done.returncode == 0, f"{notebook.name} failed:\n{done.stderr[-3000:]}"
+    assert float(services.budgets.account(OPERATOR, project).spent.epsilon) > 0
