@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -21,6 +22,7 @@ import pytest
 from enclave.config import Settings
 from enclave.domain.access import ProjectState
 from enclave.domain.identity import Role
+from enclave.hub.config import HIDDEN_LAB_PLUGINS
 from enclave.hub.sandbox import sandbox_problems
 from enclave.wiring import Services, build_services
 from tests.conftest import OPERATOR, DatabaseFactory, free_port, free_port_pair, make_account
@@ -255,6 +257,13 @@ def test_a_sandboxed_workspace(enclave: Enclave) -> None:
     assert session.server_request("POST", f"p{first}", "api/nbconvert/html", json={}).status_code == 403
     text = session.server_get(f"p{first}", "api/contents/results.csv?format=text&type=file")
     assert text.status_code == 200  # JupyterLab still opens text and notebooks
+    # JupyterLab's download and export menu entries are disabled in the page the server renders
+    lab = session.server_get(f"p{first}", "lab")
+    assert lab.status_code == 200
+    embedded = re.search(r'id="jupyter-config-data"[^>]*>(.*?)</script>', lab.text, re.S)
+    assert embedded is not None, lab.text[:500]
+    config = json.loads(embedded.group(1))
+    assert set(HIDDEN_LAB_PLUGINS) <= set(config["disabledExtensions"]), config["disabledExtensions"]
     refused = enclave.events("workspace.download_refused")
     assert {e["subject"] for e in refused} == {str(first)}
     assert len(refused) >= 5
