@@ -5,6 +5,7 @@
     enclave outputs decide 7 --as rev1 --decision approve
     enclave outputs decide 7 --as rev1 --decision approve --file figure.png=request_changes \\
         --comment "label the axes" --override "table.csv:provenance:percentages of released counts"
+    enclave outputs import-acro 3 ./acro_outputs --as lead --context "Tables of the paper" --submit
 
 The helpers of :mod:`enclave.cli` (one-line errors, ``--as``) are imported when a command runs, so
 this module and ``enclave.cli`` can import each other in either order.
@@ -13,6 +14,7 @@ this module and ``enclave.cli`` can import each other in either order.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -22,7 +24,10 @@ from enclave.domain.airlock import CheckOverride, Decision, FileDecision
 from enclave.domain.airlock_states import OutputState
 from enclave.domain.errors import InvalidInput
 
-outputs_app = typer.Typer(help="The airlock, for output reviewers: list, show, decide.", no_args_is_help=True)
+outputs_app = typer.Typer(
+    help="The airlock at the server's shell: list, show, decide; import-acro for a project member.",
+    no_args_is_help=True,
+)
 
 WAITING = [OutputState.IN_REVIEW, OutputState.NEEDS_CONSOLIDATION]
 
@@ -131,5 +136,53 @@ def outputs_decide(
             cli.console_print(f"  {after.outcome.reason}")
         for released in after.released:
             cli.console_print(f"  released {released.name} sha256 {released.sha256}")
+
+    cli.run(body)
+
+
+@outputs_app.command("import-acro")
+def outputs_import_acro(
+    project_id: int,
+    folder: Annotated[
+        Path, typer.Argument(help="the folder acro.finalise(path, 'json') wrote (results.json)")
+    ],
+    username: Annotated[
+        str, typer.Option("--as", help="the project member importing (audited with your name)")
+    ],
+    context: Annotated[str, typer.Option(help="why these outputs are needed (needed to submit)")] = "",
+    controls: Annotated[
+        str, typer.Option(help="the disclosure controls applied (default: the mitigations ACRO applied)")
+    ] = "",
+    submit: Annotated[
+        bool, typer.Option("--submit", help="submit at once: Enclave's checks run beside ACRO's verdict")
+    ] = False,
+) -> None:
+    """Open a draft output request from an ACRO results folder: its outputs with ACRO's verdicts."""
+    from enclave import cli
+
+    def body() -> None:
+        with cli.services() as s:
+            who = cli.as_user(s, username)
+            imported = s.outputs.import_acro(who, project_id, folder, context=context, controls=controls)
+            request = imported.request
+            if submit:
+                request = s.outputs.submit(who, request.id)
+            files = s.outputs.show(who, request.id).current_files
+        cli.console_print(
+            f"output request {request.id} is {request.state}: {len(files)} file(s) imported from"
+            f" ACRO {imported.version}"
+        )
+        for f in files:
+            acro = f.spec.get("acro", {})
+            line = f"  {f.name}  ACRO {acro.get('status', '-')}"
+            if f.check_status is not None:
+                line += f"; checks {f.check_status}"
+                if f.failed_rules:
+                    line += f" (failed: {', '.join(sorted(f.failed_rules))})"
+            cli.console_print(line)
+        for reason in imported.skipped:
+            cli.console_print(f"  not imported: {reason}")
+        if not submit:
+            cli.console_print(f"  submit it to send it to review (POST /outputs/{request.id}/submit)")
 
     cli.run(body)

@@ -38,7 +38,16 @@ from typing import Any, TypeVar
 import polars as pl
 from sqlalchemy.exc import IntegrityError
 
-from enclave.airlock.checks import DEFAULT_POLICY, CheckContext, Policy, Rounding, TableSpec, run_checks
+from enclave.airlock.acro import AcroImportResult, ImportedFile, Upload, load_acro, with_imported_checks
+from enclave.airlock.checks import (
+    DEFAULT_POLICY,
+    CheckContext,
+    Policy,
+    Rounding,
+    Status,
+    TableSpec,
+    run_checks,
+)
 from enclave.airlock.files import (
     DEFAULT_LIMITS,
     MEDIA_TYPES,
@@ -472,7 +481,8 @@ class AirlockService:
                     count_columns=tuple(f.spec["count_columns"]) if "count_columns" in f.spec else None,
                     rounding=Rounding(**f.spec.get("rounding", {})),
                 )
-                records[f.id] = run_checks(sanitised[f.id], check_context, spec, self.policy)
+                checked = run_checks(sanitised[f.id], check_context, spec, self.policy)
+                records[f.id] = with_imported_checks(checked, f.spec)  # an ACRO verdict, if imported
             with self._uow() as uow:
                 current, project = self._load(uow, actor, request_id, lock=True)
                 self._member(actor, project)
@@ -961,3 +971,137 @@ class AirlockService:
             return Download(released, content, MEDIA_TYPES[FileKind(file.kind)])
 
         return self._audited(actor, "download", request_id, body, file=file_id)
+
+    # --- importing an ACRO results folder ------------------------------------------------------
+
+    def _importing_member(self, uow: UnitOfWork, actor: Actor, project_id: int) -> Project:
+        project = uow.access.get_project(project_id)
+        if project is None or (not actor.is_operator and not self._is_member(actor, project)):
+            check_token_scope(actor, project_id)
+            raise NotFound(f"no project {project_id} that you are a member of")
+        self._member(actor, project)
+        return project
+
+    def _hold(self, request_id: int, accepted: SanitisedFile) -> Path:
+        """Write an accepted payload to the holding store (0600), as :meth:`add_file` does."""
+        held = self._holding_path(request_id, accepted.sha256)
+        held.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if not held.exists():
+            tmp = held.with_name(f".{accepted.sha256}.{secrets.token_hex(4)}")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(accepted.content)
+            os.replace(tmp, held)
+        return held
+
+    def import_acro(
+        self,
+        actor: Actor,
+        project_id: int,
+        source: Path | Sequence[Upload],
+        *,
+        context: str = "",
+        controls: str = "",
+    ) -> AcroImportResult:
+        """A project member opens a draft request holding the outputs of an ACRO results folder (a
+        folder on this machine, or its files as uploaded; :mod:`enclave.airlock.acro`).
+
+        Every file passes the normal intake; ACRO's verdict is stored with it (``spec["acro"]``) and
+        joins Enclave's own checks when the request is submitted, so an ACRO failure blocks release
+        until a reviewer overrides it. All or nothing: one bad file refuses the import, and nothing is
+        created. ``controls`` defaults to the mitigations ACRO applied (suppression, rounding).
+        """
+
+        def body() -> AcroImportResult:
+            clean_context = _text(context, "context")
+            clean_controls = _text(controls, "description of the disclosure controls")
+            with self._uow(write=False) as uow:
+                self._importing_member(uow, actor, project_id)
+            found = load_acro(source, limits=self.limits)
+            accepted: list[tuple[ImportedFile, SanitisedFile]] = []
+            for item in found.files:
+                try:
+                    accepted.append((item, intake(item.name, item.content, limits=self.limits)))
+                except PayloadTooLarge as exc:
+                    raise PayloadTooLarge(f"ACRO output {item.uid!r}: {exc.detail}") from None
+                except InvalidInput as exc:
+                    raise InvalidInput(f"ACRO output {item.uid!r}: {exc.detail}") from None
+            check_request_limits([(a.name, len(a.content)) for _, a in accepted], limits=self.limits)
+            with self._uow() as uow:
+                self._importing_member(uow, actor, project_id)
+                assert actor.user is not None
+                request = uow.outputs.add_request(
+                    project_id=project_id,
+                    author=actor.user.username,
+                    context=clean_context,
+                    controls=clean_controls or _text(found.controls(), "description of the controls"),
+                    at=self._clock(),
+                    audit=AuditEvent(
+                        "output_request.created",
+                        actor.name,
+                        "output_request",
+                        "new",
+                        {"project": project_id, "source": f"ACRO {found.version}"},
+                    ),
+                )
+                files = []
+                for item, file in accepted:
+                    held = self._hold(request.id, file)
+                    spec = {"rounding": (item.rounding or Rounding()).to_dict(), "acro": dict(item.verdict)}
+                    files.append(
+                        uow.outputs.add_file(
+                            OutputFile(
+                                id=0,
+                                request_id=request.id,
+                                version=request.version,
+                                name=file.name,
+                                kind=file.kind.value,
+                                sha256=file.sha256,
+                                original_sha256=file.original_sha256,
+                                size=len(file.content),
+                                original_size=file.original_size,
+                                description=_text(item.description, "file description"),
+                                derived_from=(),
+                                spec=spec,
+                                holding_path=held.relative_to(self._holding).as_posix(),
+                                changes=file.changes,
+                                checks=None,
+                                created_at=self._clock(),
+                            ),
+                            audit=AuditEvent(
+                                "output_request.file_added",
+                                actor.name,
+                                "output_request",
+                                str(request.id),
+                                {
+                                    "name": file.name,
+                                    "version": request.version,
+                                    "sha256": file.sha256,
+                                    "size": len(file.content),
+                                    "changes": list(file.changes),
+                                    "acro": {"uid": item.uid, "status": item.status},
+                                },
+                            ),
+                        )
+                    )
+                uow.audit.append(
+                    AuditEvent(
+                        "output_request.acro_imported",
+                        actor.name,
+                        "output_request",
+                        str(request.id),
+                        {
+                            "acro_version": found.version,
+                            "outputs": {f.uid: f.status for f in found.files},
+                            "failed": {
+                                f.name: [r.rule for r in f.results if r.status is Status.FAIL]
+                                for f in found.files
+                                if any(r.status is Status.FAIL for r in f.results)
+                            },
+                            "skipped": list(found.skipped),
+                        },
+                    )
+                )
+            return AcroImportResult(request, found.version, tuple(files), found.skipped)
+
+        return self._audited(actor, "import_acro", None, body, project=project_id)

@@ -72,6 +72,7 @@ POLICY: dict[tuple[str, str], frozenset[Role]] = {
     ("PUT", "/catalog/datasets/{name}/policy"): frozenset({Role.CUSTODIAN}),
     ("POST", "/workspaces/refusals"): frozenset(),
     ("POST", "/projects/{project_id}/outputs"): frozenset({Role.RESEARCHER}),
+    ("POST", "/projects/{project_id}/outputs/acro"): frozenset({Role.RESEARCHER}),
     ("POST", "/outputs/{output_id}/files"): frozenset({Role.RESEARCHER}),
     ("DELETE", "/outputs/{output_id}/files/{file_id}"): frozenset({Role.RESEARCHER}),
     ("POST", "/outputs/{output_id}/submit"): frozenset({Role.RESEARCHER}),

@@ -199,6 +199,40 @@ def add_file(
     return file_view(added)
 
 
+@router.post(
+    "/projects/{project_id}/outputs/acro",
+    summary="Open a draft output request from an ACRO results folder: results.json and the files it lists",
+    status_code=status.HTTP_201_CREATED,
+)
+def import_acro(
+    project_id: Id,
+    actor: Member,
+    services: ServicesDep,
+    files: Annotated[
+        list[UploadFile],
+        File(
+            description="results.json and the files of the folder acro.finalise(path, 'json') wrote, each"
+            " named by its path in that folder (checksums/... included; config.json is ignored)"
+        ),
+    ],
+    context: Annotated[str, Form(max_length=5000, description="why these outputs are needed")] = "",
+    controls: Annotated[
+        str, Form(max_length=5000, description="the disclosure controls applied (default: ACRO's)")
+    ] = "",
+) -> dict[str, Any]:
+    imported = services.outputs.import_acro(
+        actor,
+        project_id,
+        [(f.filename or "", f.file) for f in files],
+        context=context,
+        controls=controls,
+    )
+    return {
+        **output_view(services.outputs.show(actor, imported.request.id)),
+        "acro": {"version": imported.version, "skipped": list(imported.skipped)},
+    }
+
+
 @router.delete(
     "/outputs/{output_id}/files/{file_id}",
     summary="Remove a file from the version being edited; answers the request as it now is",
