@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -164,6 +165,46 @@ def test_starting_a_workspace_of_another_project_is_refused_and_audited(enclave:
     assert "not a member" in response.json()["message"]
     assert any(e["subject"] == str(other) for e in enclave.events("workspace.start_refused"))
     assert session.start("default").status_code == 400  # only project workspaces exist
+    session.close()
+
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+
+
+def test_in_the_browser_jupyterlab_offers_no_download_or_export(enclave: Enclave) -> None:
+    """A researcher logs in to the hub in headless Chromium, opens a project's workspace from the
+    home page and gets JupyterLab, whose File menu has no Download and no export entries."""
+    playwright = pytest.importorskip("playwright.sync_api")
+    if not Path(CHROMIUM).exists():
+        if os.environ.get("ENCLAVE_REQUIRE_SANDBOX"):
+            pytest.fail("Chromium is not installed (Debian's chromium package; .ci/run installs it)")
+        pytest.skip("Chromium is not installed")
+    second = enclave.projects["second"]
+    with playwright.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        try:
+            page = browser.new_page()
+            page.set_default_timeout(90_000)
+            page.goto(f"{enclave.hub_url}/hub/login")
+            page.fill("#username_input", "rosa")
+            page.fill("#password_input", PASSWORD)
+            page.click("#login_submit")
+            page.wait_for_url("**/hub/home")
+            row = page.locator(f'tr[data-project="{second}"]')
+            assert "Second project" in row.inner_text()
+            row.get_by_role("link", name="Open workspace").click()
+            page.wait_for_url(f"**/user/rosa/p{second}/lab**")
+            page.locator(".lm-MenuBar-itemLabel", has_text="File").first.click()
+            menu = page.locator(".lm-Menu-content").first
+            menu.wait_for()
+            labels = [label.strip() for label in menu.locator(".lm-Menu-itemLabel").all_inner_texts()]
+            assert any(label.startswith("Save") for label in labels), labels  # the menu is there
+            assert "Download" not in labels, labels
+            assert not [label for label in labels if "Export" in label], labels
+        finally:
+            browser.close()
+    session = enclave.session("rosa")
+    session.stop(f"p{second}")
     session.close()
 
 
