@@ -4,6 +4,7 @@
     ws.outputs.add("figures/by_sex.png", description="the same counts as a bar chart")
     ws.outputs.submit(context="Table 1 of the paper", controls="counts from DP releases, unrounded")
     ws.outputs.status()           # the checks of each file, then the reviewers' outcome
+    ws.outputs.import_acro("acro_outputs")   # or: a folder ACRO's finalise() wrote, as a new request
 
 The files are uploaded to the API into a holding area outside the workspace; the automated
 disclosure checks run on submission, then two reviewers outside the project decide. Approved files
@@ -175,6 +176,28 @@ class Outputs:
             data=data,
         )
         return _file(body)
+
+    def import_acro(self, folder: str | Path, *, context: str = "", controls: str = "") -> OutputStatus:
+        """Open a new request from the folder ``acro.finalise(folder, "json")`` wrote: its
+        ``results.json``, the outputs it lists and their checksums. ACRO's verdict on each output is
+        shown to reviewers beside Enclave's own checks (which still run on submission)."""
+        root = Path(folder)
+        if not (root / "results.json").is_file():
+            raise ValueError(f"{root} has no results.json: give the folder acro.finalise() wrote")
+        files = [
+            ("files", (path.relative_to(root).as_posix(), path.read_bytes()))
+            for path in sorted(root.rglob("*"))
+            if path.is_file() and not path.is_symlink()
+        ]
+        body = self._call(
+            "POST",
+            f"/projects/{self.project}/outputs/acro",
+            files=files,
+            data={"context": context, "controls": controls},
+        )
+        self._last = _status(body)
+        self.request_id = self._last.id
+        return self._last
 
     def remove(self, name: str) -> OutputStatus:
         """Remove a file from the request being edited."""

@@ -17,6 +17,7 @@ from typer.testing import CliRunner, Result
 
 from enclave.airlock.files import Limits
 from enclave.cli import app
+from enclave.client import Workspace
 from enclave.config import Settings
 from enclave.domain.airlock import Decision, FileDecision
 from enclave.domain.airlock_states import OutputState
@@ -332,3 +333,19 @@ def test_a_service_import_from_a_folder_checks_and_reviews_like_any_request(
         services.outputs.import_acro(
             lead, setting["project"], write_folder(tmp_path / "x", broken, FILES_V04)
         )
+
+
+def test_the_client_imports_the_folder_from_a_notebook(
+    api: LiveServer, services: Services, setting: dict[str, Any], tmp_path: Path
+) -> None:
+    """``ws.outputs.import_acro(folder)`` uploads the folder ACRO wrote as a new draft request."""
+    folder = write_folder(tmp_path / "acro_outputs", results_v1(), FILES_V1)
+    token = setting["ws"]["Authorization"].removeprefix("Bearer ")
+    ws = Workspace(api.url, token, setting["project"])
+    status = ws.outputs.import_acro(folder, context=CONTEXT)
+    assert status.state == "draft"
+    assert sorted(f.name for f in status.files) == ["notes.txt", "output_0_0.csv", "output_2_0.csv"]
+    assert ws.outputs.request_id == status.id
+    with pytest.raises(ValueError, match=r"no results\.json"):
+        ws.outputs.import_acro(tmp_path)
+    ws.close()
