@@ -58,7 +58,9 @@ add failures, but it never replaces them (they all run on submit) and never remo
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import io
 import json
 import re
 from collections.abc import Mapping, Sequence
@@ -491,6 +493,7 @@ class ImportedFile:
     rounding: Rounding | None
     results: tuple[CheckResult, ...]
     verdict: Mapping[str, Any]
+    count_columns: tuple[str, ...] | None = None  # a frequency table's cells, all counts
 
     @property
     def status(self) -> str:
@@ -671,6 +674,7 @@ def load_acro(source: Path | Sequence[Upload], *, limits: Limits = DEFAULT_LIMIT
                     rounding=rounding,
                     results=checks,
                     verdict=verdict,
+                    count_columns=_frequency_columns(output, entry.name, content),
                 )
             )
         mitigated = _mitigation(output, output.files[0].sdc)
@@ -717,3 +721,20 @@ def with_imported_checks(record: CheckRecord, spec: Mapping[str, Any]) -> CheckR
     kept = {f.name: getattr(record, f.name) for f in fields(CheckRecord)}
     kept["results"] = (*record.results, *added)
     return ImportedCheckRecord(**kept, imported={k: v for k, v in stored.items() if k != "results"})
+
+
+def _frequency_columns(output: Any, name: str, content: bytes) -> tuple[str, ...] | None:
+    """The count columns of a frequency table ACRO wrote (a ``crosstab`` without ``aggfunc``): every
+    column but the first, which holds the row labels. Declared so that Enclave's small-count rule
+    reads every cell, as ACRO's threshold check does, instead of guessing from column names (a
+    category called "N" is not the count column)."""
+    if output.type != "table" or output.properties.method != "crosstab" or not name.endswith(".csv"):
+        return None
+    if "aggfunc" in (output.command or ""):
+        return None
+    try:
+        header = next(csv.reader(io.StringIO(content.decode("utf-8-sig"))), [])
+    except (UnicodeDecodeError, csv.Error):
+        return None  # intake refuses it with its own sentence
+    columns = tuple(header[1:])
+    return columns if columns and len(set(columns)) == len(columns) else None

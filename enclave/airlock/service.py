@@ -1047,7 +1047,12 @@ class AirlockService:
                 files = []
                 for item, file in accepted:
                     held = self._hold(request.id, file)
-                    spec = {"rounding": (item.rounding or Rounding()).to_dict(), "acro": dict(item.verdict)}
+                    spec: dict[str, Any] = {
+                        "rounding": (item.rounding or Rounding()).to_dict(),
+                        "acro": dict(item.verdict),
+                    }
+                    if item.count_columns is not None:
+                        spec["count_columns"] = list(item.count_columns)
                     files.append(
                         uow.outputs.add_file(
                             OutputFile(

@@ -23,7 +23,7 @@ from enclave.airlock.acro import (
     parse_results,
     with_imported_checks,
 )
-from enclave.airlock.checks import Rounding, Status, run_checks
+from enclave.airlock.checks import Rounding, Status, TableSpec, run_checks
 from enclave.airlock.files import Limits, intake
 from enclave.domain.errors import InternalError, InvalidInput, PayloadTooLarge
 
@@ -394,16 +394,22 @@ def test_uploaded_files_read_like_the_folder_and_nothing_else_is_accepted(tmp_pa
 
 def test_an_imported_file_passes_normal_intake_and_checks(tmp_path: Path) -> None:
     """The content is what ACRO wrote; intake and Enclave's own checks run on it as on any file.
-    Here they see different things, which is why both are shown: Enclave's count-column guess takes
-    the grant-type column named "N" for the counts and misses the small counts of X, which ACRO's
-    threshold check (it knows the table is a frequency table) flags."""
+    A crosstab is a frequency table: every cell but the row labels is declared a count, so Enclave's
+    small-count rule reads X's small counts, as ACRO's threshold check does, rather than guessing
+    from the names (which would take the grant-type column "N" for the counts and miss X)."""
     found = load_acro(write_folder(tmp_path / "acro", results_v1(), FILES_V1))
-    accepted = intake(found.files[0].name, found.files[0].content)
+    table = found.files[0]
+    accepted = intake(table.name, table.content)
     assert accepted.content == CROSSTAB
-    record = run_checks(accepted)
+    assert table.count_columns == ("G", "N", "R", "X")
+    guessed = run_checks(accepted)
+    assert "count columns: N" in guessed.result("small_counts").message
+    record = run_checks(accepted, spec=TableSpec(count_columns=table.count_columns))
     assert record.result("provenance").status is Status.FAIL  # not numbers this project released
-    assert "count columns: N" in record.result("small_counts").message
-    assert by_rule(found.files[0].results)["acro.threshold"] == "fail"
+    assert record.result("small_counts").status is Status.FAIL
+    assert "X" in record.result("small_counts").message
+    assert by_rule(table.results)["acro.threshold"] == "fail"
+    assert [f.count_columns for f in found.files[1:]] == [None, ("G", "N", "R", "X")]
 
 
 # --- at submit ------------------------------------------------------------------------------------
