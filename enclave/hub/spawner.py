@@ -41,6 +41,31 @@ from enclave.hub.sandbox import (
 )
 
 SERVER_NAME = re.compile(r"^p([1-9][0-9]{0,9})$")
+#: The example notebooks of the repository (a source checkout), copied into each new workspace home.
+EXAMPLES = Path(__file__).resolve().parents[2] / "notebooks"
+EXAMPLES_MARKER = ".enclave-examples"
+
+
+def seed_examples(home: Path, owner: tuple[int, int] | None = None, source: Path = EXAMPLES) -> bool:
+    """Copy the example notebooks into ``home/examples`` once per home (a marker remembers it, so
+    notebooks the researcher deleted or edited stay as they left them). Returns whether it copied."""
+    marker = home / EXAMPLES_MARKER
+    if marker.exists() or not source.is_dir():
+        return False
+    target = home / "examples"
+    target.mkdir(exist_ok=True)
+    created = [target]
+    for notebook in sorted(source.glob("*.ipynb")):
+        destination = target / notebook.name
+        if not destination.exists():
+            destination.write_bytes(notebook.read_bytes())
+            created.append(destination)
+    marker.write_text("example notebooks copied; delete this file to copy them again\n")
+    created.append(marker)
+    if owner is not None:
+        for path in created:
+            os.chown(path, *owner)
+    return True
 
 
 def project_of(server_name: str) -> int:
@@ -149,6 +174,7 @@ class EnclaveSpawner(Spawner):  # type: ignore[misc]
         sockets = rt.settings.sockets_dir / "workspaces" / account.name
         prepare_directory(home.parent, runtime.ROOT)  # bound into the sandbox by root: stays 0700
         prepare_directory(home, account)
+        seed_examples(home, (account.uid, account.gid))
         prepare_directory(sockets, account)
         (sockets / SERVER_SOCKET.name).unlink(missing_ok=True)  # left by a killed sandbox
         # the hub's socket has another path inside the sandbox (its API and activity URLs)
@@ -175,6 +201,7 @@ class EnclaveSpawner(Spawner):  # type: ignore[misc]
     ) -> tuple[str, int]:
         home = rt.settings.workspaces_dir / f"p{project_id}" / self.user.name
         home.mkdir(parents=True, exist_ok=True, mode=0o700)
+        seed_examples(home)
         self.port = self.port or random_port()
         env.update(
             {

@@ -318,6 +318,7 @@ def test_a_sandboxed_workspace(enclave: Enclave) -> None:
         f"{str(enclave.settings.workspaces_dir / f'p{first}')!r}))"
     )
     assert "results.csv" not in peek.stdout, peek
+    assert "'examples'" in peek.stdout, peek  # the example notebooks, copied into a new home
     assert peek.stdout.strip().endswith("False"), peek
     kernel.close()
     other_kernel.close()

@@ -13,7 +13,7 @@ from enclave.hub import config as hub_config
 from enclave.hub import sandbox
 from enclave.hub.guard import UnsafeBanner
 from enclave.hub.sandbox import Account, SandboxSpec, account_name
-from enclave.hub.spawner import project_of
+from enclave.hub.spawner import EXAMPLES, project_of, seed_examples
 
 
 def spec(tmp_path: Path) -> SandboxSpec:
@@ -117,3 +117,15 @@ def test_the_jupyter_configuration_hides_exports(tmp_path: Path) -> None:
     page = (written / "labconfig" / "page_config.json").read_text()
     assert "@jupyterlab/docmanager-extension:download" in page
     assert (written / "migrated").exists()
+
+
+def test_example_notebooks_are_copied_into_a_new_home_once(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    assert seed_examples(home)
+    copied = sorted(p.name for p in (home / "examples").iterdir())
+    assert copied == sorted(p.name for p in EXAMPLES.glob("*.ipynb"))
+    assert len(copied) >= 3
+    (home / "examples" / copied[0]).unlink()  # the researcher's choice is kept
+    assert not seed_examples(home)
+    assert not (home / "examples" / copied[0]).exists()
