@@ -1,6 +1,7 @@
 """Cohort definitions through the API and the client, on hand-made linked sources.
 
-Four sources (a person registry, admissions, lab results and deaths) are ingested from small CSVs
+Five sources (a person registry, admissions, lab results, prescriptions and deaths) are ingested from
+small CSVs
 written here, so the right per-person frame is known exactly. The tests show the derived frame is
 that frame (one row per person, keyed by the store's pseudonyms), that DP aggregates over it are
 measured with a sensitivity of one person, that repeated aggregates reuse one cached derivation,
@@ -89,6 +90,7 @@ LABS = [  # person, test, value, date
     (4, "HBA1C", 52.0, "2023-06-06"),
 ]
 DEATHS = [(0, "2023-12-01"), (4, "2023-08-08")]
+PRESCRIPTIONS = [(0, "2023-06-01", "biguanide", "metformin"), (4, "2022-01-01", "sulfonylurea", "gliclazide")]
 
 
 def _write_sources(folder: Path) -> dict[str, Path]:
@@ -126,6 +128,16 @@ def _write_sources(folder: Path) -> dict[str, Path]:
                 "sample_date": [d for _, _, _, d in LABS],
             }
         ),
+        "prescriptions": pl.DataFrame(
+            {
+                "nhs_number": [NHS[p] for p, _, _, _ in PRESCRIPTIONS],
+                "prescription_id": [f"R{i}" for i in range(len(PRESCRIPTIONS))],
+                "prescribed_date": [d for _, d, _, _ in PRESCRIPTIONS],
+                "drug_class": [c for _, _, c, _ in PRESCRIPTIONS],
+                "drug_name": [n for _, _, _, n in PRESCRIPTIONS],
+                "quantity": [56] * len(PRESCRIPTIONS),
+            }
+        ),
         "deaths": pl.DataFrame(
             {
                 "nhs_number": [NHS[p] for p, _ in DEATHS],
@@ -141,8 +153,12 @@ def _write_sources(folder: Path) -> dict[str, Path]:
     return paths
 
 
-def linked_project(services: Services, tmp_path: Path, *, epsilon: str = "10") -> int:
-    """An active project of "lead" over the four hand-made linked sources, every one approved."""
+def linked_project(
+    services: Services, tmp_path: Path, *, epsilon: str = "10", scope: dict[str, list[str]] | None = None
+) -> int:
+    """An active project of "lead" over hand-made linked sources (all five are ingested; the project
+    asks for ``scope``, by default four of them), every part approved."""
+    scope = scope or SCOPE
     custodian = _user(services, "factory-custodian", Role.CUSTODIAN)
     researcher = _user(services, "lead", Role.RESEARCHER)
     today = services.access._today()
@@ -167,7 +183,7 @@ def linked_project(services: Services, tmp_path: Path, *, epsilon: str = "10") -
             "ethics_reference": "TEST-002",
             "datasets": [
                 {"dataset": name, "columns": columns, "justification": "Needed for the cohort."}
-                for name, columns in SCOPE.items()
+                for name, columns in scope.items()
             ],
             "team": [{"username": "lead", "role": "lead"}],
             "start_date": today,
@@ -178,7 +194,7 @@ def linked_project(services: Services, tmp_path: Path, *, epsilon: str = "10") -
         }
     )
     request = services.access.create(researcher, form, submit=True)
-    for name in SCOPE:
+    for name in scope:
         request = services.access.decide(custodian, request.id, name, Decision.APPROVED, "ok for tests")
     assert request.project_id is not None
     return request.project_id

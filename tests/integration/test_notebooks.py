@@ -10,13 +10,16 @@ from pathlib import Path
 
 import nbformat
 import pytest
+import yaml
 
 from enclave.domain.identity import TokenKind
 from enclave.wiring import Services
 from tests.conftest import OPERATOR, LiveServer
 from tests.integration.test_cohorts_api import linked_project
 
-NOTEBOOKS = sorted((Path(__file__).resolve().parents[2] / "notebooks").glob("*.ipynb"))
+ROOT = Path(__file__).resolve().parents[2]
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+DEMO_REQUEST = ROOT / "access_requests" / "examples" / "diabetes-regional-variation.yaml"
 
 
 def test_there_are_example_notebooks() -> None:
@@ -25,7 +28,10 @@ def test_there_are_example_notebooks() -> None:
 
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
 def test_example_notebook_runs_in_a_workspace(services: Services, tmp_path: Path, notebook: Path) -> None:
-    project = linked_project(services, tmp_path)
+    # exactly the scope of the demo's project, whose workspace gets these notebooks
+    request = yaml.safe_load(DEMO_REQUEST.read_text())
+    scope = {part["dataset"]: part["columns"] for part in request["datasets"]}
+    project = linked_project(services, tmp_path, scope=scope)
     token = services.identity.issue_token(
         OPERATOR, "lead", kind=TokenKind.WORKSPACE, project_id=project
     ).secret
