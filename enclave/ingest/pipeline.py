@@ -9,7 +9,9 @@ fails becomes its quarantine reason. Then, in this order:
    and only counted;
 2. rows with a reason go to the custodian-only quarantine file (raw values plus the reason);
 3. the other rows are written to a staging directory with the identifier replaced by its keyed
-   pseudonym, direct identifiers dropped and quasi-identifiers generalised.
+   pseudonym, direct identifiers dropped and quasi-identifiers generalised;
+4. beside them, the version's bounded view: the same rows with each person cut to the dataset's
+   contribution bound, which DP queries run on (see ``enclave/ingest/bounded.py``).
 
 The staging directory becomes a version only by one ``rename``; the catalog points at it only when
 the database transaction that records the version commits. A crash at any point leaves the previous
@@ -32,6 +34,7 @@ from typing import Any, cast
 import polars as pl
 
 from enclave.domain.errors import InvalidInput
+from enclave.ingest.bounded import view_seeds, write_view
 from enclave.ingest.spec import (
     AGE_BAND_EDGES,
     MAX_AGE_BAND_START,
@@ -62,6 +65,10 @@ class IngestReport:
     rows_quarantined: int = 0
     rows_opted_out: int = 0
     persons: int = 0
+    # The bounded view (enclave/ingest/bounded.py): rows beyond their person's contribution bound,
+    # which DP queries do not use, and the persons who have such rows.
+    rows_over_bound: int = 0
+    persons_over_bound: int = 0
     clamped: dict[str, int] = field(default_factory=dict)
     reasons: dict[str, int] = field(default_factory=dict)
     quarantine_file: str | None = None
@@ -79,6 +86,8 @@ class IngestReport:
             "rows_quarantined": self.rows_quarantined,
             "rows_opted_out": self.rows_opted_out,
             "persons": self.persons,
+            "rows_over_bound": self.rows_over_bound,
+            "persons_over_bound": self.persons_over_bound,
             "clamped": self.clamped,
             "reasons": self.reasons,
             "quarantine_file": self.quarantine_file,
@@ -441,7 +450,7 @@ def stage(
             ],
             engine="streaming",
         )
-        stats, reasons_df, persons_df = pl.collect_all(
+        stats, reasons_df = pl.collect_all(
             [
                 work.select(
                     (pl.col(REASON).is_null() & ~pl.col(OPTED_OUT)).sum().alias("written"),
@@ -459,11 +468,13 @@ def stage(
                     ],
                 ),
                 rejected.group_by(REASON).agg(pl.len()),
-                kept.select(pl.col(PERSON_COLUMN).n_unique()),
             ],
             engine="streaming",
         )
         work_file.unlink()
+        view = write_view(
+            staging / DATA_FILE, spec.spec.contribution_bound, view_seeds(linkage_key, spec.dataset)
+        )
         if fault:
             fault("written")
         row = stats.row(0, named=True)
@@ -474,7 +485,9 @@ def stage(
             k.removeprefix("clamp:"): int(v or 0) for k, v in row.items() if k.startswith("clamp:")
         }
         report.reasons = dict(sorted((r, int(n)) for r, n in reasons_df.iter_rows()))
-        report.persons = int(persons_df.item())
+        report.persons = view.persons
+        report.rows_over_bound = view.rows_dropped
+        report.persons_over_bound = view.persons_over_bound
         if report.rows_quarantined:
             quarantine_file.chmod(0o600)
             report.quarantine_file = quarantine_file.name

@@ -13,6 +13,7 @@ import pytest
 
 from enclave.domain.errors import InvalidInput, PermissionDenied
 from enclave.domain.identity import Actor, Role
+from enclave.ingest.bounded import declared_bound, view_path
 from enclave.ingest.spec import load_spec
 from enclave.keys import project_pseudonym, reference_hmac
 from enclave.wiring import Services
@@ -400,3 +401,24 @@ def test_dcat_export_lists_datasets_without_counts(
     assert dataset["dct:publisher"]["foaf:name"] == "custodian"
     assert str(len(ROWS_OK)) not in json.dumps(dataset["dct:conformsTo"])
     assert "rows" not in json.dumps(doc)
+
+
+def test_a_version_holds_its_bounded_view(services: Services, custodian: Actor, tmp_path: Path) -> None:
+    """Beside the full data, a version holds its bounded view: each person cut to the spec's
+    contribution bound (10 admissions), declared in its footer; the report counts what was cut."""
+    heavy = [f"{P2},B{i},2020-02-{i + 1:02d},E11.9,IV,{i},{100 * i}" for i in range(13)]
+    report = services.catalog.ingest(
+        custodian, load_spec(SPECS / "admissions.yaml"), write_csv(tmp_path / "a.csv", ROWS_OK[:2] + heavy)
+    )
+    assert (report.rows_written, report.persons) == (15, 2)
+    assert (report.rows_over_bound, report.persons_over_bound) == (3, 1)
+    data = services.catalog.current_parquet("admissions")
+    view = view_path(data)
+    assert view.parent == data.parent
+    assert declared_bound(view) == (10, data.name)
+    full, bounded = pl.read_parquet(data), pl.read_parquet(view)
+    assert full.group_by("person_id").len()["len"].sort().to_list() == [2, 13]
+    assert bounded.group_by("person_id").len()["len"].sort().to_list() == [2, 10]
+    assert bounded.join(full, on=bounded.columns, how="anti").is_empty()  # rows of the data only
+    versions = services.catalog.versions(custodian, "admissions")
+    assert versions[0]["report"]["rows_over_bound"] == 3
