@@ -6,14 +6,26 @@ OpenDP's compositor run it. Nothing here samples noise.
 
 Privacy model
 -------------
-* **Privacy unit: the person.** The context is built with
-  ``dp.unit_of(contributions=1, identifier=pl.col("person_id"))`` (``opendp/context.py: unit_of`` ->
-  ``SymmetricIdDistance``): neighbouring tables differ in *all* rows of one person. The query then
-  calls ``LazyFrameQuery.truncate_per_group(contribution_bound)`` (``opendp/extras/polars/__init__.py``),
-  which keeps at most ``contribution_bound`` rows per ``person_id`` (a random sample of them); OpenDP's
-  ``make_stable_truncate`` turns the identifier distance into a row distance of ``contribution_bound``.
-  Filters are applied *before* the truncation, so the rows a person may contribute are chosen among
-  the rows the query actually uses.
+* **Privacy unit: the person**, each contributing at most the catalog's ``contribution_bound`` k
+  rows. Two routes give that unit the same privacy map and the same noise:
+
+  - *the bounded view* (the route for every version ingested with one): ingest writes beside the
+    table a file in which every person keeps at most k of their rows, chosen by a keyed hash of
+    the row, a function of that person's rows only (``enclave/ingest/bounded.py``, which proves the
+    point). Neighbouring tables (one person's rows in or out) then have views at symmetric distance
+    at most k, so the engine queries the view with a *row-level* unit of k rows,
+    ``dp.unit_of(contributions=k)`` (``opendp/context.py: unit_of`` -> ``SymmetricDistance``,
+    ``d_in = k``), and no per-query truncation. ``person_id`` is not even read. The view's Parquet
+    footer declares its bound; the engine uses it only if that equals the table's bound. A table file
+    whose own footer declares at most k rows per person is queried the same way.
+  - *per-query truncation* (files without a view): ``dp.unit_of(contributions=1,
+    identifier=pl.col("person_id"))`` (-> ``SymmetricIdDistance``): neighbouring tables differ in
+    *all* rows of one person. The query calls ``LazyFrameQuery.truncate_per_group(k)``
+    (``opendp/extras/polars/__init__.py``), which keeps at most k rows per ``person_id`` (a random
+    sample of them); OpenDP's ``make_stable_truncate`` turns the identifier distance into a row
+    distance of k. Filters are applied before the truncation, so the rows a person may contribute
+    are chosen among the rows the query actually uses. This costs a window over every person in
+    every query (15-30 times the exact query).
 * **Pure DP (ε, Laplace), not zCDP.** Budgets in the enclave are denominated in ε and debited by
   addition; pure DP composes by addition with δ = 0, so the ε accounted here is exactly what a ledger
   adds up, with no δ to carry or conversion to explain. (zCDP/Gaussian would pay off for queries with
@@ -46,16 +58,22 @@ Privacy model
 Budget split and calibration
 ----------------------------
 All statistics of a query share OpenDP's ``global_scale`` (``make_private_lazyframe``): each gets
-noise ``global_scale x its sensitivity``, so ε is split evenly across statistics. The scale is found
-once per query shape and cached (key: filters, truncation, statistics with their bounds and the key
-set as serialized Polars expressions; the input domain; and ε), because the binary search of
-``LazyFrameQuery.resolve()`` costs about a second. On a cache miss the engine probes OpenDP's privacy
-map at scale 1 and rescales (the map of a Laplace plan is inversely proportional to the scale), and
-falls back to OpenDP's own ``binary_search_param`` if that does not land. Whatever the route, the
-measurement is only ever used if OpenDP's ``Measurement.check(d_in, ε)`` accepts it, and the
-compositor (``make_adaptive_composition``, as ``Context.compositor`` builds it) refuses any
-measurement whose privacy loss exceeds the plan's ε. The plan's ε is read back from the measurement's
-privacy map, ``measurement.map(d_in)``.
+noise ``global_scale x its sensitivity``, so ε is split evenly across statistics. OpenDP builds a
+query over an empty frame of the input domain (``Context.query``), so a measurement depends on the
+query's shape, never on the data: the calibrated measurement and its ``summarize`` are cached per
+shape (key: input domain, privacy unit, filters, truncation, statistics with their bounds and the key
+set as serialized Polars expressions, and ε), because the binary search of
+``LazyFrameQuery.resolve()`` costs about a second. Noise is drawn when a measurement runs, so every
+release of a cached measurement has fresh noise, and each plan gets its own compositor
+(``make_adaptive_composition``, as ``Context.compositor`` builds it; itself cached per domain, unit
+and ε, its queryable made per plan) that admits one release of at most the plan's ε. On a cache miss
+the engine probes OpenDP's privacy map at scale 1 and rescales (the map of a Laplace plan is
+inversely proportional to the scale), and falls back to OpenDP's own ``binary_search_param`` if that
+does not land. Whatever the route, the measurement is only ever used if OpenDP's
+``Measurement.check(d_in, ε)`` accepts it (re-checked on every plan), and the compositor refuses any
+measurement whose privacy loss exceeds the plan's ε. The plan's ε is read back from the
+measurement's privacy map, ``measurement.map(d_in)``. The file a table resolves to (view or not) and
+its schema are cached on the files' size, mtime and inode.
 """
 
 from __future__ import annotations
@@ -69,13 +87,15 @@ from datetime import date
 from decimal import Decimal
 from itertools import product
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import Any, Generic, Literal, TypeVar, cast
 
 import opendp.prelude as dp
 import polars as pl
 from opendp.accuracy import summarize_polars_measurement
 from opendp.extras.polars import Margin, dp_len
 from opendp.mod import GLOBAL_FEATURES, OpenDPException, binary_search_param
+
+from enclave.ingest.bounded import declared_bound, view_path
 
 PERSON_COLUMN = "person_id"
 CONFIDENCE_ALPHA = 0.05
@@ -171,6 +191,9 @@ class Plan:
     _context: Any = field(repr=False, compare=False)
     _keys: pl.DataFrame | None = field(repr=False, compare=False)
     _stats: tuple[_Stat, ...] = field(repr=False, compare=False)
+    source: Path | None = None  # the file scanned: the table's file or its bounded view
+    row_bound: int | None = None  # k if the source holds at most k rows per person (row-level unit of
+    # k rows); None if persons are truncated to k rows in the query (identifier unit of 1 person)
 
     @property
     def noise_scales(self) -> dict[str, float]:
@@ -202,98 +225,180 @@ class DPEngine:
         if max_rows < 1:
             raise ValueError("max_rows must be a positive public bound on the rows of a table.")
         self._max_rows = max_rows
-        self._scales: OrderedDict[tuple[str, float], float] = OrderedDict()
-        self._lock = threading.Lock()
+        self._sources: _Lru[tuple[object, ...], _Source] = _Lru(_CACHE_SIZE)
+        self._accountants: _Lru[tuple[object, ...], Any] = _Lru(_CACHE_SIZE)
+        self._calibrated: _Lru[tuple[object, ...], _Calibrated] = _Lru(_CACHE_SIZE)
 
     # ------------------------------------------------------------------ plan
     def plan(self, query: Query) -> Plan:
         """Validate the query, build it in OpenDP over ``pl.scan_parquet`` and calibrate its noise.
 
-        Reads only the Parquet schema, never rows."""
+        Reads only Parquet footers (schema and key-value metadata), never rows."""
         _refuse_unsafe_features()
         _validate(query)
         table = query.table
         used = _used_columns(query)
-        schema = pl.scan_parquet(table.path).collect_schema()
-        _check_schema(schema, table, used)
-        data = pl.scan_parquet(table.path).select(PERSON_COLUMN, *used)
-
+        source = self._source(table)
+        _check_schema(source.schema, table, used)
+        k = table.contribution_bound
+        if source.row_bound:
+            # The bounded view (enclave/ingest/bounded.py): at most k rows per person, so a row-level
+            # unit of k rows is the person-level unit. context.py: unit_of(contributions=k) ->
+            # (SymmetricDistance, k). person_id is not read (unless nothing else is: a row count).
+            unit = dp.unit_of(contributions=k)
+            columns = used or [PERSON_COLUMN]
+        else:
+            # context.py: unit_of(identifier=...) -> SymmetricIdDistance: a person is the unit.
+            unit = dp.unit_of(contributions=1, identifier=PERSON_COLUMN)
+            columns = [PERSON_COLUMN, *used]
+        data = pl.scan_parquet(source.path).select(*columns)
         d_out = _epsilon_float(query.epsilon)
-        context = _single_query_context(data, d_out, self._max_rows)
-        lf_query: Any = context.query()
+        accountant = self._accountant(source, columns, unit, d_out, data)
+        metric, d_in = unit
+
         filters = [_filter_expr(flt, table.columns[flt.column]) for flt in query.filters]
-        for expr in filters:
-            lf_query = lf_query.filter(expr)
-        # extras/polars: LazyFrameQuery.truncate_per_group -> SymmetricIdDistance to row contributions.
-        lf_query = lf_query.truncate_per_group(table.contribution_bound)
         stats, exprs = _statistics(query, self._max_rows)
         keys = _key_frame(query) if query.group_by else None
-        if keys is not None:
-            # extras/polars: LazyFrameQuery.with_keys: left join from the public key set.
-            lf_query = lf_query.group_by(*query.group_by).agg(*exprs).with_keys(keys)
-        else:
-            lf_query = lf_query.select(*exprs)
-
-        # The cache key holds everything the privacy map depends on. (The serialized plan itself is no
-        # good: the shuffle in truncate_per_group's keep="sample" draws a fresh seed each time.)
+        # The cache key holds everything the measurement depends on: the input domain (schema and
+        # margins), the privacy unit, the filters, truncation, statistics with their bounds, the key
+        # set as serialized Polars expressions, and ε. Not the data: OpenDP builds the query plan over
+        # an empty frame of the domain (context.py: Context.query, _lazyframe_from_domain) and the
+        # measurement is applied to the data only when the context's queryable runs it.
         shape = (
-            str(context.accountant.input_domain),
-            table.contribution_bound,
+            str(accountant.input_domain),
+            str(metric),
+            d_in,
+            k,
             tuple(e.meta.serialize() for e in (*filters, *exprs)),
             query.group_by,
             keys.serialize() if keys is not None else b"",
+            d_out,
         )
-        measurement, from_cache = self._calibrate(lf_query, d_out, repr(shape))
-        # accuracy.py: summarize_polars_measurement reads each statistic's distribution and scale.
-        summary = summarize_polars_measurement(measurement, CONFIDENCE_ALPHA)
-        half = summarize_polars_measurement(measurement, CONFIDENCE_ALPHA / 2)
-        statistics = _read_summary(stats, summary, half)
-        loss = float(measurement.map(context.d_in))
+
+        # context.py: a Context over the accountant's queryable on this data; Context.__call__ submits
+        # the measurement to it at release. Context.query() spends nothing.
+        context = dp.Context(accountant=accountant, queryable=accountant(data), d_in=d_in, d_mids=[d_out])
+
+        def build() -> Any:
+            lf_query: Any = context.query()
+            for expr in filters:
+                lf_query = lf_query.filter(expr)
+            if not source.row_bound:
+                # extras/polars: LazyFrameQuery.truncate_per_group: SymmetricIdDistance to k rows per person.
+                lf_query = lf_query.truncate_per_group(k)
+            if keys is not None:
+                # extras/polars: LazyFrameQuery.with_keys: left join from the public key set.
+                return lf_query.group_by(*query.group_by).agg(*exprs).with_keys(keys)
+            return lf_query.select(*exprs)
+
+        calibrated, from_cache = self._calibrate(shape, build, d_in, d_out, stats)
         return Plan(
             query=query,
-            epsilon=_epsilon_decimal(loss, query.epsilon),
-            aggregates=_aggregate_plans(query, statistics),
-            statistics=statistics,
+            epsilon=_epsilon_decimal(calibrated.loss, query.epsilon),
+            aggregates=_aggregate_plans(query, calibrated.statistics),
+            statistics=calibrated.statistics,
             scale_from_cache=from_cache,
-            _measurement=measurement,
+            _measurement=calibrated.measurement,
             _context=context,
             _keys=keys,
             _stats=stats,
+            source=source.path,
+            row_bound=k if source.row_bound else None,
         )
 
-    def _calibrate(self, lf_query: Any, d_out: float, shape: str) -> tuple[Any, bool]:
-        """The OpenDP measurement for this query with the smallest scale OpenDP accepts for ``d_out``."""
+    def _source(self, table: TableMeta) -> _Source:
+        """The file a query on ``table`` scans, and whether it holds at most k rows per person.
+
+        Cached on the files' identity (size, mtime, inode): versions are immutable once published."""
+        view = view_path(table.path)
+        view_id = _identity(view)
+        key = (str(table.path), table.contribution_bound, _identity(table.path), view_id)
+        cached = self._sources.get(key)
+        if cached is not None:
+            return cached
+        source = _Source(table.path, pl.scan_parquet(table.path).collect_schema(), row_bound=False)
+        declared = declared_bound(table.path)
+        if declared is not None and declared[0] <= table.contribution_bound:
+            # The file itself declares at most k rows per person: truncation would be a no-op.
+            source = _Source(table.path, source.schema, row_bound=True)
+        elif view_id is not None and declared_bound(view) == (table.contribution_bound, table.path.name):
+            # Its bounded view, built at ingest for exactly this bound.
+            source = _Source(view, pl.scan_parquet(view).collect_schema(), row_bound=True)
+        self._sources.put(key, source)
+        return source
+
+    def _accountant(
+        self, source: _Source, columns: list[str], unit: tuple[Any, Any], d_out: float, data: pl.LazyFrame
+    ) -> Any:
+        """OpenDP's compositor measurement for one query of ``d_out`` on these columns (cached).
+
+        What ``Context.compositor(data, privacy_unit=unit, privacy_loss=dp.loss_of(epsilon=d_out),
+        split_evenly_over=1, margins=[Margin(by=(), max_length=max_rows)])`` builds (context.py),
+        minus its binary search for the weight scale, which is 1 for a single query."""
+        metric, d_in = unit
+        # The domain OpenDP infers is a function of the selected columns' names and types only.
+        key = (tuple((c, repr(source.schema[c])) for c in columns), str(metric), d_in, d_out)
+        cached = self._accountants.get(key)
+        if cached is not None:
+            return cached
+        measure, _ = dp.loss_of(epsilon=d_out)
+        # context.py: domain_of(LazyFrame, infer=True) reads the schema only; with_margin adds the public
+        # row bound OpenDP needs to rule out overflow in sums.
+        domain = dp.with_margin(dp.domain_of(data, infer=True), Margin(by=(), max_length=self._max_rows))
+        # combinators.py: make_adaptive_composition, the accountant Context.compositor uses; its queryable
+        # refuses a query whose privacy loss exceeds d_mids[0]. It holds no data: each plan makes its own
+        # queryable over the data, with its own budget of d_out.
+        accountant = dp.c.make_adaptive_composition(
+            input_domain=domain, input_metric=metric, output_measure=measure, d_in=d_in, d_mids=[d_out]
+        )
+        self._accountants.put(key, accountant)
+        return accountant
+
+    def _calibrate(
+        self, shape: tuple[object, ...], build: Any, d_in: Any, d_out: float, stats: tuple[_Stat, ...]
+    ) -> tuple[_Calibrated, bool]:
+        """The OpenDP measurement for this query shape with the smallest scale OpenDP accepts for ``d_out``.
+
+        A measurement is a function of the query shape only, and each release draws fresh noise when
+        OpenDP's compositor runs it, so the calibrated measurement and its summary are cached per shape
+        (this is what makes a repeated query cheap). Every plan re-checks it with OpenDP's
+        ``Measurement.check(d_in, d_out)``."""
+        cached = self._calibrated.get(shape)
+        if cached is not None and cached.measurement.check(d_in, d_out):
+            return cached, True
+        lf_query = build()
         # The same pieces LazyFrameQuery.resolve() hands to make_private_lazyframe.
         inner = object.__getattribute__(lf_query, "_query")
-        plan = object.__getattribute__(lf_query, "polars_plan")
+        polars_plan = object.__getattribute__(lf_query, "polars_plan")
         input_domain, input_metric = inner._chain
-        d_in = inner._d_in
         measure = inner._output_measure
 
-        def make(scale: float) -> Any:
-            return dp.m.make_private_lazyframe(
-                input_domain=input_domain,
-                input_metric=input_metric,
-                output_measure=measure,
-                lazyframe=plan,
-                global_scale=scale,
-            )
+        made: dict[float, Any] = {}
 
-        key = (shape, d_out)
-        with self._lock:
-            cached = self._scales.get(key)
-            if cached is not None:
-                self._scales.move_to_end(key)
-        if cached is not None:
-            m = make(cached)
-            if m.check(d_in, d_out):
-                return m, True
-        scale = _solve_scale(make, d_in, d_out)
-        with self._lock:
-            self._scales[key] = scale
-            while len(self._scales) > _CACHE_SIZE:
-                self._scales.popitem(last=False)
-        return make(scale), False
+        def make(scale: float) -> Any:
+            if scale not in made:  # the last probe of the search is the measurement used
+                made[scale] = dp.m.make_private_lazyframe(
+                    input_domain=input_domain,
+                    input_metric=input_metric,
+                    output_measure=measure,
+                    lazyframe=polars_plan,
+                    global_scale=scale,
+                )
+            return made[scale]
+
+        measurement = make(_solve_scale(make, d_in, d_out))
+        if not measurement.check(d_in, d_out):
+            raise RuntimeError("OpenDP refused the calibrated measurement: this is a bug in the engine.")
+        # accuracy.py: summarize_polars_measurement reads each statistic's distribution and scale.
+        summary = summarize_polars_measurement(measurement, CONFIDENCE_ALPHA)
+        half = summarize_polars_measurement(measurement, CONFIDENCE_ALPHA / 2)
+        calibrated = _Calibrated(
+            measurement=measurement,
+            statistics=_read_summary(stats, summary, half),
+            loss=float(measurement.map(d_in)),
+        )
+        self._calibrated.put(shape, calibrated)
+        return calibrated, False
 
     # --------------------------------------------------------------- release
     def release(self, plan: Plan) -> Release:
@@ -319,25 +424,56 @@ class DPEngine:
         )
 
 
-def _single_query_context(data: pl.LazyFrame, d_out: float, max_rows: int) -> Any:
-    """An OpenDP context over the lazy scan whose one query may spend ``d_out`` (pure DP).
+@dataclass(frozen=True)
+class _Source:
+    """The Parquet file a query scans."""
 
-    This is what ``Context.compositor(data, privacy_unit=dp.unit_of(contributions=1,
-    identifier=pl.col("person_id")), privacy_loss=dp.loss_of(epsilon=d_out), split_evenly_over=1,
-    margins=[Margin(by=(), max_length=max_rows)])`` builds (context.py), minus its binary search for
-    the weight scale, which is 1 for a single query and cost 28 of the 35 ms of a cached plan."""
-    # context.py: unit_of(identifier=...) -> SymmetricIdDistance on the column: a person is the unit.
-    metric, d_in = dp.unit_of(contributions=1, identifier=PERSON_COLUMN)
-    measure, _ = dp.loss_of(epsilon=d_out)
-    # context.py: domain_of(LazyFrame, infer=True) reads the schema only; with_margin adds the public
-    # row bound.
-    domain = dp.with_margin(dp.domain_of(data, infer=True), Margin(by=(), max_length=max_rows))
-    # combinators.py: make_adaptive_composition, the accountant Context.compositor uses; its queryable
-    # refuses a query whose privacy loss exceeds d_mids[0].
-    accountant = dp.c.make_adaptive_composition(
-        input_domain=domain, input_metric=metric, output_measure=measure, d_in=d_in, d_mids=[d_out]
-    )
-    return dp.Context(accountant=accountant, queryable=accountant(data), d_in=d_in, d_mids=[d_out])
+    path: Path
+    schema: pl.Schema
+    row_bound: bool  # every person has at most the table's contribution bound of rows in it
+
+
+@dataclass(frozen=True)
+class _Calibrated:
+    measurement: Any  # OpenDP Measurement (make_private_lazyframe), data-independent
+    statistics: tuple[Statistic, ...]
+    loss: float  # measurement.map(d_in)
+
+
+def _identity(path: Path) -> tuple[int, int, int] | None:
+    """What tells a file from its replacement: size, modification time and inode (None: absent)."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return None
+    return st.st_size, st.st_mtime_ns, st.st_ino
+
+
+_K = TypeVar("_K")
+_V = TypeVar("_V")
+
+
+class _Lru(Generic[_K, _V]):
+    """A small thread-safe least-recently-used map."""
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._items: OrderedDict[_K, _V] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: _K) -> _V | None:
+        with self._lock:
+            value = self._items.get(key)
+            if value is not None:
+                self._items.move_to_end(key)
+            return value
+
+    def put(self, key: _K, value: _V) -> None:
+        with self._lock:
+            self._items[key] = value
+            self._items.move_to_end(key)
+            while len(self._items) > self._size:
+                self._items.popitem(last=False)
 
 
 # ---------------------------------------------------------------- validation

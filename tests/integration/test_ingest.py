@@ -13,6 +13,7 @@ import pytest
 
 from enclave.domain.errors import InvalidInput, PermissionDenied
 from enclave.domain.identity import Actor, Role
+from enclave.dp.engine import Aggregate, ColumnMeta, DPEngine, Query, TableMeta
 from enclave.ingest.bounded import declared_bound, view_path
 from enclave.ingest.spec import load_spec
 from enclave.keys import project_pseudonym, reference_hmac
@@ -422,3 +423,8 @@ def test_a_version_holds_its_bounded_view(services: Services, custodian: Actor, 
     assert bounded.join(full, on=bounded.columns, how="anti").is_empty()  # rows of the data only
     versions = services.catalog.versions(custodian, "admissions")
     assert versions[0]["report"]["rows_over_bound"] == 3
+    # The DP engine, given the table as the query service describes it (the version's data file and
+    # the dataset's bound), scans the view with a row-level bound of 10.
+    table = TableMeta(data, 10, {"cost_gbp": ColumnMeta("cost_gbp", "integer", lower=0, upper=100_000)})
+    plan = DPEngine().plan(Query(table, (Aggregate("sum", "cost_gbp"),)))
+    assert (plan.source, plan.row_bound) == (view, 10)
