@@ -167,6 +167,7 @@ class Statistic:
     accuracy: float | None  # half-width of the 95% interval (OpenDP summarize(alpha=0.05)); None if
     # OpenDP gives none (a median)
     accuracy_half_alpha: float | None  # the same at alpha=0.025, for the union bound of a mean's interval
+    # (computed for queries with a mean only)
 
 
 @dataclass(frozen=True)
@@ -228,6 +229,7 @@ class DPEngine:
         self._sources: _Lru[tuple[object, ...], _Source] = _Lru(_CACHE_SIZE)
         self._accountants: _Lru[tuple[object, ...], Any] = _Lru(_CACHE_SIZE)
         self._calibrated: _Lru[tuple[object, ...], _Calibrated] = _Lru(_CACHE_SIZE)
+        self._hints: _Lru[tuple[object, ...], tuple[float, float]] = _Lru(_CACHE_SIZE)  # (scale, ε)
 
     # ------------------------------------------------------------------ plan
     def plan(self, query: Query) -> Plan:
@@ -256,9 +258,9 @@ class DPEngine:
         accountant = self._accountant(source, columns, unit, d_out, data)
         metric, d_in = unit
 
-        filters = [_filter_expr(flt, table.columns[flt.column]) for flt in query.filters]
+        filters = [_filter_expr(flt, table.columns[flt.column], source.schema) for flt in query.filters]
         stats, exprs = _statistics(query, self._max_rows)
-        keys = _key_frame(query) if query.group_by else None
+        keys = _key_frame(query, source.schema) if query.group_by else None
         # The cache key holds everything the measurement depends on: the input domain (schema and
         # margins), the privacy unit, the filters, truncation, statistics with their bounds, the key
         # set as serialized Polars expressions, and ε. Not the data: OpenDP builds the query plan over
@@ -272,7 +274,7 @@ class DPEngine:
             tuple(e.meta.serialize() for e in (*filters, *exprs)),
             query.group_by,
             keys.serialize() if keys is not None else b"",
-            d_out,
+            d_out,  # last: shape[:-1] is the shape at any ε
         )
 
         # context.py: a Context over the accountant's queryable on this data; Context.__call__ submits
@@ -386,12 +388,18 @@ class DPEngine:
                 )
             return made[scale]
 
-        measurement = make(_solve_scale(make, d_in, d_out))
+        # The same query shape at another ε: its scale, rescaled, is the first probe.
+        hint = self._hints.get(shape[:-1])
+        start = hint[0] * hint[1] / d_out if hint is not None else 1.0
+        scale = _solve_scale(make, d_in, d_out, start=start)
+        self._hints.put(shape[:-1], (scale, d_out))
+        measurement = make(scale)
         if not measurement.check(d_in, d_out):
             raise RuntimeError("OpenDP refused the calibrated measurement: this is a bug in the engine.")
         # accuracy.py: summarize_polars_measurement reads each statistic's distribution and scale.
         summary = summarize_polars_measurement(measurement, CONFIDENCE_ALPHA)
-        half = summarize_polars_measurement(measurement, CONFIDENCE_ALPHA / 2)
+        means = any(s.name.startswith("count(") for s in stats)  # a count of values is only for a mean
+        half = summarize_polars_measurement(measurement, CONFIDENCE_ALPHA / 2) if means else None
         calibrated = _Calibrated(
             measurement=measurement,
             statistics=_read_summary(stats, summary, half),
@@ -414,7 +422,10 @@ class DPEngine:
         if plan._keys is not None:
             # Public key order, and a guarantee that every key combination is present.
             names = list(plan._keys.columns)
-            raw = plan._keys.join(raw, on=names, how="left", nulls_equal=True, maintain_order="left")
+            # Enum keys (the bounded view) come back from OpenDP as Categorical: both sides are
+            # joined, and released, as the strings they stand for.
+            keys, raw = _text_keys(plan._keys, names), _text_keys(raw, names)
+            raw = keys.join(raw, on=names, how="left", nulls_equal=True, maintain_order="left")
         else:
             names = []
         return Release(
@@ -581,7 +592,7 @@ def _used_columns(query: Query) -> list[str]:
 
 
 _EXPECTED_DTYPES: dict[str, tuple[type[pl.DataType], ...]] = {
-    "string": (pl.String,),
+    "string": (pl.String, pl.Enum),  # Enum: a category of the bounded view (enclave/ingest/bounded.py)
     "integer": (pl.Int64, pl.Int32, pl.Int16, pl.Int8, pl.UInt32, pl.UInt16, pl.UInt8),
     "decimal": (pl.Float64, pl.Float32),
     "date": (pl.Date,),
@@ -623,8 +634,13 @@ def _literal(col: ColumnMeta, value: object) -> pl.Expr:
     raise ValueError(f"The filter value {value!r} does not match the {col.type} column {col.name}.")
 
 
-def _filter_expr(flt: Filter, col: ColumnMeta) -> pl.Expr:
-    column = pl.col(col.name).to_physical() if col.type == "date" else pl.col(col.name)
+def _filter_expr(flt: Filter, col: ColumnMeta, schema: pl.Schema) -> pl.Expr:
+    column = pl.col(col.name)
+    if col.type == "date":
+        column = column.to_physical()
+    elif isinstance(schema.get(col.name), pl.Enum):
+        # Compared as strings, as in the full file (an Enum orders by category, not by text).
+        column = column.cast(pl.String)
     if flt.op == "in":
         # OpenDP 0.16 does not support is_in ("IsIn ... is not currently supported"): a disjunction.
         terms = [column == _literal(col, v) for v in cast("list[object]", list(cast(Any, flt.value)))]
@@ -724,11 +740,11 @@ def _statistics(query: Query, max_rows: int) -> tuple[tuple[_Stat, ...], list[pl
     return tuple(stats), exprs
 
 
-def _key_frame(query: Query) -> pl.DataFrame:
-    """Every combination of the public domains of the group-by columns."""
+def _key_frame(query: Query, stored: pl.Schema) -> pl.DataFrame:
+    """Every combination of the public domains of the group-by columns, typed as the file stores them."""
     cols = query.table.columns
     domains: list[list[object]] = []
-    schema: dict[str, type[pl.DataType]] = {}
+    schema: dict[str, pl.DataType | type[pl.DataType]] = {}
     for name in query.group_by:
         col = cols[name]
         assert col.domain is not None
@@ -736,8 +752,19 @@ def _key_frame(query: Query) -> pl.DataFrame:
             domains.append([int(v) for v in dict.fromkeys(col.domain)])
             schema[name] = pl.Int64
         else:
-            domains.append(list(dict.fromkeys(col.domain)))
-            schema[name] = pl.String
+            values: list[object] = list(dict.fromkeys(col.domain))
+            dtype = stored.get(name)
+            if isinstance(dtype, pl.Enum):
+                missing = set(values) - set(dtype.categories.to_list())
+                if missing:
+                    raise ValueError(
+                        f"The column {name} is stored with categories that miss {len(missing)} value(s) of"
+                        " its catalog domain."
+                    )
+                schema[name] = dtype
+            else:
+                schema[name] = pl.String
+            domains.append(values)
     rows = list(product(*domains))
     return pl.DataFrame(rows, schema=schema, orient="row")
 
@@ -755,13 +782,14 @@ def _epsilon_decimal(loss: float, requested: Decimal) -> Decimal:
     return short if short <= requested else Decimal(loss)
 
 
-def _solve_scale(make: Any, d_in: Any, d_out: float) -> float:
+def _solve_scale(make: Any, d_in: Any, d_out: float, *, start: float = 1.0) -> float:
     """The smallest global scale OpenDP's privacy map accepts for ``d_out``.
 
-    OpenDP's Laplace map is sensitivity / scale, so probing the map at scale 1 and rescaling lands in
-    one or two steps; each candidate is verified with ``Measurement.check``. If that does not settle,
-    OpenDP's ``binary_search_param`` (what ``LazyFrameQuery.resolve`` uses) decides."""
-    scale = 1.0
+    OpenDP's Laplace map is sensitivity / scale, so probing the map at ``start`` and rescaling lands in
+    one or two steps (one, from the scale of the same query at another ε); each candidate is verified
+    with ``Measurement.check``. If that does not settle, OpenDP's ``binary_search_param`` (what
+    ``LazyFrameQuery.resolve`` uses) decides."""
+    scale = start
     for _ in range(6):
         loss = float(make(scale).map(d_in))
         if not math.isfinite(loss) or loss <= 0:
@@ -776,7 +804,11 @@ def _solve_scale(make: Any, d_in: Any, d_out: float) -> float:
 
 def _read_summary(stats: tuple[_Stat, ...], summary: Any, half: Any) -> tuple[Statistic, ...]:
     by_alias = {row["column"]: row for row in cast(pl.DataFrame, summary).iter_rows(named=True)}
-    half_by_alias = {row["column"]: row for row in cast(pl.DataFrame, half).iter_rows(named=True)}
+    half_by_alias = (
+        {row["column"]: row for row in cast(pl.DataFrame, half).iter_rows(named=True)}
+        if half is not None
+        else {}
+    )
 
     def accuracy(row: dict[str, Any], divisor: int) -> float | None:
         # OpenDP's summarize gives no accuracy for a quantile: a null, or no column if all are.
@@ -792,7 +824,7 @@ def _read_summary(stats: tuple[_Stat, ...], summary: Any, half: Any) -> tuple[St
                 distribution=str(row["distribution"]),
                 scale=float(row["scale"]) / s.divisor,
                 accuracy=accuracy(row, s.divisor),
-                accuracy_half_alpha=accuracy(half_by_alias[s.alias], s.divisor),
+                accuracy_half_alpha=accuracy(half_by_alias[s.alias], s.divisor) if half_by_alias else None,
             )
         )
     return tuple(out)
@@ -818,6 +850,13 @@ def _aggregate_plans(query: Query, statistics: tuple[Statistic, ...]) -> tuple[A
 
 
 # ----------------------------------------------------------- post-processing
+def _text_keys(frame: pl.DataFrame, names: list[str]) -> pl.DataFrame:
+    """``frame`` with its Enum and Categorical key columns cast to strings."""
+    return frame.with_columns(
+        pl.col(n).cast(pl.String) for n in names if isinstance(frame.schema[n], pl.Enum | pl.Categorical)
+    )
+
+
 def _post_process(plan: Plan, raw: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
     """Aggregates and their 95% half-widths from the noisy statistics (post-processing only)."""
     stat_alias = {s.name: s for s in plan._stats}

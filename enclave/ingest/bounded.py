@@ -36,6 +36,9 @@ chose ``k`` among the rows passing the filter. Both are valid; the view is simpl
 
 The contract with the engine
 ----------------------------
+Category columns with a public domain are stored in the view as ``pl.Enum`` of that domain (public,
+from the catalog): grouping on them is two to three times faster than on strings, in Polars and in
+OpenDP. The engine casts them back to strings wherever their values are compared.
 A view declares its bound in its Parquet footer (key-value metadata ``enclave.max_rows_per_person``)
 and names the file it bounds (``enclave.view_of``). The engine uses the view only if the declared
 bound equals the table's contribution bound; otherwise it falls back to per-query truncation of the
@@ -46,6 +49,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -120,8 +124,17 @@ def bounded(
     return pl.concat([light, cut], how="vertical")
 
 
-def write_view(data: Path, bound: int, seeds: tuple[int, int, int, int]) -> BoundedView:
-    """Write the bounded view of the Parquet file ``data`` next to it (see the module docstring)."""
+def write_view(
+    data: Path,
+    bound: int,
+    seeds: tuple[int, int, int, int],
+    categories: Mapping[str, Sequence[str]] | None = None,
+) -> BoundedView:
+    """Write the bounded view of the Parquet file ``data`` next to it (see the module docstring).
+
+    ``categories`` maps columns to their public domain (from the catalog, never from the data): in the
+    view they are stored as ``pl.Enum`` of that domain, which Polars and OpenDP group several times
+    faster than strings. Every value must be in its domain (ingest quarantines the others)."""
     if bound < 1:
         raise ValueError("a contribution bound is at least 1 row per person")
     scan = pl.scan_parquet(data)
@@ -130,7 +143,10 @@ def write_view(data: Path, bound: int, seeds: tuple[int, int, int, int]) -> Boun
     total = int(counts.get_column(_N).sum() or 0)
     dropped = int((heavy.get_column(_N) - bound).sum() or 0)
     target = view_path(data)
-    bounded(scan, bound, seeds, heavy).sink_parquet(
+    enums = [
+        pl.col(c).cast(pl.Enum(list(dict.fromkeys(d))), strict=True) for c, d in (categories or {}).items()
+    ]
+    bounded(scan, bound, seeds, heavy).with_columns(enums).sink_parquet(
         target,
         statistics=True,
         metadata={BOUND_KEY: str(bound), VIEW_OF_KEY: data.name},

@@ -335,6 +335,17 @@ def _outputs(spec: LoadedSpec) -> list[pl.Expr]:
     return exprs
 
 
+def _public_categories(spec: LoadedSpec) -> dict[str, list[str]]:
+    """Category columns and their public domains, for the bounded view's ``Enum`` columns: only those
+    whose every written value the rules have checked to be in the domain."""
+    resolved = {c.source: c for c in spec.columns}
+    return {
+        resolved[c.name].name: list(domain)
+        for c in spec.spec.columns
+        if c.role is Role.CATEGORY and (domain := resolved[c.name].domain)
+    }
+
+
 def _fsync_tree(path: Path) -> None:
     for child in path.iterdir():
         with child.open("rb") as handle:
@@ -473,7 +484,10 @@ def stage(
         )
         work_file.unlink()
         view = write_view(
-            staging / DATA_FILE, spec.spec.contribution_bound, view_seeds(linkage_key, spec.dataset)
+            staging / DATA_FILE,
+            spec.spec.contribution_bound,
+            view_seeds(linkage_key, spec.dataset),
+            _public_categories(spec),
         )
         if fault:
             fault("written")

@@ -71,7 +71,7 @@ def test_the_footer_declares_the_bound_and_the_file_bounded(tmp_path: Path) -> N
     assert declared_bound(view.path) == (2, "data.parquet")
     assert declared_bound(data) is None
     assert declared_bound(tmp_path / "absent.parquet") is None
-    assert pl.read_parquet_schema(view.path) == pl.read_parquet_schema(data)
+    assert pl.read_parquet_schema(view.path) == pl.read_parquet_schema(data)  # no categories given
 
 
 def test_the_choice_depends_on_the_key_not_on_the_row_order(tmp_path: Path) -> None:
@@ -114,3 +114,17 @@ def test_neighbouring_tables_have_views_at_distance_at_most_k(
     difference = v2 - v1
     assert {row[0] for row in difference.elements()} <= {"q"}
     assert difference.total() == min(added, bound)
+
+
+def test_public_categories_are_stored_as_enums_of_their_domain(tmp_path: Path) -> None:
+    """A category column is stored in the view as an Enum of its public domain (in domain order);
+    a value outside the domain is an error, never a silent null."""
+    data = _write(tmp_path / "data.parquet", _table({"a": 3, "b": 2}))
+    view = write_view(data, 2, SEEDS, {"code": ["c2", "c1", "c0", "unused"]})
+    schema = pl.read_parquet_schema(view.path)
+    assert schema["code"] == pl.Enum(["c2", "c1", "c0", "unused"])
+    assert schema["person_id"] == pl.String
+    frame = pl.read_parquet(view.path).with_columns(pl.col("code").cast(pl.String))
+    assert not Counter(frame.rows()) - _rows(data)
+    with pytest.raises(pl.exceptions.InvalidOperationError):
+        write_view(data, 2, SEEDS, {"code": ["c0"]})
