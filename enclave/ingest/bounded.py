@@ -42,7 +42,10 @@ OpenDP. The engine casts them back to strings wherever their values are compared
 A view declares its bound in its Parquet footer (key-value metadata ``enclave.max_rows_per_person``)
 and names the file it bounds (``enclave.view_of``). The engine uses the view only if the declared
 bound equals the table's contribution bound; otherwise it falls back to per-query truncation of the
-full file (versions ingested before views existed, or a bound changed since).
+full file (versions ingested before views existed, or a bound changed since). Any other table file
+may declare ``enclave.max_rows_per_person`` in its own footer (a derived table of one row per person,
+say: ``write_parquet(..., metadata={BOUND_KEY: "1"})``); the engine then queries it row-level when
+the declared bound is at most the table's.
 """
 
 from __future__ import annotations
@@ -86,16 +89,18 @@ def view_seeds(key: bytes, dataset: str) -> tuple[int, int, int, int]:
     return a, b, c, d
 
 
-def declared_bound(path: Path) -> tuple[int, str] | None:
-    """The bound a file's footer declares and the file it is a view of, or None if it declares none."""
+def declared_bound(path: Path) -> tuple[int, str | None] | None:
+    """The bound of rows per person a file's footer declares, with the file it is a view of (None for
+    a file that declares its own rows bounded, such as a table of one row per person); None if the
+    file declares no bound."""
     try:
         meta = pl.read_parquet_metadata(path)
     except (OSError, pl.exceptions.PolarsError):
         return None
-    raw, of = meta.get(BOUND_KEY), meta.get(VIEW_OF_KEY)
-    if raw is None or of is None or not raw.isdigit():
+    raw = meta.get(BOUND_KEY)
+    if raw is None or not raw.isdigit() or int(raw) < 1:
         return None
-    return int(raw), of
+    return int(raw), meta.get(VIEW_OF_KEY)
 
 
 def bounded(

@@ -143,7 +143,7 @@ def test_a_file_that_declares_its_own_bound_is_queried_row_level(engine: DPEngin
     """A file whose footer declares at most m <= k rows per person (a derived per-person table) is
     queried directly with a row-level bound of k."""
     path = tmp_path / "per_person.parquet"
-    _frame().unique("person_id").write_parquet(path, metadata={BOUND_KEY: "1", VIEW_OF_KEY: path.name})
+    _frame().unique("person_id").write_parquet(path, metadata={BOUND_KEY: "1"})
     plan = engine.plan(_query(TableMeta(path, K, COLUMNS)))
     assert (plan.source, plan.row_bound) == (path, K)
     assert engine.plan(_query(TableMeta(path, 1, COLUMNS))).row_bound == 1

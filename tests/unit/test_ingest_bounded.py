@@ -71,6 +71,11 @@ def test_the_footer_declares_the_bound_and_the_file_bounded(tmp_path: Path) -> N
     assert declared_bound(view.path) == (2, "data.parquet")
     assert declared_bound(data) is None
     assert declared_bound(tmp_path / "absent.parquet") is None
+    own = tmp_path / "own.parquet"
+    pl.DataFrame({"person_id": ["a"]}).write_parquet(own, metadata={BOUND_KEY: "1"})
+    assert declared_bound(own) == (1, None)
+    pl.DataFrame({"person_id": ["a"]}).write_parquet(own, metadata={BOUND_KEY: "0"})
+    assert declared_bound(own) is None
     assert pl.read_parquet_schema(view.path) == pl.read_parquet_schema(data)  # no categories given
 
 
