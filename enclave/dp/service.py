@@ -39,7 +39,10 @@ from enclave.dp.dummy import dummy_frame
 from enclave.dp.engine import Aggregate, ColumnMeta, DPEngine, Filter, Query, TableMeta
 from enclave.ingest.pipeline import DATA_FILE
 
-MECHANISM = "OpenDP 0.16 Polars: person-level truncation, discrete Laplace (pure DP)"
+MECHANISM = (
+    "OpenDP 0.16 Polars: rows per person bounded (ingest's bounded view, or per-query truncation),"
+    " discrete Laplace (pure DP)"
+)
 
 
 @dataclass(frozen=True)

@@ -37,6 +37,7 @@ from enclave.domain.access_form import validate_form
 from enclave.domain.cohorts import CODELISTS_DIR
 from enclave.domain.identity import Role, TokenKind
 from enclave.dp.dummy import is_dummy_person_id
+from enclave.ingest.bounded import declared_bound
 from enclave.ingest.spec import parse_spec
 from enclave.keys import Pseudonymiser
 from enclave.synth import nhs_check_digit
@@ -278,6 +279,8 @@ def test_a_cohort_across_linked_sources_is_exactly_the_hand_made_frame_and_has_s
         assert ws.budget()["spent"]["epsilon"] == "4"
 
         (derived,) = _derived_frames(services)
+        # one row per person, declared so: the engine measures it row-level, without truncation
+        assert declared_bound(derived) == (1, None)
         got = pl.read_parquet(derived).sort("person_id")
         assert got.equals(_expected_frame(services)), got
 
