@@ -115,6 +115,8 @@ def setup_data(
         ingested[spec.dataset] = services.catalog.ingest(custodian, spec, out / f"{spec.dataset}.csv")
         if progress:
             progress(f"ingest {spec.dataset}", 1, 1)
+    # A demo home from before bounded views existed: give its versions theirs (idempotent, quick).
+    services.catalog.build_views(actor)
     return DemoData(generated, ingested, opt_outs)
 
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import csv
 import fcntl
+import os
 import re
+import secrets
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -27,6 +29,7 @@ from enclave.domain.clock import Clock, utcnow
 from enclave.domain.errors import InvalidInput, NotFound, PermissionDenied
 from enclave.domain.identity import Actor, Role
 from enclave.domain.ports import UnitOfWorkFactory
+from enclave.ingest.bounded import declared_bound, view_path, view_seeds, write_view
 from enclave.ingest.pipeline import (
     DATA_FILE,
     Fault,
@@ -248,6 +251,67 @@ class CatalogService:
         return stored, rejected
 
     # --- catalog views --------------------------------------------------------------------
+
+    def build_views(self, actor: Actor) -> list[str]:
+        """Write the bounded view of every current version that lacks one (versions ingested before
+        views existed, or whose dataset's bound no longer matches): the DP engine then measures them
+        row-level instead of truncating every person in every query. Idempotent; operators and
+        custodians (their own datasets). Returns the datasets whose view was written."""
+        if not (actor.is_operator or actor.has_role(Role.ADMIN) or actor.has_role(Role.CUSTODIAN)):
+            raise PermissionDenied("building bounded views is for administrators and custodians")
+        with self._uow(write=False) as uow:
+            datasets = uow.catalog.list_datasets()
+            versions = {
+                d.name: uow.catalog.get_version(d.id, d.current_version)
+                for d in datasets
+                if d.current_version is not None
+                and (actor.is_operator or actor.has_role(Role.ADMIN) or d.custodian == actor.name)
+            }
+        built = []
+        for dataset in datasets:
+            version = versions.get(dataset.name)
+            if version is None:
+                continue
+            data = self._research / version.path / DATA_FILE
+            declared = declared_bound(view_path(data))
+            if (declared is not None and declared[0] == dataset.contribution_bound) or not data.is_file():
+                continue
+            categories = {
+                str(c["name"]): [str(v) for v in c["domain"]]
+                for c in version.columns
+                if c.get("role") == "category" and c.get("domain")
+            }
+            with self._dataset_lock(dataset.name):
+                self._write_view_atomically(data, dataset, categories)
+            built.append(dataset.name)
+            with self._uow() as uow:
+                uow.audit.append(
+                    AuditEvent(
+                        "catalog.view_built",
+                        actor.name,
+                        "dataset",
+                        dataset.name,
+                        {"version": version.version, "bound": dataset.contribution_bound},
+                    )
+                )
+        return built
+
+    def _write_view_atomically(self, data: Path, dataset: Dataset, categories: dict[str, list[str]]) -> None:
+        """Build the view in a private directory beside the version (a hard link to its data file)
+        and rename it into place, so a reader sees the old state or the whole view, never half."""
+        seeds = view_seeds(self._keys.linkage_key(), dataset.name)
+        work = data.parent / f".view-{secrets.token_hex(8)}"
+        work.mkdir(mode=0o700)
+        try:
+            os.link(data, work / data.name)
+            try:
+                view = write_view(work / data.name, dataset.contribution_bound, seeds, categories)
+            except pl.exceptions.PolarsError:
+                # a value outside a recorded domain (an older ingest): keep the columns as text
+                view = write_view(work / data.name, dataset.contribution_bound, seeds)
+            os.replace(view.path, view_path(data))
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
 
     def list_datasets(self, actor: Actor) -> list[dict[str, Any]]:
         with self._uow(write=False) as uow:

@@ -227,6 +227,7 @@ def test_custodian_pipeline_through_the_cli(cli, services: Services, tmp_path: P
     versions = json.loads(cli("catalog", "versions", "admissions").stdout)
     assert versions[0]["source_sha256"] == report["source_sha256"]
     assert "admissions" in cli("catalog", "linkage").stdout
+    assert "every current version has its view" in cli("catalog", "build-views").stdout
     assert (
         json.loads(cli("catalog", "dcat", "--base-url", "https://x.example").stdout)["@type"]
         == "dcat:Catalog"

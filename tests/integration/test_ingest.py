@@ -433,3 +433,34 @@ def test_a_version_holds_its_bounded_view(services: Services, custodian: Actor, 
     table = TableMeta(data, 10, {"cost_gbp": ColumnMeta("cost_gbp", "integer", lower=0, upper=100_000)})
     plan = DPEngine().plan(Query(table, (Aggregate("sum", "cost_gbp"),)))
     assert (plan.source, plan.row_bound) == (view, 10)
+
+
+def test_versions_without_a_bounded_view_get_one_built_in_place(
+    services: Services, custodian: Actor, tmp_path: Path
+) -> None:
+    """A version ingested before views existed (its view removed here) is measured by per-query
+    truncation; `build_views` writes the same view the ingest would have, atomically, audited, and
+    only where one is missing; the engine then uses it."""
+    heavy = [f"{P2},B{i},2020-02-{i + 1:02d},E11.9,IV,{i},{100 * i}" for i in range(13)]
+    services.catalog.ingest(
+        custodian, load_spec(SPECS / "admissions.yaml"), write_csv(tmp_path / "a.csv", ROWS_OK[:2] + heavy)
+    )
+    data = services.catalog.current_parquet("admissions")
+    view = view_path(data)
+    written = pl.read_parquet(view)
+    view.unlink()
+    table = TableMeta(data, 10, {"cost_gbp": ColumnMeta("cost_gbp", "integer", lower=0, upper=100_000)})
+    assert DPEngine().plan(Query(table, (Aggregate("sum", "cost_gbp"),))).row_bound is None
+    make_account(services, "someone", Role.RESEARCHER)
+    researcher = Actor.for_user(services.identity.get_user(OPERATOR, "someone"))
+    with pytest.raises(PermissionDenied):
+        services.catalog.build_views(researcher)
+    assert services.catalog.build_views(custodian) == ["admissions"]
+    assert declared_bound(view) == (10, data.name)
+    assert pl.read_parquet(view).equals(written)  # the same rows, in the same order, as at ingest
+    assert sorted(p.name for p in data.parent.iterdir()) == sorted([data.name, view.name])  # no leftovers
+    plan = DPEngine().plan(Query(table, (Aggregate("sum", "cost_gbp"),)))
+    assert (plan.source, plan.row_bound) == (view, 10)
+    assert services.catalog.build_views(custodian) == []  # nothing left to build
+    events = [e.action for e in services.audit.export(OPERATOR) if e.object_id == "admissions"]
+    assert events.count("catalog.view_built") == 1
