@@ -81,20 +81,30 @@ def build_plan(
     sum: list[str] | None = None,
     mean: list[str] | None = None,
     median: list[str] | None = None,
+    quantiles: dict[str, list[float | str]] | None = None,
     by: list[str] | None = None,
     where: list[tuple[str, str, Any]] | None = None,
     epsilon: str | Decimal = "1",
 ) -> dict[str, Any]:
     """The JSON plan the server validates (the same shape as ``enclave.domain.queries.QueryPlan``).
 
+    ``quantiles={"cost_gbp": [0.25, 0.75]}`` releases the quartiles (as ``p25_cost_gbp``, ...).
     ``dataset`` is a dataset's name, or a :class:`~enclave.client.cohorts.Cohort`: the aggregates
     then run over its one-row-per-person frame and ``by``/``where``/columns name its variables."""
     aggregates: list[dict[str, Any]] = [{"kind": "count_rows"}] if count else []
     aggregates += [{"kind": "sum", "column": c} for c in sum or []]
     aggregates += [{"kind": "mean", "column": c} for c in mean or []]
     aggregates += [{"kind": "median", "column": c} for c in median or []]
+    aggregates += [
+        {"kind": "quantile", "column": c, "q": str(q)}
+        for c, levels in (quantiles or {}).items()
+        for q in levels
+    ]
     if not aggregates:
-        raise ValueError("ask for at least one aggregate: count=True, sum=[...], mean=[...] or median=[...]")
+        raise ValueError(
+            "ask for at least one aggregate: count=True, sum=[...], mean=[...], median=[...]"
+            " or quantiles={column: [0.25, 0.75]}"
+        )
     plan: dict[str, Any] = {
         "dataset": dataset.persons if isinstance(dataset, Cohort) else dataset,
         "aggregates": aggregates,

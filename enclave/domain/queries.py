@@ -43,11 +43,24 @@ class FilterSpec(BaseModel):
         return self
 
 
+def quantile_label(q: Decimal | float) -> str:
+    """``p25`` for 0.25, ``p2_5`` for 0.025: a quantile's level as the percentile, in a name."""
+    percent = (Decimal(str(q)) * 100).normalize()
+    return "p" + format(percent, "f").replace(".", "_")
+
+
 class AggregateSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    kind: Literal["count_rows", "sum", "mean", "median"]
+    kind: Literal["count_rows", "sum", "mean", "median", "quantile"]
     column: Name | None = None
+    q: Decimal | None = Field(
+        None,
+        gt=0,
+        lt=1,
+        decimal_places=4,
+        description="the level of a quantile (0.25 for the lower quartile)",
+    )
 
     @model_validator(mode="after")
     def _column(self) -> AggregateSpec:
@@ -55,11 +68,18 @@ class AggregateSpec(BaseModel):
             raise ValueError("count_rows takes no column")
         if self.kind != "count_rows" and self.column is None:
             raise ValueError(f"{self.kind} needs a numeric column")
+        if (self.kind == "quantile") != (self.q is not None):
+            raise ValueError("a quantile needs its level q (as 0.25), and only a quantile takes one")
         return self
 
     @property
     def name(self) -> str:
-        return "count" if self.column is None else f"{self.kind}_{self.column}"
+        if self.column is None:
+            return "count"
+        if self.kind == "quantile":
+            assert self.q is not None
+            return f"{quantile_label(self.q)}_{self.column}"
+        return f"{self.kind}_{self.column}"
 
 
 class QueryPlan(BaseModel):
@@ -110,8 +130,12 @@ class QueryPlan(BaseModel):
         """Identifies a release: the canonical plan and the data version it ran on; for a cohort,
         ``derived`` is the derived frame's fingerprint (every table's version and the code lists)."""
         plan = self.model_dump(mode="json")
+        # Fields added later are left out when unused, so earlier plans keep their fingerprints.
         if plan.get("cohort") is None:
-            plan.pop("cohort", None)  # plans without a cohort keep the fingerprints they always had
+            plan.pop("cohort", None)
+        for aggregate in plan["aggregates"]:
+            if aggregate.get("q") is None:
+                aggregate.pop("q", None)
         body: dict[str, Any] = {"plan": plan, "version": dataset_version}
         if derived is not None:
             body["derived"] = derived

@@ -95,6 +95,7 @@ from opendp.accuracy import summarize_polars_measurement
 from opendp.extras.polars import Margin, dp_len
 from opendp.mod import GLOBAL_FEATURES, OpenDPException, binary_search_param
 
+from enclave.domain.queries import quantile_label
 from enclave.ingest.bounded import declared_bound, view_path
 
 PERSON_COLUMN = "person_id"
@@ -110,7 +111,7 @@ _EPOCH = date(1970, 1, 1)
 _MEDIAN_CANDIDATES = 100  # public median candidates, evenly spaced over the column's bounds
 
 ColumnType = Literal["string", "integer", "decimal", "date"]
-AggregateKind = Literal["count_rows", "sum", "mean", "median"]
+AggregateKind = Literal["count_rows", "sum", "mean", "median", "quantile"]
 FilterOp = Literal["==", "!=", "<", "<=", ">", ">=", "in"]
 
 
@@ -134,11 +135,17 @@ class TableMeta:
 class Aggregate:
     kind: AggregateKind
     column: str | None = None
+    q: float | None = None  # the quantile's level (0 < q < 1), for kind "quantile" only
 
     @property
     def name(self) -> str:
-        """The output column: ``count``, ``sum_<column>``, ``mean_<column>`` or ``median_<column>``."""
-        return "count" if self.kind == "count_rows" else f"{self.kind}_{self.column}"
+        """The output column: ``count``, ``sum_<column>``, ``mean_<column>``, ``median_<column>`` or
+        ``p<percent>_<column>`` (a quantile: ``p25_cost``)."""
+        if self.kind == "count_rows":
+            return "count"
+        if self.kind == "quantile":
+            return f"{quantile_label(self.q or 0)}_{self.column}"
+        return f"{self.kind}_{self.column}"
 
 
 @dataclass(frozen=True)
@@ -536,8 +543,12 @@ def _validate_aggregate(agg: Aggregate, cols: Mapping[str, ColumnMeta]) -> None:
         if agg.column is not None:
             raise ValueError("A count_rows aggregate counts rows and takes no column.")
         return
-    if agg.kind not in ("sum", "mean", "median"):
-        raise ValueError(f"Unknown aggregate {agg.kind!r}: use count_rows, sum, mean or median.")
+    if agg.kind not in ("sum", "mean", "median", "quantile"):
+        raise ValueError(f"Unknown aggregate {agg.kind!r}: use count_rows, sum, mean, median or quantile.")
+    if (agg.kind == "quantile") != (agg.q is not None):
+        raise ValueError("A quantile needs its level q (0 < q < 1), and only a quantile takes one.")
+    if agg.q is not None and not 0 < agg.q < 1:
+        raise ValueError(f"A quantile's level is between 0 and 1 (exclusive), not {agg.q}.")
     if agg.column is None:
         raise ValueError(f"A {agg.kind} needs a column.")
     col = _column(agg.column, cols, agg.kind)
@@ -690,8 +701,9 @@ def _sum_expr(col: ColumnMeta, alias: str, max_rows: int) -> tuple[pl.Expr, int]
     return _dp(fixed).sum((lo, hi)).alias(alias), unit
 
 
-def _median_expr(col: ColumnMeta, alias: str) -> tuple[pl.Expr, int]:
-    """OpenDP's DP median over public candidates evenly spaced across the catalog bounds."""
+def _median_expr(col: ColumnMeta, alias: str, q: float = 0.5) -> tuple[pl.Expr, int]:
+    """OpenDP's DP median (or quantile at level ``q``) over public candidates evenly spaced across
+    the catalog bounds."""
     assert col.lower is not None
     assert col.upper is not None
     steps = [
@@ -700,11 +712,14 @@ def _median_expr(col: ColumnMeta, alias: str) -> tuple[pl.Expr, int]:
     # extras/polars: DPExpr.median(candidates) (DPExpr.quantile at alpha 0.5): an exponential mechanism
     # that selects one of the public candidates; its scale is filled in by make_private_lazyframe's
     # global_scale.
+    # DPExpr.quantile(alpha, candidates) is the same mechanism at another level (median is alpha 0.5).
     if col.type == "integer":
         ints = sorted({round(v) for v in steps})
-        return _dp(pl.col(col.name).cast(pl.Int64)).median(ints).alias(alias), 1
+        expr = _dp(pl.col(col.name).cast(pl.Int64))
+        return (expr.median(ints) if q == 0.5 else expr.quantile(q, ints)).alias(alias), 1
     floats = sorted(set(steps))
-    return _dp(pl.col(col.name).cast(pl.Float64)).median(floats).alias(alias), 1
+    expr = _dp(pl.col(col.name).cast(pl.Float64))
+    return (expr.median(floats) if q == 0.5 else expr.quantile(q, floats)).alias(alias), 1
 
 
 def _statistics(query: Query, max_rows: int) -> tuple[tuple[_Stat, ...], list[pl.Expr]]:
@@ -729,6 +744,10 @@ def _statistics(query: Query, max_rows: int) -> tuple[tuple[_Stat, ...], list[pl
         col = cols[cast(str, agg.column)]
         if agg.kind == "median":
             need(f"median({col.name})", lambda a, c=col: _median_expr(c, a))
+            continue
+        if agg.kind == "quantile":
+            level = cast(float, agg.q)
+            need(f"quantile({col.name}, {level})", lambda a, c=col, q=level: _median_expr(c, a, q))
             continue
         need(f"sum({col.name})", lambda a, c=col: _sum_expr(c, a, max_rows))
         if agg.kind == "mean":
@@ -840,8 +859,9 @@ def _aggregate_plans(query: Query, statistics: tuple[Statistic, ...]) -> tuple[A
         elif agg.kind == "sum":
             s = by_name[f"sum({agg.column})"]
             plans.append(AggregatePlan(agg.name, agg, s.scale, s.accuracy, (s.name,)))
-        elif agg.kind == "median":
-            s = by_name[f"median({agg.column})"]
+        elif agg.kind in ("median", "quantile"):
+            key = f"median({agg.column})" if agg.kind == "median" else f"quantile({agg.column}, {agg.q})"
+            s = by_name[key]
             plans.append(AggregatePlan(agg.name, agg, s.scale, None, (s.name,)))
         else:
             s = by_name[f"sum({agg.column})"]
@@ -863,7 +883,7 @@ def _post_process(plan: Plan, raw: pl.DataFrame, keys: list[str]) -> pl.DataFram
     stat_info = {s.name: s for s in plan.statistics}
     out: list[pl.Expr] = [pl.col(k) for k in keys]
     for agg in plan.aggregates:
-        if agg.aggregate.kind in ("count_rows", "sum", "median"):
+        if agg.aggregate.kind in ("count_rows", "sum", "median", "quantile"):
             s = stat_alias[agg.statistics[0]]
             value = pl.col(s.alias)
             if s.divisor != 1:

@@ -167,7 +167,9 @@ class QueryService:
     def _query(plan: QueryPlan, table: TableMeta) -> Query:
         return Query(
             table=table,
-            aggregates=tuple(Aggregate(a.kind, a.column) for a in plan.aggregates),
+            aggregates=tuple(
+                Aggregate(a.kind, a.column, float(a.q) if a.q is not None else None) for a in plan.aggregates
+            ),
             group_by=tuple(plan.group_by),
             filters=tuple(
                 Filter(f.column, f.op, tuple(f.value) if isinstance(f.value, list) else f.value)

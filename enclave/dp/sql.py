@@ -89,7 +89,7 @@ _CONDITIONS = (
     "WHERE takes comparisons of a column with a value (=, <>, <, <=, >, >=, IN (...), NOT IN (...),"
     " BETWEEN) joined by AND"
 )
-AggregateKind = Literal["count_rows", "sum", "mean", "median"]
+AggregateKind = Literal["count_rows", "sum", "mean", "median", "quantile"]
 FilterOp = Literal["==", "!=", "<", "<=", ">", ">=", "in"]
 _COMPARISONS: dict[type[exp.Expr], FilterOp] = {
     exp.EQ: "==",
@@ -157,7 +157,10 @@ def plan_to_sql(plan: QueryPlan) -> str:
     items = [_identifier(c) for c in plan.group_by]
     for agg in plan.aggregates:
         arg = "*" if agg.column is None else _identifier(agg.column)
-        items.append(f"{_SQL_AGGREGATES[agg.kind]}({arg})")
+        if agg.kind == "quantile":
+            items.append(f"PERCENTILE_CONT({agg.q}) WITHIN GROUP (ORDER BY {arg})")
+        else:
+            items.append(f"{_SQL_AGGREGATES[agg.kind]}({arg})")
     # Display text from a validated plan (names match Name, literals are escaped); never executed.
     text = f"SELECT {', '.join(items)} FROM {_identifier(plan.dataset)}"  # noqa: S608
     if plan.filters:
@@ -422,7 +425,10 @@ class _Translator:
         if isinstance(node, exp.Anonymous) and node.name.upper() == "MEDIAN" and len(node.expressions) == 1:
             return AggregateSpec(kind="median", column=self._aggregate_column(node, node.expressions[0]))
         if isinstance(node, exp.WithinGroup):
-            return AggregateSpec(kind="median", column=self._percentile(node))
+            column, level = self._percentile(node)
+            if level == Decimal("0.5"):
+                return AggregateSpec(kind="median", column=column)
+            return AggregateSpec(kind="quantile", column=column, q=level)
         if isinstance(node, exp.Min | exp.Max):
             raise InvalidInput(
                 f"{_snippet(node)} is not supported: a minimum or maximum is one person's value; use"
@@ -455,24 +461,28 @@ class _Translator:
             raise InvalidInput(f"{_snippet(func)}: {fn} takes one column name, as in {fn}(cost_gbp)")
         return name
 
-    def _percentile(self, node: exp.WithinGroup) -> str:
+    def _percentile(self, node: exp.WithinGroup) -> tuple[str, Decimal]:
         func, order = node.this, node.expression
         if not isinstance(func, exp.PercentileCont | exp.PercentileDisc):
             raise InvalidInput(
-                f"{_snippet(node)}: WITHIN GROUP is supported only for PERCENTILE_CONT(0.5) (the median)"
+                f"{_snippet(node)}: WITHIN GROUP is supported only for PERCENTILE_CONT(q), a quantile"
             )
         fraction = func.this
-        if not (isinstance(fraction, exp.Literal) and not fraction.is_string and _number(fraction) == 0.5):
+        level = _level(fraction)
+        if level is None:
             raise InvalidInput(
-                f"{_snippet(node)}: only the median, PERCENTILE_CONT(0.5), is supported among percentiles"
+                f"{_snippet(node)}: a percentile's level is a number between 0 and 1 with at most four"
+                " decimals, as in PERCENTILE_CONT(0.25)"
             )
         ordered = order.expressions if isinstance(order, exp.Order) else []
         if len(ordered) != 1 or not isinstance(ordered[0], exp.Ordered):
-            raise InvalidInput(f"{_snippet(node)}: the median orders by exactly one column")
+            raise InvalidInput(f"{_snippet(node)}: a percentile orders by exactly one column")
         name = self._column(ordered[0].this, "column")
         if name is None:
-            raise InvalidInput(f"{_snippet(node)}: the median orders by a column name, not an expression")
-        return name
+            raise InvalidInput(f"{_snippet(node)}: a percentile orders by a column name, not an expression")
+        if ordered[0].args.get("desc"):
+            level = (1 - level).normalize()  # the q-th from the top is the (1 - q)-th from the bottom
+        return name, level
 
     # -- WHERE
     def _where(self) -> list[FilterSpec]:
@@ -665,3 +675,16 @@ def _filter_sql(flt: FilterSpec) -> str:
     if isinstance(flt.value, list):
         return f"{column} IN ({', '.join(_literal_sql(v) for v in flt.value)})"
     return f"{column} {_SQL_OPS[flt.op]} {_literal_sql(flt.value)}"
+
+
+def _level(node: Any) -> Decimal | None:
+    """A quantile's level from a numeric literal: 0 < q < 1, at most four decimals."""
+    if not isinstance(node, exp.Literal) or node.is_string:
+        return None
+    try:
+        level = Decimal(node.this)
+    except (ArithmeticError, ValueError):
+        return None
+    if not level.is_finite() or not 0 < level < 1 or level != level.quantize(Decimal("0.0001")):
+        return None
+    return level.normalize()

@@ -296,6 +296,12 @@ def test_a_cohort_across_linked_sources_is_exactly_the_hand_made_frame_and_has_s
         assert abs(values[0]["count"] - 1) <= 15
         assert len(_derived_frames(services)) == 2
 
+        # Quartiles of a per-person mean, over the cohort: OpenDP's quantile, one row per person.
+        quartiles = ws.run(cohort, quantiles={"hba1c": [0.25, 0.75]}, epsilon="0.5")
+        assert set(quartiles.values[0]) >= {"p25_hba1c", "p75_hba1c"}
+        assert 0 <= quartiles.values[0]["p25_hba1c"] <= 1500
+        assert quartiles.plan["aggregates"][0] == {"kind": "quantile", "column": "hba1c", "q": "0.25"}
+
         # The same definition again (another aggregate): the cached frame, not a second derivation.
         stamp = {p: p.stat().st_mtime_ns for p in _derived_frames(services)}
         ws.run(cohort, count=True, by=["sex"], epsilon="1")
@@ -305,7 +311,7 @@ def test_a_cohort_across_linked_sources_is_exactly_the_hand_made_frame_and_has_s
         again = ws.run(cohort, count=True, by=["region"], epsilon="4")
         assert again.recorded
         assert again.id == release.id
-        assert ws.budget()["spent"]["epsilon"] == "7"
+        assert ws.budget()["spent"]["epsilon"] == "7.5"
 
         # The release records the definition it ran on.
         assert release.plan["cohort"]["variables"]["diabetes"]["kind"] == "exists"

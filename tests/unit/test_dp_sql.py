@@ -78,6 +78,16 @@ COUNT = {"kind": "count_rows"}
             id="percentile-disc-median",
         ),
         pytest.param(
+            "SELECT PERCENTILE_CONT(0.9) WITHIN GROUP (ORDER BY cost_gbp) FROM admissions",
+            plan([{"kind": "quantile", "column": "cost_gbp", "q": "0.9"}]),
+            id="percentile-cont-quantile",
+        ),
+        pytest.param(
+            "SELECT PERCENTILE_CONT(0.9) WITHIN GROUP (ORDER BY cost_gbp DESC) FROM admissions",
+            plan([{"kind": "quantile", "column": "cost_gbp", "q": "0.1"}]),
+            id="percentile-desc-quantile",
+        ),
+        pytest.param(
             "SELECT COUNT(*) AS count, SUM(cost_gbp) AS sum_cost_gbp, region AS region FROM admissions"
             " GROUP BY region",
             plan([COUNT, {"kind": "sum", "column": "cost_gbp"}], group_by=["region"]),
@@ -285,8 +295,8 @@ REFUSALS = [
     ("SELECT 1 FROM admissions", "selecting a constant (1) is not supported"),
     ("SELECT region, sex FROM admissions GROUP BY region, sex", "the query selects no aggregate"),
     (
-        "SELECT PERCENTILE_CONT(0.9) WITHIN GROUP (ORDER BY cost_gbp) FROM admissions",
-        "only the median, PERCENTILE_CONT(0.5), is supported",
+        "SELECT PERCENTILE_CONT(1.5) WITHIN GROUP (ORDER BY cost_gbp) FROM admissions",
+        "a percentile's level is a number between 0 and 1",
     ),
     ("SELECT COUNT(*) FROM admissions GROUP BY 1", "GROUP BY 1 (by position) is not supported"),
     ("SELECT COUNT(*) FROM admissions GROUP BY UPPER(region)", "GROUP BY takes column names"),
@@ -374,6 +384,13 @@ aggregates = st.lists(
     st.one_of(
         st.just({"kind": "count_rows"}),
         st.builds(lambda k, c: {"kind": k, "column": c}, st.sampled_from(["sum", "mean", "median"]), names),
+        st.builds(
+            lambda q, c: {"kind": "quantile", "column": c, "q": str(q)},
+            st.decimals(min_value="0.0001", max_value="0.9999", places=4).filter(
+                lambda q: q != Decimal("0.5")
+            ),
+            names,
+        ),
     ),
     min_size=1,
     max_size=8,
