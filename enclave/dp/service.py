@@ -39,10 +39,8 @@ from enclave.dp.dummy import dummy_frame
 from enclave.dp.engine import Aggregate, ColumnMeta, DPEngine, Filter, Query, TableMeta
 from enclave.ingest.pipeline import DATA_FILE
 
-MECHANISM = (
-    "OpenDP 0.16 Polars: rows per person bounded (ingest's bounded view, or per-query truncation),"
-    " discrete Laplace (pure DP)"
-)
+# Stored with each release (at most 100 characters: the column's width).
+MECHANISM = "OpenDP 0.16 Polars: rows per person bounded to the contribution bound, discrete Laplace"
 
 
 @dataclass(frozen=True)

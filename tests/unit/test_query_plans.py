@@ -86,3 +86,11 @@ def test_malformed_plans_are_refused_by_the_model(changes: dict[str, object]) ->
 def test_epsilon_is_exact() -> None:
     """Epsilon is a decimal, never a float."""
     assert plan(epsilon="0.1").epsilon == Decimal("0.1")
+
+
+def test_the_mechanism_recorded_with_a_release_fits_its_column() -> None:
+    """SQLite would store a longer text; PostgreSQL refuses it, and every release with it."""
+    from enclave.db.models import ReleaseRow
+    from enclave.dp.service import MECHANISM
+
+    assert len(MECHANISM) <= ReleaseRow.__table__.c.mechanism.type.length
