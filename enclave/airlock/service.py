@@ -338,14 +338,7 @@ class AirlockService:
                         f"count column(s) {', '.join(unknown)} are not in the header of {accepted.name}"
                     )
                 spec["count_columns"] = list(count_columns)
-            held = self._holding_path(request_id, accepted.sha256)
-            held.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            if not held.exists():
-                tmp = held.with_name(f".{accepted.sha256}.{secrets.token_hex(4)}")
-                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-                with os.fdopen(fd, "wb") as handle:
-                    handle.write(accepted.content)
-                os.replace(tmp, held)
+            held = self._hold(request_id, accepted)
             with self._uow() as uow:
                 request, project = self._load(uow, actor, request_id, lock=True)
                 self._member(actor, project)
@@ -360,38 +353,8 @@ class AirlockService:
                     if f.version == request.version and f.name != accepted.name
                 ]
                 check_request_limits([*others, (accepted.name, len(accepted.content))], limits=self.limits)
-                return uow.outputs.add_file(
-                    OutputFile(
-                        id=0,
-                        request_id=request_id,
-                        version=request.version,
-                        name=accepted.name,
-                        kind=accepted.kind.value,
-                        sha256=accepted.sha256,
-                        original_sha256=accepted.original_sha256,
-                        size=len(accepted.content),
-                        original_size=accepted.original_size,
-                        description=clean_description,
-                        derived_from=tuple(derived_from),
-                        spec=spec,
-                        holding_path=held.relative_to(self._holding).as_posix(),
-                        changes=accepted.changes,
-                        checks=None,
-                        created_at=self._clock(),
-                    ),
-                    audit=AuditEvent(
-                        "output_request.file_added",
-                        actor.name,
-                        "output_request",
-                        str(request_id),
-                        {
-                            "name": accepted.name,
-                            "version": request.version,
-                            "sha256": accepted.sha256,
-                            "size": len(accepted.content),
-                            "changes": list(accepted.changes),
-                        },
-                    ),
+                return self._record_file(
+                    uow, actor, request, accepted, held, clean_description, tuple(derived_from), spec
                 )
 
         return self._audited(actor, "add_file", request_id, body, name=name[:200])
@@ -982,8 +945,56 @@ class AirlockService:
         self._member(actor, project)
         return project
 
+    def _record_file(
+        self,
+        uow: UnitOfWork,
+        actor: Actor,
+        request: OutputRequest,
+        accepted: SanitisedFile,
+        held: Path,
+        description: str,
+        derived_from: tuple[int, ...],
+        spec: dict[str, Any],
+        extra: dict[str, Any] | None = None,
+    ) -> OutputFile:
+        """Record a held file in the request's version being edited, audited as ``file_added``."""
+        return uow.outputs.add_file(
+            OutputFile(
+                id=0,
+                request_id=request.id,
+                version=request.version,
+                name=accepted.name,
+                kind=accepted.kind.value,
+                sha256=accepted.sha256,
+                original_sha256=accepted.original_sha256,
+                size=len(accepted.content),
+                original_size=accepted.original_size,
+                description=description,
+                derived_from=derived_from,
+                spec=spec,
+                holding_path=held.relative_to(self._holding).as_posix(),
+                changes=accepted.changes,
+                checks=None,
+                created_at=self._clock(),
+            ),
+            audit=AuditEvent(
+                "output_request.file_added",
+                actor.name,
+                "output_request",
+                str(request.id),
+                {
+                    "name": accepted.name,
+                    "version": request.version,
+                    "sha256": accepted.sha256,
+                    "size": len(accepted.content),
+                    "changes": list(accepted.changes),
+                    **(extra or {}),
+                },
+            ),
+        )
+
     def _hold(self, request_id: int, accepted: SanitisedFile) -> Path:
-        """Write an accepted payload to the holding store (0600), as :meth:`add_file` does."""
+        """Write an accepted payload to the holding store (0600), once per content."""
         held = self._holding_path(request_id, accepted.sha256)
         held.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         if not held.exists():
@@ -1053,41 +1064,10 @@ class AirlockService:
                     }
                     if item.count_columns is not None:
                         spec["count_columns"] = list(item.count_columns)
+                    description = _text(item.description, "file description")
+                    acro = {"acro": {"uid": item.uid, "status": item.status}}
                     files.append(
-                        uow.outputs.add_file(
-                            OutputFile(
-                                id=0,
-                                request_id=request.id,
-                                version=request.version,
-                                name=file.name,
-                                kind=file.kind.value,
-                                sha256=file.sha256,
-                                original_sha256=file.original_sha256,
-                                size=len(file.content),
-                                original_size=file.original_size,
-                                description=_text(item.description, "file description"),
-                                derived_from=(),
-                                spec=spec,
-                                holding_path=held.relative_to(self._holding).as_posix(),
-                                changes=file.changes,
-                                checks=None,
-                                created_at=self._clock(),
-                            ),
-                            audit=AuditEvent(
-                                "output_request.file_added",
-                                actor.name,
-                                "output_request",
-                                str(request.id),
-                                {
-                                    "name": file.name,
-                                    "version": request.version,
-                                    "sha256": file.sha256,
-                                    "size": len(file.content),
-                                    "changes": list(file.changes),
-                                    "acro": {"uid": item.uid, "status": item.status},
-                                },
-                            ),
-                        )
+                        self._record_file(uow, actor, request, file, held, description, (), spec, acro)
                     )
                 uow.audit.append(
                     AuditEvent(

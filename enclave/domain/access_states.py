@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Generic, TypeVar
 
 from enclave.domain.errors import InvalidState, PermissionDenied
 
@@ -43,12 +44,15 @@ class ProjectState(StrEnum):
     CLOSED = "closed"
 
 
+PartyT = TypeVar("PartyT", bound=StrEnum)  # who acts: Party here, AirlockParty for output requests
+
+
 @dataclass(frozen=True)
-class Transition:
+class Transition(Generic[PartyT]):
     source: str
     target: str
     action: str  # the verb users see, e.g. "submit"
-    parties: frozenset[Party]
+    parties: frozenset[PartyT]
     event: str  # the audit action written with the change
 
     def label(self) -> str:
@@ -56,24 +60,28 @@ class Transition:
 
 
 @dataclass(frozen=True)
-class StateMachine:
+class StateMachine(Generic[PartyT]):
     name: str
     states: tuple[str, ...]
     initial: str
     final: frozenset[str]
-    transitions: tuple[Transition, ...]
+    transitions: tuple[Transition[PartyT], ...]
 
-    def find(self, source: str, target: str) -> Transition | None:
+    def find(self, source: str, target: str) -> Transition[PartyT] | None:
         return next((t for t in self.transitions if t.source == source and t.target == target), None)
 
-    def allowed_from(self, source: str) -> list[Transition]:
+    def allowed_from(self, source: str) -> list[Transition[PartyT]]:
         return [t for t in self.transitions if t.source == source]
 
-    def can(self, source: str, target: str, party: Party) -> bool:
+    def parties_in(self, state: str) -> frozenset[PartyT]:
+        """Who may move an object on from ``state`` (for pages that show or hide actions)."""
+        return frozenset(p for t in self.allowed_from(state) for p in t.parties)
+
+    def can(self, source: str, target: str, party: PartyT) -> bool:
         t = self.find(source, target)
         return t is not None and party in t.parties
 
-    def check(self, source: str, target: str, party: Party) -> Transition:
+    def check(self, source: str, target: str, party: PartyT) -> Transition[PartyT]:
         """The transition, or an error that says what is allowed instead."""
         t = self.find(source, target)
         if t is None:
@@ -84,7 +92,8 @@ class StateMachine:
             )
         if party not in t.parties:
             who = " or ".join(sorted(t.parties))
-            raise PermissionDenied(f"only the {who} can {t.action} a {self.name} that is {source}")
+            article = "an" if self.name[:1] in "aeiou" else "a"
+            raise PermissionDenied(f"only the {who} can {t.action} {article} {self.name} that is {source}")
         return t
 
     def mermaid(self) -> str:
@@ -94,12 +103,12 @@ class StateMachine:
         return "\n".join(lines)
 
 
-def _t(source: StrEnum, target: StrEnum, action: str, *parties: Party, event: str) -> Transition:
+def _t(source: StrEnum, target: StrEnum, action: str, *parties: Party, event: str) -> Transition[Party]:
     return Transition(source.value, target.value, action, frozenset(parties), event)
 
 
 R = RequestState
-REQUEST_MACHINE = StateMachine(
+REQUEST_MACHINE: StateMachine[Party] = StateMachine(
     name="access request",
     states=tuple(s.value for s in RequestState),
     initial=R.DRAFT.value,
@@ -137,7 +146,7 @@ REQUEST_MACHINE = StateMachine(
 )
 
 P = ProjectState
-PROJECT_MACHINE = StateMachine(
+PROJECT_MACHINE: StateMachine[Party] = StateMachine(
     name="project",
     states=tuple(s.value for s in ProjectState),
     initial=P.ACTIVE.value,

@@ -5,9 +5,8 @@ audit event) that services consult with :meth:`AirlockStateMachine.check` before
 that generates ``docs/airlock-states.md`` (:func:`diagrams_markdown`) and that drives the test that
 every state is reachable.
 
-The parties differ from the access machines, so the airlock has its own :class:`AirlockParty`;
-the machine classes mirror ``access_states.StateMachine`` method for method (``find``,
-``allowed_from``, ``can``, ``check``, ``mermaid``), typed on that party.
+The parties differ from the access machines, so the airlock has its own :class:`AirlockParty`; the
+machine is ``access_states.StateMachine`` typed on that party.
 
 Reviewers' individual decisions are not transitions: they are recorded against the request while
 it is ``in_review`` or ``needs_consolidation`` (see :mod:`enclave.domain.airlock`), and the
@@ -18,10 +17,9 @@ the enclave is ever erased from its history.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from enum import StrEnum
 
-from enclave.domain.errors import InvalidState, PermissionDenied
+from enclave.domain.access_states import StateMachine, Transition
 
 
 class AirlockParty(StrEnum):
@@ -61,65 +59,14 @@ STATE_DESCRIPTIONS: dict[OutputState, str] = {
 }
 
 
-@dataclass(frozen=True)
-class AirlockTransition:
-    source: str
-    target: str
-    action: str  # the verb users see, e.g. "submit"
-    parties: frozenset[AirlockParty]
-    event: str  # the audit action written with the change
-
-    def label(self) -> str:
-        return f"{self.action} ({' / '.join(sorted(self.parties))})"
-
-
-@dataclass(frozen=True)
-class AirlockStateMachine:
-    name: str
-    states: tuple[str, ...]
-    initial: str
-    final: frozenset[str]
-    transitions: tuple[AirlockTransition, ...]
-
-    def find(self, source: str, target: str) -> AirlockTransition | None:
-        return next((t for t in self.transitions if t.source == source and t.target == target), None)
-
-    def allowed_from(self, source: str) -> list[AirlockTransition]:
-        return [t for t in self.transitions if t.source == source]
-
-    def parties_in(self, state: str) -> frozenset[AirlockParty]:
-        """Who may move a request on from ``state`` (for pages that show or hide actions)."""
-        return frozenset(p for t in self.allowed_from(state) for p in t.parties)
-
-    def can(self, source: str, target: str, party: AirlockParty) -> bool:
-        t = self.find(source, target)
-        return t is not None and party in t.parties
-
-    def check(self, source: str, target: str, party: AirlockParty) -> AirlockTransition:
-        """The transition, or an error that says what is allowed instead."""
-        t = self.find(source, target)
-        if t is None:
-            options = self.allowed_from(source)
-            allowed = ", ".join(f"{o.action} (to {o.target})" for o in options) or "nothing (it is final)"
-            raise InvalidState(
-                f"cannot change {self.name} from {source} to {target}; from {source}: {allowed}"
-            )
-        if party not in t.parties:
-            who = " or ".join(sorted(t.parties))
-            raise PermissionDenied(f"only the {who} can {t.action} an {self.name} that is {source}")
-        return t
-
-    def mermaid(self) -> str:
-        lines = ["stateDiagram-v2", f"    [*] --> {self.initial}"]
-        lines += [f"    {t.source} --> {t.target}: {t.label()}" for t in self.transitions]
-        lines += [f"    {s} --> [*]" for s in self.states if s in self.final]
-        return "\n".join(lines)
+AirlockTransition = Transition[AirlockParty]
+AirlockStateMachine = StateMachine[AirlockParty]
 
 
 def _t(
     source: OutputState, target: OutputState, action: str, *parties: AirlockParty, event: str
 ) -> AirlockTransition:
-    return AirlockTransition(source.value, target.value, action, frozenset(parties), event)
+    return Transition(source.value, target.value, action, frozenset(parties), event)
 
 
 S = OutputState
@@ -127,7 +74,7 @@ RESEARCHER = AirlockParty.RESEARCHER
 SYSTEM = AirlockParty.SYSTEM
 _WITHDRAW = "output_request.withdrawn"
 
-OUTPUT_MACHINE = AirlockStateMachine(
+OUTPUT_MACHINE: AirlockStateMachine = StateMachine(
     name="output request",
     states=tuple(s.value for s in OutputState),
     initial=S.DRAFT.value,
