@@ -459,26 +459,16 @@ class AirlockService:
                         f"output request {request_id} changed while its files were being checked;"
                         " submit again"
                     )
-                first = OUTPUT_MACHINE.check(current.state.value, S.SUBMITTED.value, AirlockParty.RESEARCHER)
-                uow.outputs.update_request(
-                    request_id,
-                    state=S.SUBMITTED,
-                    at=self._clock(),
+                self._move(
+                    uow,
+                    actor,
+                    current,
+                    S.SUBMITTED,
+                    AirlockParty.RESEARCHER,
+                    {"version": current.version, "files": len(records)},
                     context=new_context,
                     controls=new_controls,
                     submitted=True,
-                    audit=AuditEvent(
-                        first.event,
-                        actor.name,
-                        "output_request",
-                        str(request_id),
-                        {
-                            "from": current.state,
-                            "to": S.SUBMITTED,
-                            "version": current.version,
-                            "files": len(records),
-                        },
-                    ),
                 )
                 uow.outputs.record_checks(
                     request_id,
@@ -500,18 +490,9 @@ class AirlockService:
                         },
                     ),
                 )
-                second = OUTPUT_MACHINE.check(S.SUBMITTED.value, S.IN_REVIEW.value, AirlockParty.SYSTEM)
-                return uow.outputs.update_request(
-                    request_id,
-                    state=S.IN_REVIEW,
-                    at=self._clock(),
-                    audit=AuditEvent(
-                        second.event,
-                        actor.name,
-                        "output_request",
-                        str(request_id),
-                        {"from": S.SUBMITTED, "to": S.IN_REVIEW, "party": "system"},
-                    ),
+                submitted = replace(current, state=S.SUBMITTED)
+                return self._move(
+                    uow, actor, submitted, S.IN_REVIEW, AirlockParty.SYSTEM, {"party": "system"}
                 )
 
         return self._audited(actor, "submit", request_id, body)
@@ -568,18 +549,8 @@ class AirlockService:
             with self._uow() as uow:
                 request, project = self._load(uow, actor, request_id, lock=True)
                 self._member(actor, project, frozen_ok=True)
-                t = OUTPUT_MACHINE.check(request.state.value, S.WITHDRAWN.value, AirlockParty.RESEARCHER)
-                return uow.outputs.update_request(
-                    request_id,
-                    state=S.WITHDRAWN,
-                    at=self._clock(),
-                    audit=AuditEvent(
-                        t.event,
-                        actor.name,
-                        "output_request",
-                        str(request_id),
-                        {"from": request.state, "to": S.WITHDRAWN, "reason": clean},
-                    ),
+                return self._move(
+                    uow, actor, request, S.WITHDRAWN, AirlockParty.RESEARCHER, {"reason": clean}
                 )
 
         return self._audited(actor, "withdraw", request_id, body)
@@ -643,23 +614,13 @@ class AirlockService:
                 outcome = compute_outcome(replace(subject, reviews=(*subject.reviews, stored)))
                 if outcome.state is request.state:
                     return request
-                t = OUTPUT_MACHINE.check(request.state.value, outcome.state.value, AirlockParty.SYSTEM)
-                return uow.outputs.update_request(
-                    request_id,
-                    state=outcome.state,
-                    at=self._clock(),
-                    audit=AuditEvent(
-                        t.event,
-                        actor.name,
-                        "output_request",
-                        str(request_id),
-                        {
-                            "from": request.state,
-                            "to": outcome.state,
-                            "party": "system",
-                            "reason": outcome.reason,
-                        },
-                    ),
+                return self._move(
+                    uow,
+                    actor,
+                    request,
+                    outcome.state,
+                    AirlockParty.SYSTEM,
+                    {"party": "system", "reason": outcome.reason},
                 )
 
         request = self._audited(actor, "review", request_id, body)
@@ -686,7 +647,8 @@ class AirlockService:
                     request, frozenset(project.members), files, uow.outputs.list_reviews(request_id)
                 )
                 check_can_release(subject)
-                t = OUTPUT_MACHINE.check(request.state.value, S.RELEASED.value, AirlockParty.SYSTEM)
+                # refused here, before any file is copied, if the request cannot be released
+                OUTPUT_MACHINE.check(request.state.value, S.RELEASED.value, AirlockParty.SYSTEM)
                 out = []
                 for f in (f for f in files if f.version == request.version):
                     relative = self._copy_to_release_store(project.id, request, f)
@@ -711,17 +673,13 @@ class AirlockService:
                             ),
                         )
                     )
-                uow.outputs.update_request(
-                    request_id,
-                    state=S.RELEASED,
-                    at=self._clock(),
-                    audit=AuditEvent(
-                        t.event,
-                        actor.name,
-                        "output_request",
-                        str(request_id),
-                        {"from": request.state, "to": S.RELEASED, "party": "system", "files": len(out)},
-                    ),
+                self._move(
+                    uow,
+                    actor,
+                    request,
+                    S.RELEASED,
+                    AirlockParty.SYSTEM,
+                    {"party": "system", "files": len(out)},
                 )
                 return out
 
@@ -774,7 +732,7 @@ class AirlockService:
         with self._uow() as uow:
             request, project = self._load(uow, actor, request_id, lock=True)
             party = self._withdraw_party(actor, project)
-            t = OUTPUT_MACHINE.check(request.state.value, S.RELEASE_WITHDRAWN.value, party)
+            OUTPUT_MACHINE.check(request.state.value, S.RELEASE_WITHDRAWN.value, party)
             released = uow.outputs.find_released(file_id)
             if released is None or released.request_id != request_id:
                 raise NotFound(f"file {file_id} of output request {request_id} was not released")
@@ -792,18 +750,7 @@ class AirlockService:
                 ),
             )
             if all(r.withdrawn for r in uow.outputs.list_released(request_id)):
-                uow.outputs.update_request(
-                    request_id,
-                    state=S.RELEASE_WITHDRAWN,
-                    at=self._clock(),
-                    audit=AuditEvent(
-                        t.event,
-                        actor.name,
-                        "output_request",
-                        str(request_id),
-                        {"from": request.state, "to": S.RELEASE_WITHDRAWN, "reason": reason},
-                    ),
-                )
+                self._move(uow, actor, request, S.RELEASE_WITHDRAWN, party, {"reason": reason})
             return done
 
     def withdraw_release(self, actor: Actor, request_id: int, file_id: int, reason: str) -> ReleasedFile:
@@ -944,6 +891,33 @@ class AirlockService:
             raise NotFound(f"no project {project_id} that you are a member of")
         self._member(actor, project)
         return project
+
+    def _move(
+        self,
+        uow: UnitOfWork,
+        actor: Actor,
+        request: OutputRequest,
+        target: OutputState,
+        party: AirlockParty,
+        details: dict[str, Any],
+        **changes: Any,
+    ) -> OutputRequest:
+        """Move ``request`` to ``target`` if the machine lets ``party`` do so, audited with the
+        transition's event, ``from``/``to`` and ``details``; ``changes`` are the other fields updated."""
+        t = OUTPUT_MACHINE.check(request.state.value, target.value, party)
+        return uow.outputs.update_request(
+            request.id,
+            state=target,
+            at=self._clock(),
+            audit=AuditEvent(
+                t.event,
+                actor.name,
+                "output_request",
+                str(request.id),
+                {"from": request.state, "to": target, **details},
+            ),
+            **changes,
+        )
 
     def _record_file(
         self,
