@@ -96,6 +96,15 @@ class StateMachine(Generic[PartyT]):
             raise PermissionDenied(f"only the {who} can {t.action} {article} {self.name} that is {source}")
         return t
 
+    def transitions_table(self) -> list[str]:
+        """The transitions as Markdown table lines: from, to, action, who, audit event."""
+        lines = ["| from | to | action | who | audit event |", "|---|---|---|---|---|"]
+        lines += [
+            f"| {t.source} | {t.target} | {t.action} | {', '.join(sorted(t.parties))} | `{t.event}` |"
+            for t in self.transitions
+        ]
+        return lines
+
     def mermaid(self) -> str:
         lines = ["stateDiagram-v2", f"    [*] --> {self.initial}"]
         lines += [f"    {t.source} --> {t.target}: {t.label()}" for t in self.transitions]
@@ -176,9 +185,5 @@ def diagrams_markdown() -> str:
     ]
     for machine in MACHINES:
         parts += ["", f"## {machine.name.capitalize()}", "", "```mermaid", machine.mermaid(), "```", ""]
-        parts += ["| from | to | action | who | audit event |", "|---|---|---|---|---|"]
-        parts += [
-            f"| {t.source} | {t.target} | {t.action} | {', '.join(sorted(t.parties))} | `{t.event}` |"
-            for t in machine.transitions
-        ]
+        parts += machine.transitions_table()
     return "\n".join(parts) + "\n"

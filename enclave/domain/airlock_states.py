@@ -172,9 +172,5 @@ def diagrams_markdown() -> str:
         parts += ["", f"## {machine.name.capitalize()}", "", "```mermaid", machine.mermaid(), "```", ""]
         parts += ["| state | meaning | who may act |", "|---|---|---|"]
         parts += [f"| {s.value} | {STATE_DESCRIPTIONS[s]} | {_who(machine, s)} |" for s in OutputState]
-        parts += ["", "| from | to | action | who | audit event |", "|---|---|---|---|---|"]
-        parts += [
-            f"| {t.source} | {t.target} | {t.action} | {', '.join(sorted(t.parties))} | `{t.event}` |"
-            for t in machine.transitions
-        ]
+        parts += ["", *machine.transitions_table()]
     return "\n".join(parts) + "\n"

@@ -90,7 +90,7 @@ from enclave.domain.cohorts import (
     variable_meta,
 )
 from enclave.domain.errors import InvalidInput
-from enclave.dp.engine import ColumnMeta, TableMeta
+from enclave.dp.engine import ColumnMeta, TableMeta, compare
 from enclave.ingest.bounded import BOUND_KEY
 from enclave.ingest.spec import MAX_AGE_BAND_START
 
@@ -277,16 +277,7 @@ def _condition(cond: Condition, metas: Mapping[str, VariableMeta]) -> pl.Expr:
         expr = pl.any_horizontal([column == _literal(meta, v) for v in cond.values])
     else:
         assert isinstance(cond, Compare)
-        lit = _literal(meta, cond.value)
-        ops = {
-            "==": column == lit,
-            "!=": column != lit,
-            "<": column < lit,
-            "<=": column <= lit,
-            ">": column > lit,
-            ">=": column >= lit,
-        }
-        expr = ops[cond.op]
+        expr = compare(column, cond.op, _literal(meta, cond.value))
     return expr.fill_null(False)
 
 

@@ -79,6 +79,7 @@ its schema are cached on the files' size, mtime and inode.
 from __future__ import annotations
 
 import math
+import operator
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping
@@ -659,16 +660,23 @@ def _filter_expr(flt: Filter, col: ColumnMeta, schema: pl.Schema) -> pl.Expr:
         for term in terms[1:]:
             expr = expr | term
         return expr
-    lit = _literal(col, flt.value)
-    ops = {
-        "==": column == lit,
-        "!=": column != lit,
-        "<": column < lit,
-        "<=": column <= lit,
-        ">": column > lit,
-        ">=": column >= lit,
-    }
-    return ops[flt.op]
+    return compare(column, flt.op, _literal(col, flt.value))
+
+
+_COMPARISONS: dict[str, Any] = {
+    "==": operator.eq,
+    "!=": operator.ne,
+    "<": operator.lt,
+    "<=": operator.le,
+    ">": operator.gt,
+    ">=": operator.ge,
+}
+
+
+def compare(left: pl.Expr, op: str, right: pl.Expr) -> pl.Expr:
+    """``left <op> right`` for the comparison operators of plans and cohort definitions."""
+    result: pl.Expr = _COMPARISONS[op](left, right)
+    return result
 
 
 def _dp(expr: pl.Expr) -> Any:

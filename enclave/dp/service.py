@@ -345,17 +345,12 @@ class QueryService:
             contribution_bound=found.contribution_bound,
             seed=seed,
         )
-        with self._uow() as uow:
-            uow.audit.append(
-                AuditEvent(
-                    "query.dummy_data",
-                    actor.name,
-                    "project",
-                    str(project.id),
-                    {"dataset": dataset, "rows": n, "seed": seed},
-                )
-            )
+        self._audit_dummy(actor, project.id, {"dataset": dataset, "rows": n, "seed": seed})
         return frame
+
+    def _audit_dummy(self, actor: Actor, project_id: int, details: dict[str, Any]) -> None:
+        with self._uow() as uow:
+            uow.audit.append(AuditEvent("query.dummy_data", actor.name, "project", str(project_id), details))
 
     def cohort_schema(self, actor: Actor, project_id: int, definition: Definition) -> list[dict[str, Any]]:
         """The derived frame's columns (type, public domain, bounds), validated against the scoped
@@ -375,16 +370,7 @@ class QueryService:
         columns = [{"name": PERSON_COLUMN, "role": "person_id", "type": "string", "nullable": False}]
         columns += [_catalog_view(meta) for meta in metas.values()]
         frame = dummy_frame(columns, n, project_key=self._project_key(project_id), seed=seed)
-        with self._uow() as uow:
-            uow.audit.append(
-                AuditEvent(
-                    "query.dummy_data",
-                    actor.name,
-                    "project",
-                    str(project_id),
-                    {"cohort": definition.tables(), "rows": n, "seed": seed},
-                )
-            )
+        self._audit_dummy(actor, project_id, {"cohort": definition.tables(), "rows": n, "seed": seed})
         return frame
 
     def releases(self, actor: Actor, project_id: int) -> list[Release]:
