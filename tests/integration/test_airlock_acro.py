@@ -7,18 +7,14 @@ and leave nothing behind."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from typer.testing import CliRunner, Result
 
 from enclave.airlock.files import Limits
-from enclave.cli import app
 from enclave.client import Workspace
-from enclave.config import Settings
 from enclave.domain.airlock import Decision, FileDecision
 from enclave.domain.airlock_states import OutputState
 from enclave.domain.errors import InvalidInput, PermissionDenied
@@ -26,6 +22,7 @@ from enclave.domain.identity import Actor, Role, TokenKind
 from enclave.wiring import Services
 from tests.conftest import OPERATOR, LiveServer, make_account
 from tests.factories import make_project
+from tests.integration.conftest import Invoke
 from tests.unit.test_acro import (
     CROSSTAB,
     FILES_V04,
@@ -37,7 +34,6 @@ from tests.unit.test_acro import (
 )
 
 CONTEXT = "Tables 1 and 2 of the paper, checked with ACRO in the workspace."
-Invoke = Callable[..., Result]
 
 
 def actor(services: Services, username: str) -> Actor:
@@ -51,21 +47,6 @@ def setting(services: Services) -> dict[str, Any]:
     reviewers = {name: make_account(services, name, Role.REVIEWER) for name in ("rev1", "rev2", "rev3")}
     ws = services.identity.issue_token(OPERATOR, "lead", kind=TokenKind.WORKSPACE, project_id=project).secret
     return {"project": project, "reviewers": reviewers, "ws": {"Authorization": f"Bearer {ws}"}}
-
-
-@pytest.fixture
-def cli(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Invoke:
-    monkeypatch.setenv("ENCLAVE_HOME", str(settings.home))
-    monkeypatch.setenv("ENCLAVE_DATABASE_URL", settings.database)
-    runner = CliRunner()
-
-    def invoke(*args: str, ok: bool = True) -> Result:
-        result = runner.invoke(app, list(args))
-        if ok:
-            assert result.exit_code == 0, (result.stdout, result.stderr)
-        return result
-
-    return invoke
 
 
 def upload(

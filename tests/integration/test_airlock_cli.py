@@ -3,38 +3,17 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pytest
-from typer.testing import CliRunner, Result
-
-from enclave.cli import app
-from enclave.config import Settings
 from enclave.domain.airlock_states import diagrams_markdown
 from enclave.domain.identity import Actor, Role
 from enclave.wiring import Services
 from tests.conftest import OPERATOR, make_account
 from tests.factories import make_project
+from tests.integration.conftest import Invoke
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "airlock-states.md"
-Invoke = Callable[..., Result]
-
-
-@pytest.fixture
-def cli(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Invoke:
-    monkeypatch.setenv("ENCLAVE_HOME", str(settings.home))
-    monkeypatch.setenv("ENCLAVE_DATABASE_URL", settings.database)
-    runner = CliRunner()
-
-    def invoke(*args: str, ok: bool = True) -> Result:
-        result = runner.invoke(app, list(args))
-        if ok:
-            assert result.exit_code == 0, (result.stdout, result.stderr)
-        return result
-
-    return invoke
 
 
 def _submitted(services: Services) -> int:

@@ -9,28 +9,11 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import text
-from typer.testing import CliRunner
 
 from enclave.cli import app
-from enclave.config import Settings
 from enclave.db.models import AuditEventRow
 from enclave.domain.audit import AuditEvent, chain_event
 from enclave.wiring import Services
-
-
-@pytest.fixture
-def cli(settings: Settings, monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.setenv("ENCLAVE_HOME", str(settings.home))
-    monkeypatch.setenv("ENCLAVE_DATABASE_URL", settings.database)
-    runner = CliRunner()
-
-    def invoke(*args: str, input: str | None = None, ok: bool = True):
-        result = runner.invoke(app, list(args), input=input)
-        if ok:
-            assert result.exit_code == 0, (result.stdout, result.stderr)
-        return result
-
-    return invoke
 
 
 def test_users_lifecycle_through_the_cli(cli) -> None:
