@@ -232,7 +232,10 @@ def test_a_sandboxed_workspace(enclave: Enclave) -> None:
     test_port = listener.getsockname()[1]
     hub_port = enclave.settings.hub_port
     s = enclave.settings
-    secrets = [str(p) for p in (s.master_key_file, home / "enclave.db", s.holding_store, s.release_store)]
+    secrets = [
+        str(p)
+        for p in (s.master_key_file, home / "enclave.db", s.holding_store, s.release_store, s.derived_store)
+    ]
     secrets += [str(p) for p in s.research_store.rglob("*.parquet")]
     assert len(secrets) > 4  # the research store has data to try
     probes = kernel.run(
