@@ -89,7 +89,7 @@ from enclave.domain.cohorts import (
     resolve_date,
     variable_meta,
 )
-from enclave.domain.errors import InvalidInput
+from enclave.domain.errors import InternalError, InvalidInput
 from enclave.dp.engine import ColumnMeta, TableMeta, compare
 from enclave.ingest.bounded import BOUND_KEY
 from enclave.ingest.spec import MAX_AGE_BAND_START
@@ -336,6 +336,13 @@ def derive_cached(
             # One row per person by construction (module docstring): declared in the footer, so
             # the engine measures it with a row-level bound of 1 instead of truncating per query.
             frame.sink_parquet(partial, metadata={BOUND_KEY: str(DERIVED_CONTRIBUTION_BOUND)})
+            # The footer's bound is a privacy claim: check it on the file before it is published.
+            persons = pl.scan_parquet(partial).select(
+                pl.len().alias("rows"), pl.col(PERSON_COLUMN).n_unique().alias("persons")
+            )
+            rows, unique = persons.collect().row(0)
+            if rows != unique:
+                raise InternalError(f"the derived frame has {rows} rows for {unique} persons; not published")
             os.replace(partial, path)
         finally:
             partial.unlink(missing_ok=True)

@@ -42,7 +42,7 @@ from enclave.domain.cohorts import (
     validate,
     variable_meta,
 )
-from enclave.domain.errors import InvalidInput
+from enclave.domain.errors import InternalError, InvalidInput
 from enclave.dp import cohorts as dp_cohorts
 from enclave.dp.cohorts import derive, derive_cached, derived_table_meta
 from enclave.dp.engine import Aggregate, DPEngine, Query
@@ -661,6 +661,26 @@ def test_cache_write_is_atomic(
     folders = list((tmp_path / "cache").iterdir())
     assert len(folders) == 1
     assert list(folders[0].iterdir()) == []
+
+
+def test_a_frame_with_two_rows_for_a_person_is_never_published(
+    tmp_path: Path,
+    tables: dict[str, Path],
+    catalog: dict[str, list[dict[str, Any]]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The footer's one-row-per-person bound is checked on the written file: a derivation that
+    broke it (a bug) is refused, and nothing is left for the engine to measure with bound 1."""
+    real = dp_cohorts.derive
+
+    def duplicating(*args: Any, **kwargs: Any) -> pl.LazyFrame:
+        frame = real(*args, **kwargs)
+        return pl.concat([frame, frame.head(1)])
+
+    monkeypatch.setattr(dp_cohorts, "derive", duplicating)
+    with pytest.raises(InternalError, match="rows for"):
+        derive_cached(_definition(), tables, catalog, dict.fromkeys(TABLES, 1), tmp_path / "cache")
+    assert list((tmp_path / "cache").glob("*/*")) == []
 
 
 # ---------------------------------------------------------------------------- DP over it
