@@ -69,6 +69,7 @@ import sqlglot.expressions as exp
 from pydantic import ValidationError
 from sqlglot import Token, Tokenizer, TokenType
 from sqlglot.errors import ParseError, SqlglotError
+from sqlglot.parser import Parser
 
 from enclave.domain.errors import InvalidInput
 from enclave.domain.queries import (
@@ -659,6 +660,8 @@ def _identifier(name: str) -> str:
     except SqlglotError:
         tokens = []
     plain = len(tokens) == 1 and tokens[0].token_type is TokenType.VAR and tokens[0].text == name
+    # some plain words are read as functions without parentheses (IF, CASE, ...): quote them too
+    plain = plain and name.upper() not in Parser.NO_PAREN_FUNCTION_PARSERS
     return name if plain else f'"{name}"'
 
 

@@ -437,3 +437,15 @@ def test_any_text_gives_a_plan_or_a_sentence(words: list[str], noise: str) -> No
         except InvalidInput as exc:
             detail = exc.detail
         assert detail
+
+
+@pytest.mark.parametrize("word", ["if", "case", "select", "count", "where"])
+def test_a_column_named_like_a_keyword_or_function_round_trips(word: str) -> None:
+    """Found by the round trip above: ``if`` is read as a function without parentheses unless quoted."""
+    p = plan(
+        [{"kind": "count_rows"}],
+        dataset="admissions",
+        group_by=[word],
+        filters=[{"column": word, "op": "==", "value": ""}],
+    )
+    assert parse_sql(plan_to_sql(p), EPS) == p
