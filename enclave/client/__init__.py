@@ -78,6 +78,7 @@ def build_plan(
     dataset: str | Cohort,
     *,
     count: bool = False,
+    persons: bool = False,
     sum: list[str] | None = None,
     mean: list[str] | None = None,
     median: list[str] | None = None,
@@ -85,13 +86,19 @@ def build_plan(
     by: list[str] | None = None,
     where: list[tuple[str, str, Any]] | None = None,
     epsilon: str | Decimal = "1",
+    delta: str | Decimal | None = None,
 ) -> dict[str, Any]:
     """The JSON plan the server validates (the same shape as ``enclave.domain.queries.QueryPlan``).
 
+    ``persons=True`` counts distinct persons (each once per group), in a query of its own.
+    ``delta`` (such as ``"1e-7"``) allows ``by`` a column without a public domain: only the keys
+    whose noisy count passes a threshold are released (a DP key release), and the project's budget
+    is charged the delta too.
     ``quantiles={"cost_gbp": [0.25, 0.75]}`` releases the quartiles (as ``p25_cost_gbp``, ...).
     ``dataset`` is a dataset's name, or a :class:`~enclave.client.cohorts.Cohort`: the aggregates
     then run over its one-row-per-person frame and ``by``/``where``/columns name its variables."""
     aggregates: list[dict[str, Any]] = [{"kind": "count_rows"}] if count else []
+    aggregates += [{"kind": "count_persons"}] if persons else []
     aggregates += [{"kind": "sum", "column": c} for c in sum or []]
     aggregates += [{"kind": "mean", "column": c} for c in mean or []]
     aggregates += [{"kind": "median", "column": c} for c in median or []]
@@ -102,7 +109,7 @@ def build_plan(
     ]
     if not aggregates:
         raise ValueError(
-            "ask for at least one aggregate: count=True, sum=[...], mean=[...], median=[...]"
+            "ask for at least one aggregate: count=True, persons=True, sum=[...], mean=[...], median=[...]"
             " or quantiles={column: [0.25, 0.75]}"
         )
     plan: dict[str, Any] = {
@@ -112,6 +119,8 @@ def build_plan(
         "filters": [{"column": c, "op": op, "value": v} for c, op, v in where or []],
         "epsilon": str(epsilon),
     }
+    if delta is not None:
+        plan["delta"] = str(delta)
     if isinstance(dataset, Cohort):
         plan["cohort"] = dataset.to_dict()
     return plan
@@ -169,10 +178,15 @@ class Workspace:
             self._call("POST", f"/projects/{self.project}/queries", json=build_plan(dataset, **kwargs))
         )
 
-    def sql(self, query: str, *, epsilon: str | Decimal, preview: bool = False) -> Any:
+    def sql(
+        self, query: str, *, epsilon: str | Decimal, delta: str | Decimal | None = None, preview: bool = False
+    ) -> Any:
         """A DP-SQL query (one SELECT of aggregates, WHERE, GROUP BY on public columns), parsed by
-        the server into the same plan as :meth:`run`; ``preview=True`` prices it for free."""
+        the server into the same plan as :meth:`run`; ``preview=True`` prices it for free. A
+        ``delta`` allows a GROUP BY on a column without a public domain (a DP key release)."""
         body = {"sql": query, "epsilon": str(epsilon)}
+        if delta is not None:
+            body["delta"] = str(delta)
         if preview:
             return self._call("POST", f"/projects/{self.project}/queries/sql/preview", json=body)
         return _release(self._call("POST", f"/projects/{self.project}/queries/sql", json=body))

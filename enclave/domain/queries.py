@@ -43,6 +43,10 @@ class FilterSpec(BaseModel):
         return self
 
 
+COUNTS = ("count_rows", "count_persons")
+MAX_DELTA = Decimal("0.0001")
+
+
 def quantile_label(q: Decimal | float) -> str:
     """``p25`` for 0.25, ``p2_5`` for 0.025: a quantile's level as the percentile, in a name."""
     percent = (Decimal(str(q)) * 100).normalize()
@@ -52,7 +56,7 @@ def quantile_label(q: Decimal | float) -> str:
 class AggregateSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    kind: Literal["count_rows", "sum", "mean", "median", "quantile"]
+    kind: Literal["count_rows", "count_persons", "sum", "mean", "median", "quantile"]
     column: Name | None = None
     q: Decimal | None = Field(
         None,
@@ -64,9 +68,9 @@ class AggregateSpec(BaseModel):
 
     @model_validator(mode="after")
     def _column(self) -> AggregateSpec:
-        if self.kind == "count_rows" and self.column is not None:
-            raise ValueError("count_rows takes no column")
-        if self.kind != "count_rows" and self.column is None:
+        if self.kind in COUNTS and self.column is not None:
+            raise ValueError(f"{self.kind} takes no column")
+        if self.kind not in COUNTS and self.column is None:
             raise ValueError(f"{self.kind} needs a numeric column")
         if (self.kind == "quantile") != (self.q is not None):
             raise ValueError("a quantile needs its level q (as 0.25), and only a quantile takes one")
@@ -74,6 +78,8 @@ class AggregateSpec(BaseModel):
 
     @property
     def name(self) -> str:
+        if self.kind == "count_persons":
+            return "persons"
         if self.column is None:
             return "count"
         if self.kind == "quantile":
@@ -96,6 +102,13 @@ class QueryPlan(BaseModel):
     group_by: list[Name] = Field(default_factory=list, max_length=MAX_GROUP_BY)
     filters: list[FilterSpec] = Field(default_factory=list, max_length=20)
     epsilon: Decimal = Field(gt=0, le=10, max_digits=12, decimal_places=6)
+    delta: Decimal = Field(
+        Decimal(0),
+        ge=0,
+        le=MAX_DELTA,
+        decimal_places=15,
+        description="only for a DP key release (grouping by a column without a public domain), e.g. 1e-7",
+    )
     cohort: Definition | None = Field(
         None, description="a cohort definition: the plan then runs over its one-row-per-person frame"
     )
@@ -133,6 +146,8 @@ class QueryPlan(BaseModel):
         # Fields added later are left out when unused, so earlier plans keep their fingerprints.
         if plan.get("cohort") is None:
             plan.pop("cohort", None)
+        if Decimal(plan.get("delta", 0)) == 0:
+            plan.pop("delta", None)
         for aggregate in plan["aggregates"]:
             if aggregate.get("q") is None:
                 aggregate.pop("q", None)
@@ -185,10 +200,11 @@ def check_against_catalog(plan: QueryPlan, columns: dict[str, dict[str, Any]]) -
         meta = columns.get(key)
         if meta is None:
             raise InvalidInput(f"{subject} has no {thing} {key!r}")
-        if not meta.get("domain"):
+        if not meta.get("domain") and not plan.delta:
             raise InvalidInput(
                 f"cannot group by {key!r}: it has no public domain in the catalog, and releasing its raw"
-                " values could disclose them; group by a column with a public domain"
+                " values could disclose them; group by a column with a public domain, or give the plan a"
+                " delta (such as 1e-7) to release only the keys whose noisy count passes a threshold"
             )
     for agg in plan.aggregates:
         if agg.column is None:

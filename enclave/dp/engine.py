@@ -112,7 +112,7 @@ _EPOCH = date(1970, 1, 1)
 _MEDIAN_CANDIDATES = 100  # public median candidates, evenly spaced over the column's bounds
 
 ColumnType = Literal["string", "integer", "decimal", "date"]
-AggregateKind = Literal["count_rows", "sum", "mean", "median", "quantile"]
+AggregateKind = Literal["count_rows", "count_persons", "sum", "mean", "median", "quantile"]
 FilterOp = Literal["==", "!=", "<", "<=", ">", ">=", "in"]
 
 
@@ -144,6 +144,8 @@ class Aggregate:
         ``p<percent>_<column>`` (a quantile: ``p25_cost``)."""
         if self.kind == "count_rows":
             return "count"
+        if self.kind == "count_persons":
+            return "persons"
         if self.kind == "quantile":
             return f"{quantile_label(self.q or 0)}_{self.column}"
         return f"{self.kind}_{self.column}"
@@ -163,6 +165,7 @@ class Query:
     group_by: tuple[str, ...] = ()
     filters: tuple[Filter, ...] = ()
     epsilon: Decimal = Decimal("1")  # total pure-DP ε (Laplace); see the module docstring
+    delta: Decimal = Decimal(0)  # > 0 only for a DP key release (group keys without a public domain)
 
 
 @dataclass(frozen=True)
@@ -203,6 +206,8 @@ class Plan:
     source: Path | None = None  # the file scanned: the table's file or its bounded view
     row_bound: int | None = None  # k if the source holds at most k rows per person (row-level unit of
     # k rows); None if persons are truncated to k rows in the query (identifier unit of 1 person)
+    delta: Decimal = Decimal(0)  # the δ OpenDP's map accounts for (<= query.delta): a DP key release only
+    threshold: int | None = None  # a DP key release: a key is released only if its noisy count is >= this
 
     @property
     def noise_scales(self) -> dict[str, float]:
@@ -251,10 +256,18 @@ class DPEngine:
         source = self._source(table)
         _check_schema(source.schema, table, used)
         k = table.contribution_bound
+        persons = query.aggregates[0].kind == "count_persons"  # then it is the only aggregate
+        if persons and not (source.row_bound and k == 1):
+            # A count of persons reads every row of the table (the bounded view has dropped some of a
+            # person's rows, which may be the ones passing the filters) and truncates each person to
+            # one row per group in the query (below).
+            source = self._source(table, view=False)
+            _check_schema(source.schema, table, used)
         if source.row_bound:
             # The bounded view (enclave/ingest/bounded.py): at most k rows per person, so a row-level
             # unit of k rows is the person-level unit. context.py: unit_of(contributions=k) ->
             # (SymmetricDistance, k). person_id is not read (unless nothing else is: a row count).
+            # A file of one row per person (a cohort frame, k = 1) counts persons as rows.
             unit = dp.unit_of(contributions=k)
             columns = used or [PERSON_COLUMN]
         else:
@@ -262,13 +275,18 @@ class DPEngine:
             unit = dp.unit_of(contributions=1, identifier=PERSON_COLUMN)
             columns = [PERSON_COLUMN, *used]
         data = pl.scan_parquet(source.path).select(*columns)
-        d_out = _epsilon_float(query.epsilon)
+        d_out = _loss_float(query.epsilon, query.delta)
         accountant = self._accountant(source, columns, unit, d_out, data)
         metric, d_in = unit
 
         filters = [_filter_expr(flt, table.columns[flt.column], source.schema) for flt in query.filters]
         stats, exprs = _statistics(query, self._max_rows)
-        keys = _key_frame(query, source.schema) if query.group_by else None
+        # Public keys: the cross product of the catalog's domains. A group key without a public domain
+        # (only with a δ, checked in _validate) makes the whole group-by a DP key release instead.
+        public = all(table.columns[name].domain for name in query.group_by)
+        keys = _key_frame(query, source.schema) if query.group_by and public else None
+        by = [pl.col(name) for name in query.group_by]
+        groups = len(keys) if keys is not None else k
         # The cache key holds everything the measurement depends on: the input domain (schema and
         # margins), the privacy unit, the filters, truncation, statistics with their bounds, the key
         # set as serialized Polars expressions, and ε. Not the data: OpenDP builds the query plan over
@@ -281,30 +299,50 @@ class DPEngine:
             k,
             tuple(e.meta.serialize() for e in (*filters, *exprs)),
             query.group_by,
+            tuple(s.name for s in stats),  # a count of persons truncates differently from one of rows
             keys.serialize() if keys is not None else b"",
             d_out,  # last: shape[:-1] is the shape at any ε
         )
 
         # context.py: a Context over the accountant's queryable on this data; Context.__call__ submits
         # the measurement to it at release. Context.query() spends nothing.
-        context = dp.Context(accountant=accountant, queryable=accountant(data), d_in=d_in, d_mids=[d_out])
+        context = dp.Context(
+            accountant=accountant, queryable=accountant(data), d_in=d_in, d_mids=cast(Any, [d_out])
+        )
 
         def build() -> Any:
             lf_query: Any = context.query()
             for expr in filters:
                 lf_query = lf_query.filter(expr)
-            if not source.row_bound:
+            if not source.row_bound and persons:
+                # extras/polars: LazyFrameQuery.truncate_per_group(1, by): one row per person and group,
+                # so each group counts a person once; then truncate_num_groups bounds the groups a
+                # person counts in. OpenDP 0.16 accounts ``rank < g`` as g groups but Polars' dense
+                # ranks start at 1, so its truncate_num_groups(g) keeps g - 1: it is asked for one more
+                # than the groups kept (the accounting stays OpenDP's, and conservative). keep="first"
+                # because its "sample" fails on a name clash in 0.16; which groups a person over the
+                # limit keeps is then the first in key order (documented in docs/dp.md).
+                lf_query = lf_query.truncate_per_group(1, by=by)
+                if by:
+                    lf_query = lf_query.truncate_num_groups(min(groups, k) + 1, by=by, keep="first")
+            elif not source.row_bound:
                 # extras/polars: LazyFrameQuery.truncate_per_group: SymmetricIdDistance to k rows per person.
                 lf_query = lf_query.truncate_per_group(k)
             if keys is not None:
                 # extras/polars: LazyFrameQuery.with_keys: left join from the public key set.
                 return lf_query.group_by(*query.group_by).agg(*exprs).with_keys(keys)
+            if query.group_by:
+                # A DP key release: no key set, so OpenDP releases a group only if its noisy count
+                # passes a threshold it calibrates to δ (make_private_lazyframe's ``threshold``).
+                return lf_query.group_by(*query.group_by).agg(*exprs)
             return lf_query.select(*exprs)
 
         calibrated, from_cache = self._calibrate(shape, build, d_in, d_out, stats)
         return Plan(
             query=query,
             epsilon=_epsilon_decimal(calibrated.loss, query.epsilon),
+            delta=_epsilon_decimal(calibrated.delta, query.delta) if query.delta else Decimal(0),
+            threshold=calibrated.threshold,
             aggregates=_aggregate_plans(query, calibrated.statistics),
             statistics=calibrated.statistics,
             scale_from_cache=from_cache,
@@ -316,12 +354,20 @@ class DPEngine:
             row_bound=k if source.row_bound else None,
         )
 
-    def _source(self, table: TableMeta) -> _Source:
-        """The file a query on ``table`` scans, and whether it holds at most k rows per person.
+    def _source(self, table: TableMeta, *, view: bool = True) -> _Source:
+        """The file a query on ``table`` scans, and whether it holds at most k rows per person
+        (``view=False``: the table's own file, for a count of persons).
 
         Cached on the files' identity (size, mtime, inode): versions are immutable once published."""
-        view = view_path(table.path)
-        view_id = _identity(view)
+        if not view:
+            own: tuple[object, ...] = (str(table.path), _identity(table.path))
+            cached = self._sources.get(own)
+            if cached is None:
+                cached = _Source(table.path, pl.scan_parquet(table.path).collect_schema(), row_bound=False)
+                self._sources.put(own, cached)
+            return cached
+        bounded = view_path(table.path)
+        view_id = _identity(bounded)
         key = (str(table.path), table.contribution_bound, _identity(table.path), view_id)
         cached = self._sources.get(key)
         if cached is not None:
@@ -331,14 +377,14 @@ class DPEngine:
         if declared is not None and declared[0] <= table.contribution_bound:
             # The file itself declares at most k rows per person: truncation would be a no-op.
             source = _Source(table.path, source.schema, row_bound=True)
-        elif view_id is not None and declared_bound(view) == (table.contribution_bound, table.path.name):
+        elif view_id is not None and declared_bound(bounded) == (table.contribution_bound, table.path.name):
             # Its bounded view, built at ingest for exactly this bound.
-            source = _Source(view, pl.scan_parquet(view).collect_schema(), row_bound=True)
+            source = _Source(bounded, pl.scan_parquet(bounded).collect_schema(), row_bound=True)
         self._sources.put(key, source)
         return source
 
     def _accountant(
-        self, source: _Source, columns: list[str], unit: tuple[Any, Any], d_out: float, data: pl.LazyFrame
+        self, source: _Source, columns: list[str], unit: tuple[Any, Any], d_out: _Loss, data: pl.LazyFrame
     ) -> Any:
         """OpenDP's compositor measurement for one query of ``d_out`` on these columns (cached).
 
@@ -351,7 +397,12 @@ class DPEngine:
         cached = self._accountants.get(key)
         if cached is not None:
             return cached
-        measure, _ = dp.loss_of(epsilon=d_out)
+        # context.py: loss_of(epsilon) -> max_divergence; loss_of(epsilon, delta) -> its Approximate form.
+        measure, _ = (
+            dp.loss_of(epsilon=d_out[0], delta=d_out[1])
+            if isinstance(d_out, tuple)
+            else dp.loss_of(epsilon=d_out)
+        )
         # context.py: domain_of(LazyFrame, infer=True) reads the schema only; with_margin adds the public
         # row bound OpenDP needs to rule out overflow in sums.
         domain = dp.with_margin(dp.domain_of(data, infer=True), Margin(by=(), max_length=self._max_rows))
@@ -365,7 +416,7 @@ class DPEngine:
         return accountant
 
     def _calibrate(
-        self, shape: tuple[object, ...], build: Any, d_in: Any, d_out: float, stats: tuple[_Stat, ...]
+        self, shape: tuple[object, ...], build: Any, d_in: Any, d_out: _Loss, stats: tuple[_Stat, ...]
     ) -> tuple[_Calibrated, bool]:
         """The OpenDP measurement for this query shape with the smallest scale OpenDP accepts for ``d_out``.
 
@@ -382,6 +433,20 @@ class DPEngine:
         polars_plan = object.__getattribute__(lf_query, "polars_plan")
         input_domain, input_metric = inner._chain
         measure = inner._output_measure
+        if isinstance(d_out, tuple):
+
+            def make_released(scale: float, threshold: int) -> Any:
+                return dp.m.make_private_lazyframe(
+                    input_domain=input_domain,
+                    input_metric=input_metric,
+                    output_measure=measure,
+                    lazyframe=polars_plan,
+                    global_scale=scale,
+                    threshold=threshold,
+                )
+
+            measurement = _key_release(make_released, d_in, d_out)
+            return self._calibrated_put(shape, measurement, d_in, stats), False
 
         made: dict[float, Any] = {}
 
@@ -404,17 +469,31 @@ class DPEngine:
         measurement = make(scale)
         if not measurement.check(d_in, d_out):
             raise RuntimeError("OpenDP refused the calibrated measurement: this is a bug in the engine.")
-        # accuracy.py: summarize_polars_measurement reads each statistic's distribution and scale.
+        return self._calibrated_put(shape, measurement, d_in, stats), False
+
+    def _calibrated_put(
+        self, shape: tuple[object, ...], measurement: Any, d_in: Any, stats: tuple[_Stat, ...]
+    ) -> _Calibrated:
+        # accuracy.py: summarize_polars_measurement reads each statistic's distribution and scale (and
+        # the threshold of a DP key release).
         summary = summarize_polars_measurement(measurement, CONFIDENCE_ALPHA)
         means = any(s.name.startswith("count(") for s in stats)  # a count of values is only for a mean
         half = summarize_polars_measurement(measurement, CONFIDENCE_ALPHA / 2) if means else None
+        loss = measurement.map(d_in)
+        thresholds = (
+            [int(t) for t in cast(pl.DataFrame, summary)["threshold"] if t is not None]
+            if "threshold" in cast(pl.DataFrame, summary).columns
+            else []
+        )
         calibrated = _Calibrated(
             measurement=measurement,
             statistics=_read_summary(stats, summary, half),
-            loss=float(measurement.map(d_in)),
+            loss=float(loss[0] if isinstance(loss, tuple) else loss),
+            delta=float(loss[1]) if isinstance(loss, tuple) else 0.0,
+            threshold=max(thresholds) if thresholds else None,
         )
         self._calibrated.put(shape, calibrated)
-        return calibrated, False
+        return calibrated
 
     # --------------------------------------------------------------- release
     def release(self, plan: Plan) -> Release:
@@ -434,6 +513,11 @@ class DPEngine:
             # joined, and released, as the strings they stand for.
             keys, raw = _text_keys(plan._keys, names), _text_keys(raw, names)
             raw = keys.join(raw, on=names, how="left", nulls_equal=True, maintain_order="left")
+        elif plan.query.group_by:
+            # A DP key release: the keys that passed the threshold, in key order (not in the order
+            # the data happened to be grouped in).
+            names = list(plan.query.group_by)
+            raw = _text_keys(raw, names).sort(names, nulls_last=True)
         else:
             names = []
         return Release(
@@ -456,7 +540,9 @@ class _Source:
 class _Calibrated:
     measurement: Any  # OpenDP Measurement (make_private_lazyframe), data-independent
     statistics: tuple[Statistic, ...]
-    loss: float  # measurement.map(d_in)
+    loss: float  # measurement.map(d_in): ε (the first part of (ε, δ) for a DP key release)
+    delta: float = 0.0
+    threshold: int | None = None  # a DP key release's threshold on the noisy count
 
 
 def _identity(path: Path) -> tuple[int, int, int] | None:
@@ -510,6 +596,8 @@ def _validate(query: Query) -> None:
     cols = table.columns
     if not query.epsilon.is_finite() or query.epsilon <= 0:
         raise ValueError(f"Epsilon must be a positive finite number, not {query.epsilon}.")
+    if not query.delta.is_finite() or not 0 <= query.delta < 1:
+        raise ValueError(f"Delta must be at least 0 and below 1, not {query.delta}.")
     if table.contribution_bound < 1:
         raise ValueError("The table's contribution bound must be at least 1 row per person.")
     if PERSON_COLUMN in cols:
@@ -521,15 +609,39 @@ def _validate(query: Query) -> None:
         raise ValueError("Each aggregate may appear only once in a query.")
     for agg in query.aggregates:
         _validate_aggregate(agg, cols)
+    if any(a.kind == "count_persons" for a in query.aggregates) and len(query.aggregates) > 1:
+        raise ValueError(
+            "A count of persons is a query of its own (it counts each person once per group, where the"
+            " other aggregates use up to the contribution bound of rows per person): ask for the other"
+            " aggregates in a separate query."
+        )
     if len(set(query.group_by)) != len(query.group_by):
         raise ValueError("A column may appear only once in group_by.")
+    private = [name for name in query.group_by if not _column(name, cols, "group by").domain]
+    if private and query.delta <= 0:
+        raise ValueError(
+            f"Cannot group by {private[0]}: it has no public domain of keys, and keys read from the data"
+            " are not private. Give the query a delta (such as 1e-7) to release only the keys whose noisy"
+            " count passes a threshold (a DP key release), or group by a column with a public domain."
+        )
+    if query.delta > 0 and not private:
+        raise ValueError(
+            "A delta is only for a DP key release (a group-by on a column without a public domain);"
+            " this query is pure DP: leave delta at 0."
+        )
+    if private and not any(a.kind in ("count_rows", "count_persons") for a in query.aggregates):
+        raise ValueError(
+            f"Grouping by {private[0]} releases only keys whose noisy count passes a threshold: add a"
+            " count (count_rows or count_persons) to the aggregates."
+        )
     for name in query.group_by:
-        col = _column(name, cols, "group by")
+        col = cols[name]
         if not col.domain:
-            raise ValueError(
-                f"Cannot group by {name}: it has no public domain of keys, and keys read from the data"
-                " would not be private."
-            )
+            if col.type not in ("string", "integer", "date"):
+                raise ValueError(
+                    f"Cannot group by {name}: only string, integer and date columns can be group keys."
+                )
+            continue
         if col.type not in ("string", "integer"):
             raise ValueError(f"Cannot group by {name}: only string and integer columns can be group keys.")
         if col.type == "integer":
@@ -540,12 +652,14 @@ def _validate(query: Query) -> None:
 
 
 def _validate_aggregate(agg: Aggregate, cols: Mapping[str, ColumnMeta]) -> None:
-    if agg.kind == "count_rows":
+    if agg.kind in ("count_rows", "count_persons"):
         if agg.column is not None:
-            raise ValueError("A count_rows aggregate counts rows and takes no column.")
+            raise ValueError(f"A {agg.kind} aggregate counts {agg.kind[6:]} and takes no column.")
         return
     if agg.kind not in ("sum", "mean", "median", "quantile"):
-        raise ValueError(f"Unknown aggregate {agg.kind!r}: use count_rows, sum, mean, median or quantile.")
+        raise ValueError(
+            f"Unknown aggregate {agg.kind!r}: use count_rows, count_persons, sum, mean, median or quantile."
+        )
     if (agg.kind == "quantile") != (agg.q is not None):
         raise ValueError("A quantile needs its level q (0 < q < 1), and only a quantile takes one.")
     if agg.q is not None and not 0 < agg.q < 1:
@@ -749,6 +863,10 @@ def _statistics(query: Query, max_rows: int) -> tuple[tuple[_Stat, ...], list[pl
             # extras/polars: dp_len (dp.len) counts the rows of each group, signed (noise may go negative).
             need("rows", lambda a: (dp_len(signed=True).alias(a), 1))
             continue
+        if agg.kind == "count_persons":
+            # The same dp_len, over one row per person (and group): see Engine.plan's truncation.
+            need("persons", lambda a: (dp_len(signed=True).alias(a), 1))
+            continue
         col = cols[cast(str, agg.column)]
         if agg.kind == "median":
             need(f"median({col.name})", lambda a, c=col: _median_expr(c, a))
@@ -796,15 +914,23 @@ def _key_frame(query: Query, stored: pl.Schema) -> pl.DataFrame:
     return pl.DataFrame(rows, schema=schema, orient="row")
 
 
+_Loss = float | tuple[float, float]  # ε, or (ε, δ) for a DP key release
+
+
 def _epsilon_float(epsilon: Decimal) -> float:
-    """The largest float not above the requested ε, so OpenDP's check can never exceed it."""
+    """The largest float not above the requested ε (or δ), so OpenDP's check can never exceed it."""
     value = float(epsilon)
     if Decimal(value) > epsilon:
         value = math.nextafter(value, 0.0)
     return value
 
 
+def _loss_float(epsilon: Decimal, delta: Decimal) -> _Loss:
+    return (_epsilon_float(epsilon), _epsilon_float(delta)) if delta else _epsilon_float(epsilon)
+
+
 def _epsilon_decimal(loss: float, requested: Decimal) -> Decimal:
+    """The accounted loss as a decimal never above the requested one."""
     short = Decimal(repr(loss))
     return short if short <= requested else Decimal(loss)
 
@@ -827,6 +953,57 @@ def _solve_scale(make: Any, d_in: Any, d_out: float, *, start: float = 1.0) -> f
         if loss > d_out * (1 - 1e-9):
             scale = math.nextafter(scale, math.inf)
     return float(binary_search_param(make, d_in=d_in, d_out=d_out, T=float))
+
+
+_NO_THRESHOLD = 2**32 - 1  # OpenDP's thresholds are u32: the largest keeps the threshold out of the way
+
+
+class _EpsilonPart:
+    """An (ε, δ) measurement seen through its ε alone, for the scale search."""
+
+    def __init__(self, measurement: Any) -> None:
+        self._measurement = measurement
+
+    def map(self, d_in: Any) -> float:
+        return float(self._measurement.map(d_in)[0])
+
+    def check(self, d_in: Any, d_out: float) -> bool:
+        return self.map(d_in) <= d_out
+
+
+def _key_release(make: Any, d_in: Any, d_out: tuple[float, float]) -> Any:
+    """The measurement of a DP key release: the smallest scale for ε, then the smallest threshold for δ.
+
+    The same two searches as OpenDP's ``LazyFrameQuery.resolve()`` for an ``Approximate`` measure
+    (``make_private_lazyframe(..., threshold=)``: a group is released only if its noisy count is at
+    least the threshold, and δ bounds the chance that a key only one person has passes it). OpenDP's
+    own threshold search fails at large ε (its lower probes raise "threshold must be greater than
+    1"), so here a probe that raises counts as too small. The result is checked with
+    ``Measurement.check(d_in, (ε, δ))`` before use."""
+    epsilon, delta = d_out
+    scale = _solve_scale(lambda s: _EpsilonPart(make(s, _NO_THRESHOLD)), d_in, epsilon)
+
+    def enough(threshold: int) -> bool:
+        try:
+            return bool(float(make(scale, threshold).map(d_in)[1]) <= delta)
+        except OpenDPException:
+            return False
+
+    if not enough(_NO_THRESHOLD):
+        raise ValueError(
+            f"Delta {delta:g} is too small for a DP key release at this epsilon: use a larger delta."
+        )
+    low, high = 2, _NO_THRESHOLD
+    while low < high:
+        middle = (low + high) // 2
+        if enough(middle):
+            high = middle
+        else:
+            low = middle + 1
+    measurement = make(scale, high)
+    if not measurement.check(d_in, d_out):
+        raise RuntimeError("OpenDP refused the calibrated key release: this is a bug in the engine.")
+    return measurement
 
 
 def _read_summary(stats: tuple[_Stat, ...], summary: Any, half: Any) -> tuple[Statistic, ...]:
@@ -861,9 +1038,9 @@ def _aggregate_plans(query: Query, statistics: tuple[Statistic, ...]) -> tuple[A
     by_name = {s.name: s for s in statistics}
     plans = []
     for agg in query.aggregates:
-        if agg.kind == "count_rows":
-            s = by_name["rows"]
-            plans.append(AggregatePlan(agg.name, agg, s.scale, s.accuracy, ("rows",)))
+        if agg.kind in ("count_rows", "count_persons"):
+            s = by_name["rows" if agg.kind == "count_rows" else "persons"]
+            plans.append(AggregatePlan(agg.name, agg, s.scale, s.accuracy, (s.name,)))
         elif agg.kind == "sum":
             s = by_name[f"sum({agg.column})"]
             plans.append(AggregatePlan(agg.name, agg, s.scale, s.accuracy, (s.name,)))
@@ -891,7 +1068,7 @@ def _post_process(plan: Plan, raw: pl.DataFrame, keys: list[str]) -> pl.DataFram
     stat_info = {s.name: s for s in plan.statistics}
     out: list[pl.Expr] = [pl.col(k) for k in keys]
     for agg in plan.aggregates:
-        if agg.aggregate.kind in ("count_rows", "sum", "median", "quantile"):
+        if agg.aggregate.kind in ("count_rows", "count_persons", "sum", "median", "quantile"):
             s = stat_alias[agg.statistics[0]]
             value = pl.col(s.alias)
             if s.divisor != 1:

@@ -36,11 +36,22 @@ from enclave.domain.ports import UnitOfWork, UnitOfWorkFactory
 from enclave.domain.queries import QueryPlan, Release, check_against_catalog, check_cohort_scope, check_scope
 from enclave.dp.cohorts import derive_cached
 from enclave.dp.dummy import dummy_frame
-from enclave.dp.engine import Aggregate, ColumnMeta, DPEngine, Filter, Query, TableMeta
+from enclave.dp.engine import Aggregate, ColumnMeta, DPEngine, Filter, Plan, Query, TableMeta
 from enclave.ingest.pipeline import DATA_FILE
 
 # Stored with each release (at most 100 characters: the column's width).
-MECHANISM = "OpenDP 0.16 Polars: rows per person bounded to the contribution bound, discrete Laplace"
+MECHANISM = "OpenDP 0.16 Polars: discrete Laplace; rows per person <= bound"
+MECHANISM_PERSONS = "OpenDP 0.16 Polars: discrete Laplace; one row per person and group"
+KEY_RELEASE = "; key threshold {threshold}"
+
+
+def mechanism(planned: Plan) -> str:
+    """What a release records of how it was made (at most 100 characters)."""
+    persons = planned.query.aggregates[0].kind == "count_persons"
+    text = MECHANISM_PERSONS if persons else MECHANISM
+    if planned.threshold is not None:
+        text += KEY_RELEASE.format(threshold=planned.threshold)
+    return text
 
 
 @dataclass(frozen=True)
@@ -159,7 +170,7 @@ class QueryService:
     def _refuse_if_unaffordable(self, actor: Actor, project_id: int, plan: QueryPlan) -> None:
         """A plan that could not be paid for is refused before a cohort is derived from the data
         (the reservation itself, later, is what guarantees the budget under concurrency)."""
-        self._budgets.account(actor, project_id).check_can_reserve(Budget(plan.epsilon))
+        self._budgets.account(actor, project_id).check_can_reserve(Budget(plan.epsilon, plan.delta))
 
     @staticmethod
     def _query(plan: QueryPlan, table: TableMeta) -> Query:
@@ -174,6 +185,7 @@ class QueryService:
                 for f in plan.filters
             ),
             epsilon=plan.epsilon,
+            delta=plan.delta,
         )
 
     def _prepare(self, actor: Actor, project_id: int, plan: QueryPlan) -> Prepared:
@@ -207,15 +219,18 @@ class QueryService:
         )
         return Prepared(project, version.version, self._query(plan, table))
 
-    def _engine_plan(self, query: Query) -> Any:
+    def _engine_plan(self, query: Query) -> Plan:
         try:
             planned = self._engine.plan(query)
         except ValueError as exc:
             raise InvalidInput(str(exc)) from None
         # The ledger charges the epsilon the researcher asked for: exact, and never below the loss
         # OpenDP's privacy map accounts for (which the engine guarantees, and this checks).
-        if planned.epsilon > query.epsilon:
-            raise InternalError(f"OpenDP accounted {planned.epsilon}, above the {query.epsilon} planned")
+        if planned.epsilon > query.epsilon or planned.delta > query.delta:
+            raise InternalError(
+                f"OpenDP accounted ({planned.epsilon}, {planned.delta}), above the planned"
+                f" ({query.epsilon}, {query.delta})"
+            )
         return planned
 
     def preview(self, actor: Actor, project_id: int, plan: QueryPlan) -> dict[str, Any]:
@@ -223,15 +238,22 @@ class QueryService:
         prepared = self._prepare(actor, project_id, plan)
         planned = self._engine_plan(self._materialised(prepared, plan))
         account = self._budgets.account(actor, project_id)
-        return {
+        preview: dict[str, Any] = {
             "epsilon": str(plan.epsilon),
             "accounted_epsilon": str(planned.epsilon),
             "remaining_epsilon": str(account.remaining.epsilon),
-            "fits": Budget(plan.epsilon).fits_within(account.remaining),
+            "fits": Budget(plan.epsilon, plan.delta).fits_within(account.remaining),
             "aggregates": [
                 {"name": a.name, "noise_scale": a.noise_scale, "ci95": a.accuracy} for a in planned.aggregates
             ],
         }
+        if plan.delta:
+            preview |= {
+                "delta": str(plan.delta),
+                "remaining_delta": str(account.remaining.delta),
+                "threshold": planned.threshold,
+            }
+        return preview
 
     def run(self, actor: Actor, project_id: int, plan: QueryPlan) -> tuple[Release, bool]:
         """Release the plan's answer; returns (release, whether it was already recorded)."""
@@ -244,7 +266,8 @@ class QueryService:
         if prepared.cohort is not None:
             self._refuse_if_unaffordable(actor, project_id, plan)
         planned = self._engine_plan(self._materialised(prepared, plan))
-        reservation = self._budgets.reserve(actor, project_id, Budget(plan.epsilon), purpose=fingerprint)
+        cost = Budget(plan.epsilon, plan.delta)
+        reservation = self._budgets.reserve(actor, project_id, cost, purpose=fingerprint)
         try:
             result = self._engine.release(planned)
         except Exception as exc:
@@ -270,8 +293,8 @@ class QueryService:
             fingerprint=fingerprint,
             plan=plan,
             epsilon=plan.epsilon,
-            delta=Decimal(0),
-            mechanism=MECHANISM,
+            delta=plan.delta,
+            mechanism=mechanism(planned),
             noise_scales=dict(result.noise_scales),
             values=values,
             accuracy=accuracy,
@@ -290,7 +313,7 @@ class QueryService:
                         actor.name,
                         "release",
                         "new",
-                        {"project": project_id, "fingerprint": fingerprint, "epsilon": plan.epsilon},
+                        {"project": project_id, "fingerprint": fingerprint, **_loss(plan)},
                     ),
                 )
                 uow.budgets.settle(
@@ -303,7 +326,7 @@ class QueryService:
                         actor.name,
                         "project",
                         str(project_id),
-                        {"reservation": reservation.id, "epsilon": plan.epsilon, "release": recorded.id},
+                        {"reservation": reservation.id, **_loss(plan), "release": recorded.id},
                     ),
                 )
         except IntegrityError:
@@ -377,6 +400,12 @@ class QueryService:
         with self._uow(write=False) as uow:
             self._member_project(uow, actor, project_id)
             return uow.releases.list_releases(project_id)
+
+
+def _loss(plan: QueryPlan) -> dict[str, Decimal]:
+    """The privacy loss as audited: ε, and δ when there is one (audit entries of pure-DP releases
+    keep their earlier shape)."""
+    return {"epsilon": plan.epsilon, "delta": plan.delta} if plan.delta else {"epsilon": plan.epsilon}
 
 
 def _catalog_view(meta: VariableMeta) -> dict[str, Any]:

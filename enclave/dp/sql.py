@@ -10,7 +10,7 @@ Accepted
 --------
 * ``SELECT`` of aggregates and group-by columns, in any order:
 
-  - ``COUNT(*)`` -> ``count_rows``
+  - ``COUNT(*)`` -> ``count_rows``; ``COUNT(DISTINCT person_id)`` -> ``count_persons``
   - ``SUM(column)`` -> ``sum``; ``AVG(column)`` -> ``mean``
   - ``MEDIAN(column)``, or ``PERCENTILE_CONT(0.5)`` / ``PERCENTILE_DISC(0.5)``
     ``WITHIN GROUP (ORDER BY column)`` -> ``median``
@@ -85,12 +85,12 @@ MAX_FILTERS = 20
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 _INT64 = 2**63
 _FORM = "SELECT <aggregates and group-by columns> FROM <dataset> [WHERE ...] [GROUP BY <columns>]"
-_AGGREGATES = "COUNT(*), SUM(column), AVG(column) and MEDIAN(column)"
+_AGGREGATES = "COUNT(*), COUNT(DISTINCT person_id), SUM(column), AVG(column) and MEDIAN(column)"
 _CONDITIONS = (
     "WHERE takes comparisons of a column with a value (=, <>, <, <=, >, >=, IN (...), NOT IN (...),"
     " BETWEEN) joined by AND"
 )
-AggregateKind = Literal["count_rows", "sum", "mean", "median", "quantile"]
+AggregateKind = Literal["count_rows", "count_persons", "sum", "mean", "median", "quantile"]
 FilterOp = Literal["==", "!=", "<", "<=", ">", ">=", "in"]
 _COMPARISONS: dict[type[exp.Expr], FilterOp] = {
     exp.EQ: "==",
@@ -103,6 +103,7 @@ _COMPARISONS: dict[type[exp.Expr], FilterOp] = {
 _FLIPPED: dict[FilterOp, FilterOp] = {"==": "==", "!=": "!=", "<": ">", "<=": ">=", ">": "<", ">=": "<="}
 _SQL_OPS = {"==": "=", "!=": "<>", "<": "<", "<=": "<=", ">": ">", ">=": ">="}
 _SQL_AGGREGATES = {"count_rows": "COUNT", "sum": "SUM", "mean": "AVG", "median": "MEDIAN"}
+PERSON_COUNT = "COUNT(DISTINCT person_id)"
 # The Select clauses a plan has a place for; every other non-empty clause is refused. sqlglot 25-29
 # calls the FROM clause "from", later versions "from_".
 _ALLOWED_CLAUSES = {"expressions", "from", "from_", "where", "group"}
@@ -131,8 +132,9 @@ _CLAUSE_REFUSALS = {
 }
 
 
-def parse_sql(sql: str, epsilon: Decimal) -> QueryPlan:
-    """The plan of one DP-SQL query at privacy loss ``epsilon``; ``InvalidInput`` says what is not
+def parse_sql(sql: str, epsilon: Decimal, delta: Decimal = Decimal(0)) -> QueryPlan:
+    """The plan of one DP-SQL query at privacy loss ``epsilon`` (and ``delta``, for a GROUP BY on a
+    column without a public domain); ``InvalidInput`` says what is not
     supported otherwise. Schema checks (does the column exist, has it a public domain, is it bounded)
     are not done here: the plan goes through ``check_scope`` and ``check_against_catalog`` like any
     other, so SQL and builder queries can never be held to different rules."""
@@ -147,7 +149,7 @@ def parse_sql(sql: str, epsilon: Decimal) -> QueryPlan:
         raise InvalidInput(f"{kind} is not supported: a query is one SELECT from one dataset")
     if not isinstance(tree, exp.Select):
         raise InvalidInput(f"only a single SELECT statement is accepted: {_FORM}")
-    return _Translator(tree).plan(epsilon)
+    return _Translator(tree).plan(epsilon, delta)
 
 
 def plan_to_sql(plan: QueryPlan) -> str:
@@ -160,6 +162,8 @@ def plan_to_sql(plan: QueryPlan) -> str:
         arg = "*" if agg.column is None else _identifier(agg.column)
         if agg.kind == "quantile":
             items.append(f"PERCENTILE_CONT({agg.q}) WITHIN GROUP (ORDER BY {arg})")
+        elif agg.kind == "count_persons":
+            items.append(PERSON_COUNT)
         else:
             items.append(f"{_SQL_AGGREGATES[agg.kind]}({arg})")
     # Display text from a validated plan (names match Name, literals are escaped); never executed.
@@ -229,6 +233,15 @@ def _parse(sql: str) -> exp.Expr:
 
 
 # ----------------------------------------------------------------- translation
+def _is_person_count(node: exp.Expr | None) -> bool:
+    """``COUNT(DISTINCT person_id)``: the count of persons (the privacy unit's own column, which is
+    otherwise never queryable)."""
+    if not isinstance(node, exp.Count) or not isinstance(node.this, exp.Distinct):
+        return False
+    inner = node.this.expressions
+    return len(inner) == 1 and isinstance(inner[0], exp.Column) and inner[0].name.lower() == "person_id"
+
+
 def _snippet(node: exp.Expr) -> str:
     """A short SQL rendering of a node, to name it in a refusal."""
     try:
@@ -251,14 +264,14 @@ class _Translator:
         self._dataset = ""
         self._qualifiers: set[str] = set()
 
-    def plan(self, epsilon: Decimal) -> QueryPlan:
+    def plan(self, epsilon: Decimal, delta: Decimal) -> QueryPlan:
         try:
-            return self._plan(epsilon)
+            return self._plan(epsilon, delta)
         except ValidationError as exc:
             # A literal or list the plan model refuses (an IN list over 1000 values, ...).
             raise InvalidInput(_validation_sentence(exc)) from None
 
-    def _plan(self, epsilon: Decimal) -> QueryPlan:
+    def _plan(self, epsilon: Decimal, delta: Decimal) -> QueryPlan:
         self._check_clauses()
         self._check_nodes()
         self._dataset, self._qualifiers = self._from()
@@ -280,6 +293,7 @@ class _Translator:
             group_by=group_by,
             filters=filters,
             epsilon=epsilon,
+            delta=delta,
         )
 
     # -- shape
@@ -303,9 +317,9 @@ class _Translator:
                 raise InvalidInput(_CLAUSE_REFUSALS["joins"])
             if isinstance(node, exp.Window):
                 raise InvalidInput("window functions (OVER ...) are not supported")
-            if isinstance(node, exp.Distinct):
+            if isinstance(node, exp.Distinct) and not _is_person_count(node.parent):
                 raise InvalidInput(
-                    "DISTINCT is not supported: counting distinct values is not a DP aggregate here;"
+                    "DISTINCT is not supported except in COUNT(DISTINCT person_id), the count of persons;"
                     " use COUNT(*) with GROUP BY on a public column"
                 )
             if isinstance(node, exp.Or):
@@ -410,6 +424,8 @@ class _Translator:
 
     def _aggregate(self, node: exp.Expr) -> AggregateSpec:
         if isinstance(node, exp.Count):
+            if _is_person_count(node):
+                return AggregateSpec(kind="count_persons")
             if not isinstance(node.this, exp.Star) or _set_args(node) - {"this", "big_int"}:
                 raise InvalidInput(
                     f"{_snippet(node)} is not supported: COUNT(*) counts rows; COUNT of a column or an"

@@ -12,7 +12,7 @@ from enclave.api.deps import ServicesDep, requires
 from enclave.api.schemas import MAX_INT
 from enclave.domain.cohorts import Definition
 from enclave.domain.identity import Actor, Role
-from enclave.domain.queries import QueryPlan, Release
+from enclave.domain.queries import MAX_DELTA, QueryPlan, Release
 from enclave.dp.dummy import MAX_DUMMY_ROWS
 from enclave.dp.sql import MAX_SQL_CHARS, parse_sql
 
@@ -30,6 +30,7 @@ def release_view(release: Release, *, recorded: bool) -> dict[str, Any]:
         "dataset_version": release.dataset_version,
         "plan": release.plan.model_dump(mode="json"),
         "epsilon": str(release.epsilon),
+        "delta": str(release.delta),
         "mechanism": release.mechanism,
         "noise_scales": release.noise_scales,
         "accuracy": release.accuracy,
@@ -63,13 +64,16 @@ class SqlQuery(BaseModel):
 
     sql: str = Field(min_length=1, max_length=MAX_SQL_CHARS, description="one SELECT of the DP-SQL subset")
     epsilon: Decimal = Field(gt=0, le=10, max_digits=12, decimal_places=6)
+    delta: Decimal = Field(
+        Decimal(0), ge=0, le=MAX_DELTA, decimal_places=15, description="only for a DP key release"
+    )
 
 
 @router.post("/queries/sql/preview", summary="Cost and accuracy of a DP-SQL query, without spending")
 def sql_preview(
     project_id: ProjectId, body: SqlQuery, actor: Member, services: ServicesDep
 ) -> dict[str, Any]:
-    plan = parse_sql(body.sql, body.epsilon)
+    plan = parse_sql(body.sql, body.epsilon, body.delta)
     return {"plan": plan.model_dump(mode="json"), **services.queries.preview(actor, project_id, plan)}
 
 
@@ -81,7 +85,7 @@ def sql_preview(
 def sql_run(
     project_id: ProjectId, body: SqlQuery, actor: Member, services: ServicesDep, response: Response
 ) -> dict[str, Any]:
-    release, recorded = services.queries.run(actor, project_id, parse_sql(body.sql, body.epsilon))
+    release, recorded = services.queries.run(actor, project_id, parse_sql(body.sql, body.epsilon, body.delta))
     if recorded:
         response.status_code = status.HTTP_200_OK
     return release_view(release, recorded=recorded)
