@@ -39,6 +39,7 @@ def make_project(
     *,
     title: str = "A test project on demographics",
     columns: list[str] | None = None,
+    budget: dict[str, str] | None = None,
 ) -> int:
     """An active project whose lead is ``lead`` (created as an accredited researcher if needed), on
     the demographics dataset, approved by its custodian through the real access service."""
@@ -76,7 +77,7 @@ def make_project(
             "team": [{"username": lead, "role": "lead"}],
             "start_date": today,
             "end_date": today + timedelta(days=200),
-            "budget": {"epsilon": "1.0"},
+            "budget": budget or {"epsilon": "1.0"},
             "analysis_plan": "Counts by region, computed through the DP layer in tests.",
             "output_plan": "No outputs leave; this project exists for tests only.",
         }

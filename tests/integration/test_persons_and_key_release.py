@@ -1,0 +1,100 @@
+"""Counts of persons and DP key releases through the API and the client: what they release, what
+the ledger charges (δ included), and the refusals, on the configured database."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import polars as pl
+import pytest
+
+from enclave.client import EnclaveClientError, connect
+from enclave.domain.identity import TokenKind
+from enclave.wiring import Services
+from tests.conftest import OPERATOR, LiveServer
+from tests.factories import make_project
+
+COLUMNS = ["sex", "region", "year_of_birth", "postcode_area"]
+
+
+def _stored(services: Services) -> pl.DataFrame:
+    """The demographics rows as stored (the test's view of the truth; researchers never see it)."""
+    files = sorted(services.settings.research_store.glob("demographics/v*/data.parquet"))
+    return pl.read_parquet(files[-1])
+
+
+def test_counts_of_persons_and_key_releases_through_the_client(services: Services) -> None:
+    project = make_project(services, "lead", columns=COLUMNS, budget={"epsilon": "10", "delta": "1e-6"})
+    token = services.identity.issue_token(OPERATOR, "lead", kind=TokenKind.WORKSPACE, project_id=project)
+    stored = _stored(services)
+    with LiveServer(services) as api:
+        ws = connect(api.url, token.secret, project)
+
+        # Persons by sex: one row per person in this table (bound 1), so the scale is 1/ε.
+        persons = ws.run("demographics", persons=True, by=["sex"], epsilon="0.5")
+        assert list(persons.frame.columns) == ["sex", "persons", "persons_ci95"]
+        assert persons.noise_scales == {"persons": pytest.approx(2.0)}
+        assert "one row per person" in persons.raw["mechanism"]
+        by_sql = ws.sql("SELECT sex, COUNT(DISTINCT person_id) FROM demographics GROUP BY sex", epsilon="0.5")
+        assert by_sql.recorded
+        assert by_sql.id == persons.id
+
+        # A group-by on year_of_birth (no public domain) needs a delta, and says so.
+        with pytest.raises(EnclaveClientError, match="give the plan a delta") as refused:
+            ws.run("demographics", count=True, by=["year_of_birth"], epsilon="5")
+        assert refused.value.status == 400
+        assert ws.budget()["spent"] == {"epsilon": "0.5", "delta": "0"}
+
+        preview = ws.preview("demographics", count=True, by=["year_of_birth"], epsilon="5", delta="1e-7")
+        assert preview["threshold"] >= 2
+        threshold = preview["threshold"]
+        release = ws.run("demographics", count=True, by=["year_of_birth"], epsilon="5", delta="1e-7")
+        assert Decimal(release.raw["delta"]) == Decimal("1e-7")
+        assert release.raw["mechanism"].endswith(f"key threshold {threshold}")
+        budget = ws.budget()
+        assert Decimal(budget["spent"]["epsilon"]) == Decimal("5.5")
+        assert Decimal(budget["spent"]["delta"]) == Decimal("1e-7")
+        frame = release.frame
+        years = frame["year_of_birth"].tolist()
+        assert years == sorted(years)
+        # Every released key passed the threshold on its noisy count...
+        assert all(count >= threshold for count in frame["count"])
+        # ...and every year with more rows than the threshold is there (discrete Laplace of scale
+        # 0.2: short by 2 or more with probability about e^-10).
+        truth = dict(stored.group_by("year_of_birth").len().iter_rows())
+        certain = {y for y, n in truth.items() if n >= threshold + 2}
+        assert certain  # the tiny population has such years: the check is not vacuous
+        assert certain <= set(years)
+        assert set(years) <= set(truth)  # no key that is not in the data
+        # The same plan again is free; SQL with the same delta is the same plan.
+        again = ws.sql(
+            "SELECT year_of_birth, COUNT(*) FROM demographics GROUP BY year_of_birth",
+            epsilon="5",
+            delta="1e-7",
+        )
+        assert again.recorded
+        assert again.id == release.id
+
+        # Over the granted delta: refused by the ledger, nothing spent.
+        with pytest.raises(EnclaveClientError, match="delta") as over:
+            ws.run("demographics", count=True, by=["postcode_area"], epsilon="1", delta="1e-5")
+        assert over.value.code == "budget_exceeded"
+        with pytest.raises(EnclaveClientError, match="query of its own") as mixed:
+            ws.run("demographics", count=True, persons=True, epsilon="1")
+        assert mixed.value.status == 400
+        with pytest.raises(EnclaveClientError, match="leave delta at 0"):
+            ws.run("demographics", count=True, by=["sex"], epsilon="1", delta="1e-7")
+        assert Decimal(ws.budget()["spent"]["epsilon"]) == Decimal("5.5")
+        ws.close()
+
+
+def test_a_project_without_delta_cannot_release_keys(services: Services) -> None:
+    project = make_project(services, "lead", columns=COLUMNS)
+    token = services.identity.issue_token(OPERATOR, "lead", kind=TokenKind.WORKSPACE, project_id=project)
+    with LiveServer(services) as api:
+        ws = connect(api.url, token.secret, project)
+        with pytest.raises(EnclaveClientError, match="delta 1E-7") as info:
+            ws.run("demographics", count=True, by=["postcode_area"], epsilon="0.5", delta="1e-7")
+        assert info.value.code == "budget_exceeded"
+        assert ws.budget()["spent"] == {"epsilon": "0", "delta": "0"}
+        ws.close()
