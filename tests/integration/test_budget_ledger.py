@@ -126,3 +126,112 @@ def test_who_may_reserve(services: Services) -> None:
     services.access.set_project_state(OPERATOR, project, ProjectState.SUSPENDED, "pause")
     with pytest.raises(PermissionDenied, match="suspended"):
         services.budgets.reserve(lead, project, Budget(Decimal("0.1")), "while suspended")
+
+
+def test_a_state_machine_of_debits_and_failures_on_the_database(services: Services) -> None:
+    """Hypothesis drives the real services on the configured database with reservations, commits,
+    returns, real releases and releases that fail after their debit was reserved. After every step
+    the ledger equals a model of it: spent is exactly the committed costs (each release's epsilon
+    among them), a failed release spent nothing and released nothing, and spent + reserved never
+    exceeds the grant."""
+    from hypothesis import HealthCheck, settings
+    from hypothesis import strategies as st
+    from hypothesis.stateful import (
+        RuleBasedStateMachine,
+        invariant,
+        precondition,
+        rule,
+        run_state_machine_as_test,
+    )
+
+    from enclave.domain.errors import InternalError
+    from enclave.domain.queries import QueryPlan
+
+    lead_name = "lead"
+    engine = services.queries._engine
+    costs = st.decimals(min_value=Decimal("0.01"), max_value=Decimal("0.4"), places=2)
+
+    class Ledger(RuleBasedStateMachine):
+        def __init__(self) -> None:
+            super().__init__()
+            self.project = make_project(services, lead_name)
+            self.lead = Actor.for_user(services.identity.get_user(OPERATOR, lead_name))
+            self.granted = Decimal(1)
+            self.spent = Decimal(0)
+            self.open: list[tuple[object, Decimal]] = []
+            self.released = 0
+            self.plans = 0
+
+        def _fits(self, cost: Decimal) -> bool:
+            return self.spent + sum(c for _, c in self.open) + cost <= self.granted
+
+        @rule(cost=costs)
+        def reserve(self, cost: Decimal) -> None:
+            fits = self._fits(cost)
+            try:
+                reservation = services.budgets.reserve(self.lead, self.project, Budget(cost), "machine")
+            except BudgetExceeded:
+                assert not fits
+                return
+            assert fits
+            self.open.append((reservation, cost))
+
+        @precondition(lambda self: self.open)
+        @rule(index=st.integers(min_value=0), spent=st.booleans())
+        def settle(self, index: int, spent: bool) -> None:
+            reservation, cost = self.open.pop(index % len(self.open))
+            services.budgets.settle(self.lead, reservation, spent=spent, reference="machine")  # type: ignore[arg-type]
+            if spent:
+                self.spent += cost
+
+        @rule(cost=costs, fail=st.booleans())
+        def release(self, cost: Decimal, fail: bool) -> None:
+            # A new plan each time (a millionth of epsilon apart), so nothing is answered for free.
+            self.plans += 1
+            epsilon = cost + Decimal(self.plans) / 1_000_000
+            plan = QueryPlan.model_validate(
+                {"dataset": "demographics", "aggregates": [{"kind": "count_rows"}], "epsilon": epsilon}
+            )
+            fits = self._fits(epsilon)
+
+            def broken(planned: object) -> object:
+                raise RuntimeError("injected failure after the reservation")
+
+            if fail:
+                engine.release = broken  # type: ignore[method-assign]
+            try:
+                services.queries.run(self.lead, self.project, plan)
+            except BudgetExceeded:
+                assert not fits
+                return
+            except InternalError:
+                assert fail
+                assert fits
+                return
+            finally:
+                if fail:
+                    del engine.release  # back to the class's method
+            assert not fail
+            assert fits
+            self.spent += epsilon
+            self.released += 1
+
+        @invariant()
+        def ledger_matches_the_model(self) -> None:
+            account = services.budgets.account(OPERATOR, self.project)
+            assert account.spent.epsilon == self.spent
+            assert account.reserved.epsilon == sum((c for _, c in self.open), Decimal(0))
+            assert account.spent.epsilon + account.reserved.epsilon <= self.granted
+            releases = services.queries.releases(self.lead, self.project)
+            assert len(releases) == self.released
+
+    run_state_machine_as_test(
+        Ledger,
+        settings=settings(
+            max_examples=15,
+            stateful_step_count=12,
+            deadline=None,
+            suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+        ),
+    )
+    assert services.audit.verify(OPERATOR).ok
