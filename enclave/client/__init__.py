@@ -84,12 +84,15 @@ def build_plan(
     median: list[str] | None = None,
     quantiles: dict[str, list[float | str]] | None = None,
     by: list[str] | None = None,
+    bins: dict[str, int] | None = None,
     where: list[tuple[str, str, Any]] | None = None,
     epsilon: str | Decimal = "1",
     delta: str | Decimal | None = None,
 ) -> dict[str, Any]:
     """The JSON plan the server validates (the same shape as ``enclave.domain.queries.QueryPlan``).
 
+    ``bins={"cost_gbp": 10}`` makes a histogram: the column, cut into 10 equal bins over its catalog
+    bounds, becomes a group key (added to ``by`` if it is not there), and every bin is released.
     ``persons=True`` counts distinct persons (each once per group), in a query of its own.
     ``delta`` (such as ``"1e-7"``) allows ``by`` a column without a public domain: only the keys
     whose noisy count passes a threshold are released (a DP key release), and the project's budget
@@ -115,12 +118,14 @@ def build_plan(
     plan: dict[str, Any] = {
         "dataset": dataset.persons if isinstance(dataset, Cohort) else dataset,
         "aggregates": aggregates,
-        "group_by": list(by or []),
+        "group_by": list(by or []) + [c for c in bins or {} if c not in (by or [])],
         "filters": [{"column": c, "op": op, "value": v} for c, op, v in where or []],
         "epsilon": str(epsilon),
     }
     if delta is not None:
         plan["delta"] = str(delta)
+    if bins:
+        plan["bins"] = dict(bins)
     if isinstance(dataset, Cohort):
         plan["cohort"] = dataset.to_dict()
     return plan

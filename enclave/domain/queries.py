@@ -45,6 +45,7 @@ class FilterSpec(BaseModel):
 
 COUNTS = ("count_rows", "count_persons")
 MAX_DELTA = Decimal("0.0001")
+MAX_BINS = 100
 
 
 def quantile_label(q: Decimal | float) -> str:
@@ -109,6 +110,10 @@ class QueryPlan(BaseModel):
         decimal_places=15,
         description="only for a DP key release (grouping by a column without a public domain), e.g. 1e-7",
     )
+    bins: dict[Name, Annotated[int, Field(ge=2, le=MAX_BINS)]] = Field(
+        default_factory=dict,
+        description="a histogram: a bounded numeric group-by column cut into this many equal bins",
+    )
     cohort: Definition | None = Field(
         None, description="a cohort definition: the plan then runs over its one-row-per-person frame"
     )
@@ -126,6 +131,13 @@ class QueryPlan(BaseModel):
         if len(set(names)) != len(names):
             raise ValueError("each aggregate may appear once")
         return value
+
+    @model_validator(mode="after")
+    def _binned_keys(self) -> QueryPlan:
+        for name in self.bins:
+            if name not in self.group_by:
+                raise ValueError(f"bins of {name!r} make it a group key: add it to group_by")
+        return self
 
     @field_validator("group_by")
     @classmethod
@@ -148,6 +160,8 @@ class QueryPlan(BaseModel):
             plan.pop("cohort", None)
         if Decimal(plan.get("delta", 0)) == 0:
             plan.pop("delta", None)
+        if not plan.get("bins"):
+            plan.pop("bins", None)
         for aggregate in plan["aggregates"]:
             if aggregate.get("q") is None:
                 aggregate.pop("q", None)
@@ -200,6 +214,10 @@ def check_against_catalog(plan: QueryPlan, columns: dict[str, dict[str, Any]]) -
         meta = columns.get(key)
         if meta is None:
             raise InvalidInput(f"{subject} has no {thing} {key!r}")
+        if key in plan.bins:
+            if meta.get("role") != "numeric" or meta.get("lower") is None or meta.get("upper") is None:
+                raise InvalidInput(f"cannot bin {key!r}: only bounded numeric columns have public bins")
+            continue
         if not meta.get("domain") and not plan.delta:
             raise InvalidInput(
                 f"cannot group by {key!r}: it has no public domain in the catalog, and releasing its raw"

@@ -110,6 +110,7 @@ _MAX_DECIMAL_PLACES = 6
 _CACHE_SIZE = 1024
 _EPOCH = date(1970, 1, 1)
 _MEDIAN_CANDIDATES = 100  # public median candidates, evenly spaced over the column's bounds
+MAX_BINS = 100
 
 ColumnType = Literal["string", "integer", "decimal", "date"]
 AggregateKind = Literal["count_rows", "count_persons", "sum", "mean", "median", "quantile"]
@@ -166,6 +167,7 @@ class Query:
     filters: tuple[Filter, ...] = ()
     epsilon: Decimal = Decimal("1")  # total pure-DP ε (Laplace); see the module docstring
     delta: Decimal = Decimal(0)  # > 0 only for a DP key release (group keys without a public domain)
+    bins: tuple[tuple[str, int], ...] = ()  # (column, number of bins): a histogram of a bounded numeric
 
 
 @dataclass(frozen=True)
@@ -283,9 +285,12 @@ class DPEngine:
         stats, exprs = _statistics(query, self._max_rows)
         # Public keys: the cross product of the catalog's domains. A group key without a public domain
         # (only with a δ, checked in _validate) makes the whole group-by a DP key release instead.
-        public = all(table.columns[name].domain for name in query.group_by)
+        binned = dict(query.bins)
+        public = all(table.columns[name].domain or name in binned for name in query.group_by)
         keys = _key_frame(query, source.schema) if query.group_by and public else None
-        by = [pl.col(name) for name in query.group_by]
+        group_keys = [_group_key(name, binned) for name in query.group_by]
+        by = [pl.col(name) for name in group_keys]
+        bin_exprs = [_bin_expr(table.columns[name], n) for name, n in query.bins]
         groups = len(keys) if keys is not None else k
         # The cache key holds everything the measurement depends on: the input domain (schema and
         # margins), the privacy unit, the filters, truncation, statistics with their bounds, the key
@@ -297,7 +302,7 @@ class DPEngine:
             str(metric),
             d_in,
             k,
-            tuple(e.meta.serialize() for e in (*filters, *exprs)),
+            tuple(e.meta.serialize() for e in (*filters, *bin_exprs, *exprs)),
             query.group_by,
             tuple(s.name for s in stats),  # a count of persons truncates differently from one of rows
             keys.serialize() if keys is not None else b"",
@@ -314,6 +319,10 @@ class DPEngine:
             lf_query: Any = context.query()
             for expr in filters:
                 lf_query = lf_query.filter(expr)
+            if bin_exprs:
+                # A histogram's bins: Polars' cut at public breaks spread over the catalog bounds, a
+                # row-wise map OpenDP recognises (its stability is the identity), as a new key column.
+                lf_query = lf_query.with_columns(*bin_exprs)
             if not source.row_bound and persons:
                 # extras/polars: LazyFrameQuery.truncate_per_group(1, by): one row per person and group,
                 # so each group counts a person once; then truncate_num_groups bounds the groups a
@@ -330,11 +339,11 @@ class DPEngine:
                 lf_query = lf_query.truncate_per_group(k)
             if keys is not None:
                 # extras/polars: LazyFrameQuery.with_keys: left join from the public key set.
-                return lf_query.group_by(*query.group_by).agg(*exprs).with_keys(keys)
+                return lf_query.group_by(*group_keys).agg(*exprs).with_keys(keys)
             if query.group_by:
                 # A DP key release: no key set, so OpenDP releases a group only if its noisy count
                 # passes a threshold it calibrates to δ (make_private_lazyframe's ``threshold``).
-                return lf_query.group_by(*query.group_by).agg(*exprs)
+                return lf_query.group_by(*group_keys).agg(*exprs)
             return lf_query.select(*exprs)
 
         calibrated, from_cache = self._calibrate(shape, build, d_in, d_out, stats)
@@ -516,10 +525,13 @@ class DPEngine:
         elif plan.query.group_by:
             # A DP key release: the keys that passed the threshold, in key order (not in the order
             # the data happened to be grouped in).
-            names = list(plan.query.group_by)
+            names = [_group_key(name, dict(plan.query.bins)) for name in plan.query.group_by]
             raw = _text_keys(raw, names).sort(names, nulls_last=True)
         else:
             names = []
+        # A histogram's key column is released under its column's name.
+        raw = raw.rename({_group_key(name, {name: 0}): name for name, _ in plan.query.bins})
+        names = list(plan.query.group_by)
         return Release(
             data=_post_process(plan, raw, names),
             epsilon=plan.epsilon,
@@ -617,7 +629,20 @@ def _validate(query: Query) -> None:
         )
     if len(set(query.group_by)) != len(query.group_by):
         raise ValueError("A column may appear only once in group_by.")
-    private = [name for name in query.group_by if not _column(name, cols, "group by").domain]
+    binned = dict(query.bins)
+    if len(binned) != len(query.bins):
+        raise ValueError("A column may be binned only once.")
+    for name, n in query.bins:
+        if name not in query.group_by:
+            raise ValueError(f"The bins of {name} make it a group key: add {name} to group_by.")
+        col = _column(name, cols, "bin")
+        if col.type not in ("integer", "decimal") or col.lower is None or col.upper is None:
+            raise ValueError(f"Cannot bin {name}: only bounded numeric columns have public bins.")
+        if not 2 <= n <= MAX_BINS:
+            raise ValueError(f"A histogram has 2 to {MAX_BINS} bins, not {n}.")
+    private = [
+        name for name in query.group_by if not _column(name, cols, "group by").domain and name not in binned
+    ]
     if private and query.delta <= 0:
         raise ValueError(
             f"Cannot group by {private[0]}: it has no public domain of keys, and keys read from the data"
@@ -636,6 +661,8 @@ def _validate(query: Query) -> None:
         )
     for name in query.group_by:
         col = cols[name]
+        if name in binned:
+            continue
         if not col.domain:
             if col.type not in ("string", "integer", "date"):
                 raise ValueError(
@@ -890,8 +917,14 @@ def _key_frame(query: Query, stored: pl.Schema) -> pl.DataFrame:
     cols = query.table.columns
     domains: list[list[object]] = []
     schema: dict[str, pl.DataType | type[pl.DataType]] = {}
+    binned = dict(query.bins)
     for name in query.group_by:
         col = cols[name]
+        if name in binned:
+            _, labels = bin_edges(col, binned[name])
+            domains.append(list(labels))
+            schema[_group_key(name, binned)] = pl.Categorical
+            continue
         assert col.domain is not None
         if col.type == "integer":
             domains.append([int(v) for v in dict.fromkeys(col.domain)])
@@ -915,6 +948,41 @@ def _key_frame(query: Query, stored: pl.Schema) -> pl.DataFrame:
 
 
 _Loss = float | tuple[float, float]  # ε, or (ε, δ) for a DP key release
+
+
+def _group_key(name: str, binned: Mapping[str, int]) -> str:
+    """The key column a group-by column is grouped on: itself, or its bins (``__bin_<name>``)."""
+    return f"__bin_{name}" if name in binned else name
+
+
+def bin_edges(col: ColumnMeta, n: int) -> tuple[list[float], list[str]]:
+    """The public inner breaks of ``n`` equal bins over the column's catalog bounds, and their labels.
+
+    Bins are closed on the right, as Polars' ``cut`` makes them: ``[lo, b1]``, ``(b1, b2]`` ... up to
+    ``(b(n-1), hi]``. Integer columns get integer breaks (fewer bins when the range is narrower than
+    ``n``) and labels that name the integers they hold: ``0-4``, ``5-9``."""
+    assert col.lower is not None
+    assert col.upper is not None
+    lo, hi = col.lower, col.upper
+    if col.type == "integer":
+        ilo, ihi = int(lo), int(hi)
+        width = ihi - ilo + 1  # the integers in the bounds, shared out as evenly as they go
+        breaks = sorted({ilo + width * i // n - 1 for i in range(1, n)} & set(range(ilo, ihi)))
+        edges = [ilo - 1, *breaks, ihi]  # bin i holds edges[i] + 1 .. edges[i + 1]
+        labels = [
+            f"{edges[i] + 1}-{edges[i + 1]}" if edges[i + 1] > edges[i] + 1 else str(edges[i + 1])
+            for i in range(len(edges) - 1)
+        ]
+        return [float(b) for b in breaks], labels
+    steps = [lo + (hi - lo) * i / n for i in range(1, n)]
+    edges_f = [lo, *steps, hi]
+    labels = [f"{'[' if i == 0 else '('}{edges_f[i]:g}, {edges_f[i + 1]:g}]" for i in range(len(edges_f) - 1)]
+    return steps, labels
+
+
+def _bin_expr(col: ColumnMeta, n: int) -> pl.Expr:
+    breaks, labels = bin_edges(col, n)
+    return pl.col(col.name).cut(breaks, labels=labels).alias(_group_key(col.name, {col.name: n}))
 
 
 def _epsilon_float(epsilon: Decimal) -> float:

@@ -186,6 +186,7 @@ class QueryService:
             ),
             epsilon=plan.epsilon,
             delta=plan.delta,
+            bins=tuple(plan.bins.items()),
         )
 
     def _prepare(self, actor: Actor, project_id: int, plan: QueryPlan) -> Prepared:

@@ -156,7 +156,9 @@ def plan_to_sql(plan: QueryPlan) -> str:
     """The DP-SQL text of a plan, for display: ``parse_sql(plan_to_sql(p), p.epsilon) == p``.
 
     ε is not part of SQL and is left out. Group-by columns come first in the SELECT list, then the
-    aggregates, as the release lays them out."""
+    aggregates, as the release lays them out. A histogram (``bins``) has no DP-SQL form."""
+    if plan.bins:
+        raise InvalidInput("a histogram (a plan with bins) has no DP-SQL form: use the plan or the client")
     items = [_identifier(c) for c in plan.group_by]
     for agg in plan.aggregates:
         arg = "*" if agg.column is None else _identifier(agg.column)

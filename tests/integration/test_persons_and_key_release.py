@@ -1,4 +1,4 @@
-"""Counts of persons and DP key releases through the API and the client: what they release, what
+"""Counts of persons, DP key releases and histograms through the API and the client: what they release, what
 the ledger charges (δ included), and the refusals, on the configured database."""
 
 from __future__ import annotations
@@ -97,4 +97,24 @@ def test_a_project_without_delta_cannot_release_keys(services: Services) -> None
             ws.run("demographics", count=True, by=["postcode_area"], epsilon="0.5", delta="1e-7")
         assert info.value.code == "budget_exceeded"
         assert ws.budget()["spent"] == {"epsilon": "0", "delta": "0"}
+        ws.close()
+
+
+def test_a_histogram_through_the_client(services: Services) -> None:
+    """``bins=`` cuts a bounded numeric into public bins over its catalog bounds: every bin is
+    released (those with no rows too), at the noise of a count, with no delta."""
+    project = make_project(services, "lead", columns=COLUMNS)
+    token = services.identity.issue_token(OPERATOR, "lead", kind=TokenKind.WORKSPACE, project_id=project)
+    with LiveServer(services) as api:
+        ws = connect(api.url, token.secret, project)
+        release = ws.run("demographics", count=True, by=["sex"], bins={"year_of_birth": 4}, epsilon="0.5")
+        frame = release.frame
+        assert list(frame.columns) == ["sex", "year_of_birth", "count", "count_ci95"]
+        assert len(frame) == 2 * 4
+        assert frame["year_of_birth"].iloc[0].startswith("1900-")
+        assert release.noise_scales == {"count": pytest.approx(2.0)}
+        assert release.plan["bins"] == {"year_of_birth": 4}
+        with pytest.raises(EnclaveClientError, match="cannot bin 'sex'") as info:
+            ws.run("demographics", count=True, bins={"sex": 3}, epsilon="0.5")
+        assert info.value.status == 400
         ws.close()
