@@ -26,15 +26,22 @@ Privacy model
     distance of k. Filters are applied before the truncation, so the rows a person may contribute
     are chosen among the rows the query actually uses. This costs a window over every person in
     every query (15-30 times the exact query).
-* **Pure DP (ε, Laplace), not zCDP.** Budgets in the enclave are denominated in ε and debited by
-  addition; pure DP composes by addition with δ = 0, so the ε accounted here is exactly what a ledger
-  adds up, with no δ to carry or conversion to explain. (zCDP/Gaussian would pay off for queries with
+* **Pure DP (ε, Laplace), not zCDP** (a DP key release, below, is the one (ε, δ) case). Budgets in
+  the enclave are denominated in ε and debited by addition; pure DP composes by addition with δ = 0,
+  so the ε accounted here is exactly what a ledger adds up, with no δ to carry or conversion to
+  explain. (zCDP/Gaussian would pay off for queries with
   very many aggregates, at the price of a δ.) Counts and integer sums get OpenDP's discrete Laplace.
-* **Public keys only.** Group-by keys are the cross product of the catalog's public domains, joined
-  with ``LazyFrameQuery.with_keys`` (a left join from the key set, OpenDP's ``KeySanitizer::Join``):
-  every public key combination is released, those with no rows too, and no key is read from the data.
+* **Public keys by default.** Group-by keys are the cross product of the catalog's public domains (and
+  of a histogram's bins, cut at breaks computed from the catalog bounds alone), joined with
+  ``LazyFrameQuery.with_keys`` (a left join from the key set, OpenDP's ``KeySanitizer::Join``): every
+  public key combination is released, those with no rows too, and no key is read from the data.
   ``Margin(invariant="keys")`` (formerly ``public_info="keys"``) is deliberately *not* used: it declares
   the keys present in the data unprotected and would release only those.
+* **DP key release.** A group-by on a column without a public domain is allowed only with a δ: the
+  measure is then ``Approximate(MaxDivergence)`` and ``make_private_lazyframe(..., threshold=)``
+  releases a group only if its noisy count passes a threshold calibrated to δ (``_key_release``).
+* **Counts of persons** run alone, over the table's full file, with the identifier unit and
+  ``truncate_per_group(1, by=keys)`` (+ ``truncate_num_groups``): one row per person and group.
 * **Clamping.** ``.dp.sum(bounds)`` clips to the catalog bounds inside OpenDP. Integers stay integers
   (money is integer). Decimals are summed in fixed point: clipped, shifted by the lower bound, scaled by
   ``10**p``, rounded and cast to ``Int64`` inside the OpenDP plan, so the sum is exact and its noise is
@@ -330,7 +337,7 @@ class DPEngine:
                 # ranks start at 1, so its truncate_num_groups(g) keeps g - 1: it is asked for one more
                 # than the groups kept (the accounting stays OpenDP's, and conservative). keep="first"
                 # because its "sample" fails on a name clash in 0.16; which groups a person over the
-                # limit keeps is then the first in key order (documented in docs/dp.md).
+                # limit keeps is then the first in key order (documented in docs/queries.md).
                 lf_query = lf_query.truncate_per_group(1, by=by)
                 if by:
                     lf_query = lf_query.truncate_num_groups(min(groups, k) + 1, by=by, keep="first")
