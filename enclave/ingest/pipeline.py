@@ -26,6 +26,7 @@ import shutil
 import time
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -34,7 +35,7 @@ from typing import Any, cast
 import polars as pl
 
 from enclave.domain.errors import InvalidInput
-from enclave.ingest.bounded import view_seeds, write_view
+from enclave.ingest.bounded import PARQUET, as_enums, cut, view_metadata, view_path, view_seeds
 from enclave.ingest.spec import (
     AGE_BAND_EDGES,
     MAX_AGE_BAND_START,
@@ -52,6 +53,9 @@ NORM = "_norm_id"
 KEY = "_id_key"
 ROW = "_row"
 OPTED_OUT = "_opted_out"
+CODE = "_person_code"
+HEAVY = "_heavy"
+COUNT = "_count"
 DATA_FILE = "data.parquet"
 
 
@@ -164,42 +168,67 @@ def _unreadable(name: str, kind: str, exc: BaseException) -> InvalidInput:
     return InvalidInput(f"cannot read {name} as {kind}: {message}")
 
 
-def _nhs_number_valid(norm: pl.Expr) -> pl.Expr:
-    """Ten digits whose last is the mod-11 check digit of the first nine (weights 10..2).
-
-    Integer arithmetic on the number (digit i is ``n // 10**(9-i) % 10``) is an order of magnitude
-    faster than slicing strings; it is applied to the distinct identifiers only."""
-    n = norm.cast(pl.Int64, strict=False)
+def _check_digit_valid(n: pl.Expr) -> pl.Expr:
+    """Whether the ten-digit number ``n`` ends with the mod-11 check digit of its first nine
+    (weights 10..2). Integer arithmetic (digit i is ``n // 10**(9-i) % 10``) is an order of
+    magnitude faster than slicing strings; it is applied to the distinct identifiers only."""
     digits = [(n // 10 ** (9 - i)) % 10 for i in range(10)]
     total = sum((d * (10 - i) for i, d in enumerate(digits[:9])), start=pl.lit(0, dtype=pl.Int64))
     check = (11 - total % 11) % 11
-    return cast(pl.Expr, norm.str.contains(r"^[0-9]{10}$") & (check != 10) & (check == digits[9]))
+    return cast(pl.Expr, (check != 10) & (check == digits[9]))
 
 
-def _normalised_id(col: Column) -> tuple[pl.Expr, pl.Expr]:
-    raw = pl.col(col.name).str.strip_chars()
+def _person_key(col: Column, stripped: pl.Expr) -> pl.Expr:
+    """What a row's identifier is looked up by, from its value with surrounding blanks stripped.
+
+    An NHS number is normalised (spaces and hyphens removed) and keyed as an integer, which groups
+    and joins several times faster than text; only values that normalise to exactly ten ASCII digits
+    get a key, so '0123456789' and '123456789' (or '+123456789', which an integer cast accepts) can
+    never meet. Other identifiers are keyed by their stripped text ('' is invalid)."""
     if col.normalise == "nhs_number":
-        norm = raw.str.replace_all(" ", "", literal=True).str.replace_all("-", "", literal=True)
-        return norm, _nhs_number_valid(pl.col(NORM))
-    return raw, pl.col(NORM).str.len_chars() > 0
+        norm = stripped.str.replace_all(r"[ -]", "")
+        return pl.when(norm.str.contains(r"^[0-9]{10}$")).then(norm.cast(pl.Int64, strict=False)).alias(KEY)
+    return stripped.alias(KEY)
 
 
-def _join_key(col: Column, norm: pl.Expr) -> pl.Expr:
-    """What rows join their pseudonym on. Ten-digit identifiers join as integers, which is several
-    times faster than strings; only ten-character values get a key, so '0123456789' and
-    '123456789' can never meet."""
+def _identifiers(col: Column, counted: pl.DataFrame) -> pl.DataFrame:
+    """The valid identifiers among the distinct keys of ``counted`` (column ``KEY``, with others
+    kept), with ``NORM``: the normalised identifier that is pseudonymised."""
+    frame = counted.filter(pl.col(KEY).is_not_null())
     if col.normalise == "nhs_number":
-        return pl.when(norm.str.len_chars() == 10).then(norm.cast(pl.Int64, strict=False)).alias(KEY)
-    return norm.alias(KEY)
+        return frame.filter(_check_digit_valid(pl.col(KEY))).with_columns(
+            pl.col(KEY).cast(pl.String).str.zfill(10).alias(NORM)
+        )
+    return frame.filter(pl.col(KEY).str.len_chars() > 0).with_columns(pl.col(KEY).alias(NORM))
 
 
 def _parsed_name(col: Column) -> str:
     return f"_p_{col.name}"
 
 
+def _stripped_name(col: Column) -> str:
+    return f"_s_{col.name}"
+
+
+def _stripped_columns(spec: LoadedSpec) -> list[pl.Expr]:
+    """Every checked column with surrounding blanks stripped, computed once per row: the parsers, the
+    key and the presence checks all read it (stripping again in each rule cost more than all the
+    rules together)."""
+    return [
+        pl.col(c.name).str.strip_chars().alias(_stripped_name(c))
+        for c in spec.spec.columns
+        if c.role is not Role.DIRECT_IDENTIFIER
+    ]
+
+
+def _present(col: Column) -> pl.Expr:
+    """Whether the row has a value in ``col``: neither null nor blank."""
+    return pl.col(_stripped_name(col)).str.len_bytes().fill_null(0) > 0
+
+
 def _parse(col: Column) -> pl.Expr | None:
     """The typed value of a column, computed once per row (None: the column stays text)."""
-    raw = pl.col(col.name).str.strip_chars()
+    raw = pl.col(_stripped_name(col))
     if col.role is Role.NUMERIC:
         return raw.cast(pl.Int64 if col.type == "integer" else pl.Float64, strict=False)
     if col.role is Role.DATE:
@@ -220,15 +249,15 @@ def _parsed_columns(spec: LoadedSpec) -> list[pl.Expr]:
 def _rules(spec: LoadedSpec) -> tuple[list[tuple[pl.Expr, str]], dict[str, pl.Expr]]:
     """(bad-row condition, reason) in order, and the clamp conditions of numeric columns.
 
-    Conditions read the parsed columns (``_p_<name>``), so each value is parsed once."""
+    Conditions read the stripped (``_s_<name>``) and parsed (``_p_<name>``) columns, so each value
+    is stripped and parsed once."""
     rules: list[tuple[pl.Expr, str]] = []
     clamps: dict[str, pl.Expr] = {}
     resolved = {c.source: c for c in spec.columns}
     for col in spec.spec.columns:
-        raw = pl.col(col.name)
-        present = raw.is_not_null() & (raw.str.strip_chars() != "")
         if col.role is Role.DIRECT_IDENTIFIER:
             continue
+        present = _present(col)
         if col.role is Role.PERSON_ID:
             # Validity was decided once per distinct identifier: invalid ones have no pseudonym.
             rules.append((~present, f"{col.name}: missing person identifier"))
@@ -277,23 +306,44 @@ ROW_HASH = "_row_hash"
 
 
 def _row_hash(spec: LoadedSpec) -> pl.Expr:
-    """A 64-bit hash of a row's raw values, computed row by row in the streaming pass.
+    """A 64-bit hash of a row's raw values, computed row by row in the first pass.
 
-    Duplicates are then found on this one column of the work file, which is an order of magnitude
-    faster than comparing whole rows inside the streaming pass. A false duplicate would need two
-    distinct rows with equal 64-bit hashes (about 3 in a million for 10M rows); it would go to
-    quarantine, where the custodian sees it: never a silent loss."""
+    Duplicates are then found on this one column, which is an order of magnitude faster than
+    comparing whole rows. A false duplicate would need two distinct rows with equal 64-bit hashes
+    (about 3 in a million for 10M rows); it would go to quarantine, where the custodian sees it:
+    never a silent loss."""
     return pl.struct([c.name for c in spec.spec.columns]).hash(0x5EED).alias(ROW_HASH)
 
 
-def _reason_expr(rules: list[tuple[pl.Expr, str]]) -> pl.Expr:
+def _duplicate_rows(hashes: pl.Series) -> pl.Series:
+    """The numbers of the rows whose hash an earlier row already has (the first of each stays).
+
+    A sort finds the hashes that occur more than once (few, in any real extract); only the rows with
+    those are then looked at in order, which is several times faster than ``is_first_distinct`` over
+    every row."""
+    ordered = hashes.sort()
+    repeated = ordered.filter(ordered == ordered.shift(1)).unique()
+    candidates = (
+        hashes.to_frame(ROW_HASH).with_row_index(ROW).filter(pl.col(ROW_HASH).is_in(repeated.implode()))
+    )
+    return candidates.filter(~pl.col(ROW_HASH).is_first_distinct()).get_column(ROW)
+
+
+def _first_failed(rules: list[tuple[pl.Expr, str]]) -> pl.Expr:
+    """The number of the first rule a row fails (null: none). A number per row instead of the reason's
+    text is four times cheaper to compute; the text is looked up for the quarantined rows only
+    (``_reason_text``)."""
     if not rules:
-        return pl.lit(None, dtype=pl.String)
-    cond, reason = rules[0]
-    chain: Any = pl.when(cond.fill_null(False)).then(pl.lit(reason))
-    for cond, reason in rules[1:]:
-        chain = chain.when(cond.fill_null(False)).then(pl.lit(reason))
-    return cast(pl.Expr, chain.otherwise(pl.lit(None, dtype=pl.String)))
+        return pl.lit(None, dtype=pl.UInt16)
+    chain: Any = pl
+    for number, (cond, _) in enumerate(rules):
+        chain = chain.when(cond.fill_null(False)).then(pl.lit(number, dtype=pl.UInt16))
+    return cast(pl.Expr, chain.otherwise(pl.lit(None, dtype=pl.UInt16)))
+
+
+def _reason_text(rules: list[tuple[pl.Expr, str]]) -> pl.Expr:
+    """The reason of the rule numbered in ``REASON``."""
+    return pl.lit(pl.Series([reason for _, reason in rules], dtype=pl.String)).gather(pl.col(REASON))
 
 
 def _age_band(dob: pl.Expr, reference: date, width: int) -> pl.Expr:
@@ -382,144 +432,160 @@ def stage(
     directory and one new quarantine file is written; on any error both are removed.
     """
     started = time.perf_counter()
-    report = IngestReport(spec.dataset, source_name or source.name, sha256_file(source))
+    report = IngestReport(spec.dataset, source_name or source.name, "")
     lf = _scan(source, spec)
     person = spec.spec.person_column
-    norm, valid_id = _normalised_id(person)
-
-    # Pass 1: the distinct identifiers (one column), validated and pseudonymised once each.
-    try:
-        ids = (
-            lf.select(norm.alias(NORM)).unique().filter(valid_id.fill_null(False)).collect(engine="streaming")
-        )
-        report.rows_read = int(lf.select(pl.len()).collect(engine="streaming").item())
-    except pl.exceptions.PolarsError as exc:
-        raise _unreadable(source.name, detect_format(source), exc) from None
-    if report.rows_read == 0:
-        raise InvalidInput(f"{source.name} has a header but no rows")
-    values = ids.get_column(NORM).to_list()
-    mapping = pl.DataFrame(
-        {NORM: values, PERSON_COLUMN: Pseudonymiser(linkage_key).many(values)},
-        schema={NORM: pl.String, PERSON_COLUMN: pl.String},
-    ).select(_join_key(person, pl.col(NORM)), PERSON_COLUMN)
-    if fault:
-        fault("pseudonymised")
-
-    rules, clamps = _rules(spec)
-    opted = opt_outs.select(pl.col(PERSON_COLUMN), pl.lit(True).alias(OPTED_OUT))
-    source_cols = [c.name for c in spec.spec.columns]
-    prepared = (
-        lf.with_row_index(ROW)
-        .with_columns(_join_key(person, norm), *_parsed_columns(spec))
-        .join(mapping.lazy(), on=KEY, how="left")
-        .join(opted.lazy(), on=PERSON_COLUMN, how="left")
-        .with_columns(
-            pl.col(OPTED_OUT).fill_null(False),
-            _reason_expr(rules).alias(REASON),
-            *[c.alias(f"_clamp_{n}") for n, c in clamps.items()],
-            *([_row_hash(spec)] if spec.spec.duplicates == "quarantine" else []),
-        )
-    )
+    bound = spec.spec.contribution_bound
+    dedupe = spec.spec.duplicates == "quarantine"
 
     dataset_dir.mkdir(parents=True, exist_ok=True)
     quarantine_dir.mkdir(parents=True, exist_ok=True)
     quarantine_dir.chmod(0o700)
     staging = dataset_dir / f".staging-{uuid.uuid4().hex[:12]}"
-    staging.mkdir()
     stamp = time.strftime("%Y%m%dT%H%M%S")
     quarantine_file = quarantine_dir / f"{spec.dataset}-{stamp}-{staging.name[-12:]}.csv"
-    # Every rule is evaluated once, in one streaming pass, into a work file that holds raw values
-    # and so lives in the custodian-only quarantine area, never in the research store.
-    work_file = quarantine_dir / f".work-{staging.name[-12:]}.parquet"
-    try:
-        prepared.sink_parquet(work_file, engine="streaming")
-        work_file.chmod(0o600)
-        work = pl.scan_parquet(work_file)
-        if spec.spec.duplicates == "quarantine":
-            # Found once, on two columns; the (few) duplicate rows are then joined back by row number.
-            duplicates = (
-                work.select(ROW, ROW_HASH)
-                .sort(ROW)
-                .filter(~pl.col(ROW_HASH).is_first_distinct())
-                .select(ROW, pl.lit(True).alias("_duplicate"))
-                .collect(engine="streaming")
+    data_file = staging / DATA_FILE
+    # hashlib and file reads release the GIL on large blocks: the source's SHA-256 is computed in a
+    # thread beside Polars' passes instead of before them.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        digest = pool.submit(sha256_file, source)
+        try:
+            # Pass 1 (one read of the source): the distinct identifiers with their row counts, and
+            # the row hashes that find duplicate rows. Rows are counted by the same pass.
+            first = lf.select(
+                _person_key(person, pl.col(person.name).str.strip_chars()),
+                *([_row_hash(spec)] if dedupe else []),
+            ).cache()
+            counted, *hashed = pl.collect_all(
+                [
+                    first.group_by(KEY).agg(pl.len().alias(COUNT)),
+                    *([first.select(ROW_HASH)] if dedupe else []),
+                ],
+                engine="streaming",
             )
-            work = work.join(duplicates.lazy(), on=ROW, how="left").with_columns(
-                pl.when(pl.col(REASON).is_null() & pl.col("_duplicate").fill_null(False))
-                .then(pl.lit(DUPLICATE))
-                .otherwise(pl.col(REASON))
-                .alias(REASON)
-            )
-        kept = work.filter(pl.col(REASON).is_null() & ~pl.col(OPTED_OUT))
-        rejected = work.filter(pl.col(REASON).is_not_null() & ~pl.col(OPTED_OUT))
-        pl.collect_all(
-            [
-                kept.select(_outputs(spec)).sink_parquet(staging / DATA_FILE, lazy=True, statistics=True),
-                rejected.select(*source_cols, pl.col(REASON).alias("quarantine_reason")).sink_csv(
-                    quarantine_file, lazy=True
-                ),
-            ],
-            engine="streaming",
-        )
-        stats, reasons_df = pl.collect_all(
-            [
-                work.select(
-                    (pl.col(REASON).is_null() & ~pl.col(OPTED_OUT)).sum().alias("written"),
-                    (pl.col(REASON).is_not_null() & ~pl.col(OPTED_OUT)).sum().alias("quarantined"),
-                    pl.col(OPTED_OUT).sum().alias("opted_out"),
-                    *[
-                        (
-                            pl.col(f"_clamp_{n}").fill_null(False)
-                            & pl.col(REASON).is_null()
-                            & ~pl.col(OPTED_OUT)
-                        )
-                        .sum()
-                        .alias(f"clamp:{n}")
-                        for n in clamps
-                    ],
-                ),
-                rejected.group_by(REASON).agg(pl.len()),
-            ],
-            engine="streaming",
-        )
-        work_file.unlink()
-        view = write_view(
-            staging / DATA_FILE,
-            spec.spec.contribution_bound,
-            view_seeds(linkage_key, spec.dataset),
-            _public_categories(spec),
-        )
-        if fault:
-            fault("written")
-        row = stats.row(0, named=True)
-        report.rows_written = int(row["written"] or 0)
-        report.rows_quarantined = int(row["quarantined"] or 0)
-        report.rows_opted_out = int(row["opted_out"] or 0)
-        report.clamped = {
-            k.removeprefix("clamp:"): int(v or 0) for k, v in row.items() if k.startswith("clamp:")
-        }
-        report.reasons = dict(sorted((r, int(n)) for r, n in reasons_df.iter_rows()))
-        report.persons = view.persons
-        report.rows_over_bound = view.rows_dropped
-        report.persons_over_bound = view.persons_over_bound
-        if report.rows_quarantined:
-            quarantine_file.chmod(0o600)
-            report.quarantine_file = quarantine_file.name
-        else:
-            quarantine_file.unlink(missing_ok=True)
-        if report.rows_written == 0:
-            raise InvalidInput(
-                f"no row of {source.name} passed validation ({report.rows_quarantined} quarantined,"
-                f" {report.rows_opted_out} opted out): nothing to publish; see the ingest report"
-            )
-        _fsync_tree(staging)
-    except BaseException as exc:
-        shutil.rmtree(staging, ignore_errors=True)
-        quarantine_file.unlink(missing_ok=True)
-        work_file.unlink(missing_ok=True)
-        if isinstance(exc, pl.exceptions.PolarsError):
+        except pl.exceptions.PolarsError as exc:
             raise _unreadable(source.name, detect_format(source), exc) from None
-        raise
+        report.rows_read = int(counted.get_column(COUNT).sum() or 0)
+        if report.rows_read == 0:
+            raise InvalidInput(f"{source.name} has a header but no rows")
+        duplicates = _duplicate_rows(hashed[0].get_column(ROW_HASH)) if dedupe else pl.Series(ROW, [])
+        del hashed
+
+        # Each valid distinct identifier is pseudonymised once. Its person's opt-out, and whether
+        # they have more rows than the contribution bound (so that the bounded view must choose
+        # among them), are decided once per person too; rows then fetch all three by the person's
+        # row number in this table (a gather), after one integer join from key to number.
+        ids = _identifiers(person, counted)
+        people = ids.select(
+            pl.Series(
+                PERSON_COLUMN, Pseudonymiser(linkage_key).many(ids.get_column(NORM).to_list()), pl.String
+            ),
+            (pl.col(COUNT) > bound).alias(HEAVY),
+        ).with_columns(
+            pl.col(PERSON_COLUMN).is_in(opt_outs.get_column(PERSON_COLUMN).implode()).alias(OPTED_OUT)
+        )
+        codes = ids.select(KEY).with_row_index(CODE)
+        del counted, ids
+        if fault:
+            fault("pseudonymised")
+
+        rules, clamps = _rules(spec)
+        if len(duplicates):
+            rules.append((pl.col(ROW).is_in(duplicates.implode()), DUPLICATE))
+        code = pl.col(CODE)
+        rows = lf.with_row_index(ROW) if len(duplicates) else lf
+        # Pass 2 (the second and last read of the source): every rule is evaluated once per row, and
+        # the cached result feeds every output at once, so nothing is written twice or read back.
+        prepared = (
+            rows.with_columns(_stripped_columns(spec))
+            .with_columns(_person_key(person, pl.col(_stripped_name(person))), *_parsed_columns(spec))
+            .with_columns(
+                pl.col(KEY)
+                .replace_strict(codes.get_column(KEY), codes.get_column(CODE), default=None)
+                .alias(CODE)
+            )
+            .with_columns(
+                pl.lit(people.get_column(PERSON_COLUMN)).gather(code).alias(PERSON_COLUMN),
+                pl.lit(people.get_column(OPTED_OUT)).gather(code).fill_null(False).alias(OPTED_OUT),
+                pl.lit(people.get_column(HEAVY)).gather(code).fill_null(False).alias(HEAVY),
+            )
+            .with_columns(
+                _first_failed(rules).alias(REASON),
+                *[c.alias(f"_clamp_{n}") for n, c in clamps.items()],
+            )
+            .cache()
+        )
+        ok = pl.col(REASON).is_null() & ~pl.col(OPTED_OUT)
+        kept = prepared.filter(ok)
+        rejected = prepared.filter(pl.col(REASON).is_not_null() & ~pl.col(OPTED_OUT))
+        outputs = _outputs(spec)
+        columns = [e.meta.output_name() for e in outputs]
+        written = kept.select(*outputs, CODE, HEAVY)
+        # The bounded view (enclave/ingest/bounded.py) from the same rows: people with at most
+        # ``bound`` rows in the whole extract keep them all and stream straight through; only the
+        # rows of the others are sorted and cut.
+        heavy = written.filter(pl.col(HEAVY))
+        view = pl.concat(
+            [
+                written.filter(~pl.col(HEAVY)).select(columns),
+                cut(heavy, columns, CODE, bound, view_seeds(linkage_key, spec.dataset)),
+            ],
+            how="vertical",
+        ).with_columns(as_enums(_public_categories(spec)))
+
+        staging.mkdir()
+        try:
+            _, _, _, stats, reasons_df, persons, heavy_counts = pl.collect_all(
+                [
+                    written.select(columns).sink_parquet(data_file, lazy=True, **PARQUET),
+                    view.sink_parquet(
+                        view_path(data_file), lazy=True, metadata=view_metadata(bound, DATA_FILE), **PARQUET
+                    ),
+                    rejected.select(
+                        *[c.name for c in spec.spec.columns], _reason_text(rules).alias("quarantine_reason")
+                    ).sink_csv(quarantine_file, lazy=True),
+                    prepared.select(
+                        ok.sum().alias("written"),
+                        (pl.col(REASON).is_not_null() & ~pl.col(OPTED_OUT)).sum().alias("quarantined"),
+                        pl.col(OPTED_OUT).sum().alias("opted_out"),
+                        *[(pl.col(f"_clamp_{n}").fill_null(False) & ok).sum().alias(n) for n in clamps],
+                    ),
+                    rejected.group_by(REASON).agg(pl.len()).select(_reason_text(rules), pl.col("len")),
+                    kept.select(code.n_unique()),
+                    heavy.group_by(CODE).agg(pl.len().alias(COUNT)),
+                ],
+                engine="streaming",
+            )
+            if fault:
+                fault("written")
+            row = stats.row(0, named=True)
+            report.rows_written = int(row["written"] or 0)
+            report.rows_quarantined = int(row["quarantined"] or 0)
+            report.rows_opted_out = int(row["opted_out"] or 0)
+            report.clamped = {n: int(row[n] or 0) for n in clamps}
+            report.reasons = dict(sorted((r, int(n)) for r, n in reasons_df.iter_rows()))
+            report.persons = int(persons.item())
+            over = heavy_counts.filter(pl.col(COUNT) > bound)
+            report.rows_over_bound = int((over.get_column(COUNT) - bound).sum() or 0)
+            report.persons_over_bound = over.height
+            if report.rows_quarantined:
+                quarantine_file.chmod(0o600)
+                report.quarantine_file = quarantine_file.name
+            else:
+                quarantine_file.unlink(missing_ok=True)
+            if report.rows_written == 0:
+                raise InvalidInput(
+                    f"no row of {source.name} passed validation ({report.rows_quarantined} quarantined,"
+                    f" {report.rows_opted_out} opted out): nothing to publish; see the ingest report"
+                )
+            _fsync_tree(staging)
+            report.source_sha256 = digest.result()
+        except BaseException as exc:
+            shutil.rmtree(staging, ignore_errors=True)
+            quarantine_file.unlink(missing_ok=True)
+            if isinstance(exc, pl.exceptions.PolarsError):
+                raise _unreadable(source.name, detect_format(source), exc) from None
+            raise
     report.seconds = time.perf_counter() - started
     return Staged(staging, report)
 
