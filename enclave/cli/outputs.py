@@ -6,9 +6,6 @@
     enclave outputs decide 7 --as rev1 --decision approve --file figure.png=request_changes \\
         --comment "label the axes" --override "table.csv:provenance:percentages of released counts"
     enclave outputs import-acro 3 ./acro_outputs --as lead --context "Tables of the paper" --submit
-
-The helpers of :mod:`enclave.cli` (one-line errors, ``--as``) are imported when a command runs, so
-this module and ``enclave.cli`` can import each other in either order.
 """
 
 from __future__ import annotations
@@ -20,6 +17,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from enclave.cli.common import as_user, console_print, operator, out, run, services
 from enclave.domain.airlock import CheckOverride, Decision, FileDecision
 from enclave.domain.airlock_states import OutputState
 from enclave.domain.errors import InvalidInput
@@ -45,11 +43,10 @@ def outputs_list(
     all_states: Annotated[bool, typer.Option("--all", help="every state, not only those waiting")] = False,
 ) -> None:
     """List output requests waiting for a decision (or all of them with --all)."""
-    from enclave import cli
 
     def body() -> None:
-        with cli.services() as s:
-            who = cli.as_user(s, username) if username else cli.operator()
+        with services() as s:
+            who = as_user(s, username) if username else operator()
             found = s.outputs.list_requests(who, states=None if all_states else WAITING)
         table = Table("id", "project", "state", "version", "author", "submitted", "context")
         for r in found:
@@ -57,9 +54,9 @@ def outputs_list(
             table.add_row(
                 str(r.id), str(r.project_id), r.state, str(r.version), r.author, submitted, r.context[:60]
             )
-        cli.out.print(table)
+        out.print(table)
 
-    cli.run(body)
+    run(body)
 
 
 @outputs_app.command("show")
@@ -68,15 +65,14 @@ def outputs_show(
     username: Annotated[str | None, typer.Option("--as", help="see it as this user")] = None,
 ) -> None:
     """Print one request: files with their checks, visible reviews, outcome, releases (JSON)."""
-    from enclave import cli
     from enclave.api.routes.outputs import output_view
 
     def body() -> None:
-        with cli.services() as s:
-            who = cli.as_user(s, username) if username else cli.operator()
-            cli.console_print(json.dumps(output_view(s.outputs.show(who, output_id)), indent=2))
+        with services() as s:
+            who = as_user(s, username) if username else operator()
+            console_print(json.dumps(output_view(s.outputs.show(who, output_id)), indent=2))
 
-    cli.run(body)
+    run(body)
 
 
 @outputs_app.command("decide")
@@ -99,7 +95,6 @@ def outputs_decide(
     ] = None,
 ) -> None:
     """Record your decision on every file of the current version of an output request."""
-    from enclave import cli
 
     def body() -> None:
         per_file: dict[str, Decision] = {}
@@ -115,8 +110,8 @@ def outputs_decide(
                 raise InvalidInput(f"--override takes FILE:RULE:REASON, not {item!r}")
             overrides.append(CheckOverride(parts[0].strip(), parts[1].strip(), parts[2].strip()))
         default = _decision(decision) if decision is not None else None
-        with cli.services() as s:
-            who = cli.as_user(s, username)
+        with services() as s:
+            who = as_user(s, username)
             view = s.outputs.show(who, output_id)
             names = [f.name for f in view.current_files]
             unknown = sorted(set(per_file) - set(names))
@@ -131,13 +126,13 @@ def outputs_decide(
                 FileDecision(n, per_file.get(n) or default or Decision.APPROVE, comment) for n in names
             ]
             after = s.outputs.review(who, output_id, decisions, overrides)
-        cli.console_print(f"output request {output_id} is {after.request.state}")
+        console_print(f"output request {output_id} is {after.request.state}")
         if after.outcome is not None:
-            cli.console_print(f"  {after.outcome.reason}")
+            console_print(f"  {after.outcome.reason}")
         for released in after.released:
-            cli.console_print(f"  released {released.name} sha256 {released.sha256}")
+            console_print(f"  released {released.name} sha256 {released.sha256}")
 
-    cli.run(body)
+    run(body)
 
 
 @outputs_app.command("import-acro")
@@ -158,17 +153,16 @@ def outputs_import_acro(
     ] = False,
 ) -> None:
     """Open a draft output request from an ACRO results folder: its outputs with ACRO's verdicts."""
-    from enclave import cli
 
     def body() -> None:
-        with cli.services() as s:
-            who = cli.as_user(s, username)
+        with services() as s:
+            who = as_user(s, username)
             imported = s.outputs.import_acro(who, project_id, folder, context=context, controls=controls)
             request = imported.request
             if submit:
                 request = s.outputs.submit(who, request.id)
             files = s.outputs.show(who, request.id).current_files
-        cli.console_print(
+        console_print(
             f"output request {request.id} is {request.state}: {len(files)} file(s) imported from"
             f" ACRO {imported.version}"
         )
@@ -179,10 +173,10 @@ def outputs_import_acro(
                 line += f"; checks {f.check_status}"
                 if f.failed_rules:
                     line += f" (failed: {', '.join(sorted(f.failed_rules))})"
-            cli.console_print(line)
+            console_print(line)
         for reason in imported.skipped:
-            cli.console_print(f"  not imported: {reason}")
+            console_print(f"  not imported: {reason}")
         if not submit:
-            cli.console_print(f"  submit it to send it to review (POST /outputs/{request.id}/submit)")
+            console_print(f"  submit it to send it to review (POST /outputs/{request.id}/submit)")
 
-    cli.run(body)
+    run(body)
