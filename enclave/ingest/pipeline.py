@@ -136,8 +136,9 @@ def _scan(path: Path, spec: LoadedSpec) -> pl.LazyFrame:
                 first.decode("utf-8")
             except UnicodeDecodeError:
                 raise InvalidInput(f"{path.name} is not UTF-8 text: save the extract as UTF-8") from None
-            header = list(pl.read_csv(path, n_rows=0, infer_schema=False).columns)
             lf = pl.scan_csv(path, infer_schema=False, encoding="utf8")
+            # the schema of a scan reads the header only (``read_csv(n_rows=0)`` read the whole file)
+            header = list(lf.collect_schema().names())
     except InvalidInput:
         raise
     except (pl.exceptions.PolarsError, OSError) as exc:
@@ -407,6 +408,18 @@ def _fsync_tree(path: Path) -> None:
         os.close(fd)
 
 
+def _persons_written(people: pl.DataFrame, rejected: pl.DataFrame) -> int:
+    """How many persons have a row in the data: those not opted out with more rows than were
+    quarantined (``rejected``: quarantined rows per person number). Counting distinct persons from
+    the few quarantined rows is much cheaper than over every written row."""
+    quarantined = (
+        people.with_row_index(CODE)
+        .join(rejected, on=CODE, how="left", suffix="_quarantined")
+        .select(pl.col(f"{COUNT}_quarantined").fill_null(0).alias("q"), COUNT, OPTED_OUT)
+    )
+    return quarantined.filter(~pl.col(OPTED_OUT) & (pl.col(COUNT) > pl.col("q"))).height
+
+
 @dataclass
 class Staged:
     """A validated, written, not yet published version."""
@@ -445,47 +458,51 @@ def stage(
     stamp = time.strftime("%Y%m%dT%H%M%S")
     quarantine_file = quarantine_dir / f"{spec.dataset}-{stamp}-{staging.name[-12:]}.csv"
     data_file = staging / DATA_FILE
-    # hashlib and file reads release the GIL on large blocks: the source's SHA-256 is computed in a
-    # thread beside Polars' passes instead of before them.
-    with ThreadPoolExecutor(max_workers=1) as pool:
+    # Two threads work beside Polars, which releases the GIL while it runs a query: the source's
+    # SHA-256 (hashlib and file reads release the GIL on large blocks too) and the HMAC of the
+    # identifiers, which runs while Polars hashes the rows for duplicates.
+    with ThreadPoolExecutor(max_workers=2) as pool:
         digest = pool.submit(sha256_file, source)
         try:
-            # Pass 1 (one read of the source): the distinct identifiers with their row counts, and
-            # the row hashes that find duplicate rows. Rows are counted by the same pass.
-            first = lf.select(
-                _person_key(person, pl.col(person.name).str.strip_chars()),
-                *([_row_hash(spec)] if dedupe else []),
-            ).cache()
-            counted, *hashed = pl.collect_all(
-                [
-                    first.group_by(KEY).agg(pl.len().alias(COUNT)),
-                    *([first.select(ROW_HASH)] if dedupe else []),
-                ],
-                engine="streaming",
+            # Pass 1a, the identifier column only: the distinct identifiers with their row counts
+            # (which count the rows too).
+            counted = (
+                lf.select(_person_key(person, pl.col(person.name).str.strip_chars()))
+                .group_by(KEY)
+                .agg(pl.len().alias(COUNT))
+                .collect(engine="streaming")
             )
         except pl.exceptions.PolarsError as exc:
             raise _unreadable(source.name, detect_format(source), exc) from None
         report.rows_read = int(counted.get_column(COUNT).sum() or 0)
         if report.rows_read == 0:
             raise InvalidInput(f"{source.name} has a header but no rows")
-        duplicates = _duplicate_rows(hashed[0].get_column(ROW_HASH)) if dedupe else pl.Series(ROW, [])
-        del hashed
-
-        # Each valid distinct identifier is pseudonymised once. Its person's opt-out, and whether
-        # they have more rows than the contribution bound (so that the bounded view must choose
-        # among them), are decided once per person too; rows then fetch all three by the person's
-        # row number in this table (a gather), after one integer join from key to number.
+        # Each valid distinct identifier is pseudonymised once.
         ids = _identifiers(person, counted)
+        del counted
+        pseudonyms = pool.submit(Pseudonymiser(linkage_key).many, ids.get_column(NORM).to_list())
+        duplicates = pl.Series(ROW, [], pl.UInt32)
+        if dedupe:
+            try:
+                # Pass 1b: a hash of every row, in order, to find the duplicate rows.
+                hashes = lf.select(_row_hash(spec)).collect(engine="streaming").get_column(ROW_HASH)
+            except pl.exceptions.PolarsError as exc:
+                raise _unreadable(source.name, detect_format(source), exc) from None
+            duplicates = _duplicate_rows(hashes)
+            del hashes
+        # A person's opt-out, and whether they have more rows than the contribution bound (so
+        # that the bounded view must choose among them), are decided once per person too; rows
+        # fetch all three by the person's number (row in this table, a gather) after one integer
+        # lookup from key to number.
         people = ids.select(
-            pl.Series(
-                PERSON_COLUMN, Pseudonymiser(linkage_key).many(ids.get_column(NORM).to_list()), pl.String
-            ),
+            pl.Series(PERSON_COLUMN, pseudonyms.result(), pl.String),
+            COUNT,
             (pl.col(COUNT) > bound).alias(HEAVY),
         ).with_columns(
             pl.col(PERSON_COLUMN).is_in(opt_outs.get_column(PERSON_COLUMN).implode()).alias(OPTED_OUT)
         )
         codes = ids.select(KEY).with_row_index(CODE)
-        del counted, ids
+        del ids
         if fault:
             fault("pseudonymised")
 
@@ -535,7 +552,7 @@ def stage(
 
         staging.mkdir()
         try:
-            _, _, _, stats, reasons_df, persons, heavy_counts = pl.collect_all(
+            _, _, _, stats, reasons_df, rejected_counts, heavy_counts = pl.collect_all(
                 [
                     written.select(columns).sink_parquet(data_file, lazy=True, **PARQUET),
                     view.sink_parquet(
@@ -551,7 +568,7 @@ def stage(
                         *[(pl.col(f"_clamp_{n}").fill_null(False) & ok).sum().alias(n) for n in clamps],
                     ),
                     rejected.group_by(REASON).agg(pl.len()).select(_reason_text(rules), pl.col("len")),
-                    kept.select(code.n_unique()),
+                    rejected.group_by(CODE).agg(pl.len().alias(COUNT)),
                     heavy.group_by(CODE).agg(pl.len().alias(COUNT)),
                 ],
                 engine="streaming",
@@ -564,7 +581,7 @@ def stage(
             report.rows_opted_out = int(row["opted_out"] or 0)
             report.clamped = {n: int(row[n] or 0) for n in clamps}
             report.reasons = dict(sorted((r, int(n)) for r, n in reasons_df.iter_rows()))
-            report.persons = int(persons.item())
+            report.persons = _persons_written(people, rejected_counts)
             over = heavy_counts.filter(pl.col(COUNT) > bound)
             report.rows_over_bound = int((over.get_column(COUNT) - bound).sum() or 0)
             report.persons_over_bound = over.height
