@@ -1,0 +1,174 @@
+"""The staging step of ingest on its own (no database): identifiers, duplicates, the bounded view written
+in the same pass as the data, and clean-up after a crash."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from pathlib import Path
+
+import polars as pl
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from enclave.ingest.bounded import declared_bound, view_path, view_seeds, write_view
+from enclave.ingest.pipeline import DATA_FILE, Staged, stage
+from enclave.ingest.spec import LoadedSpec, load_spec
+from enclave.keys import reference_hmac
+
+SPEC = Path(__file__).resolve().parents[2] / "enclave" / "specs" / "admissions.yaml"
+KEY = b"k" * 32
+HEADER = "nhs_number,admission_id,admission_date,icd10_code,icd10_chapter,length_of_stay_days,cost_gbp"
+NO_OPT_OUTS = pl.DataFrame({"person_id": []}, schema={"person_id": pl.String})
+
+
+def nhs_number(stem: int) -> str:
+    """A valid NHS number (mod-11 check digit) from a nine-digit stem (some stems have none)."""
+    digits = f"{stem:09d}"
+    check = (11 - sum(int(d) * (10 - i) for i, d in enumerate(digits)) % 11) % 11
+    return digits + str(check) if check != 10 else nhs_number(stem + 1)
+
+
+def row(person: str, n: int, *, date: str | None = None) -> str:
+    return f"{person},A{n},{date or f'2020-01-{n % 28 + 1:02d}'},E11.9,IV,{n % 5},{100 + n}"
+
+
+def run(
+    tmp_path: Path, rows: list[str], *, opt_outs: pl.DataFrame = NO_OPT_OUTS, spec: LoadedSpec | None = None
+) -> Staged:
+    source = tmp_path / "extract.csv"
+    source.write_text("\n".join([HEADER, *rows]) + "\n", encoding="utf-8")
+    return stage(
+        spec or load_spec(SPEC),
+        source,
+        linkage_key=KEY,
+        opt_outs=opt_outs,
+        dataset_dir=tmp_path / "store",
+        quarantine_dir=tmp_path / "quarantine",
+    )
+
+
+def quarantined(tmp_path: Path, staged: Staged) -> list[tuple[str, str]]:
+    assert staged.report.quarantine_file is not None
+    frame = pl.read_csv(tmp_path / "quarantine" / staged.report.quarantine_file, infer_schema=False)
+    return list(zip(frame["admission_id"], frame["quarantine_reason"], strict=True))
+
+
+def test_only_ten_ascii_digits_make_an_nhs_number(tmp_path: Path) -> None:
+    """'+123456789' and '-123456789' are ten characters that an integer cast reads as 123456789:
+    they are invalid identifiers, never the person '0123456789'. Spaces and hyphens inside a number
+    are normalised away."""
+    person = "0123456789"  # a valid NHS number with a leading zero
+    staged = run(
+        tmp_path,
+        [row(person, 1), row("+123456789", 2), row("-123456789", 3), row("012 345-6789", 4)],
+    )
+    data = pl.read_parquet(staged.directory / DATA_FILE)
+    assert data["person_id"].to_list() == [reference_hmac(KEY, person)] * 2
+    invalid = "nhs_number: invalid identifier (format or check digit)"
+    assert sorted(quarantined(tmp_path, staged)) == [("A2", invalid), ("A3", invalid)]
+    assert (staged.report.rows_read, staged.report.persons) == (4, 1)
+
+
+def test_later_copies_of_a_row_are_duplicates_whatever_the_first_became(tmp_path: Path) -> None:
+    """The first of identical rows is judged on its own; every later copy is a duplicate, unless an
+    earlier rule already fails it (then that rule is its reason)."""
+    a, b = nhs_number(943476591), nhs_number(401023213)
+    bad_date = row(b, 2, date="2020-13-01")
+    staged = run(tmp_path, [row(a, 1), row(a, 1), bad_date, row(a, 1), bad_date, row(b, 3)])
+    assert staged.report.rows_written == 2
+    assert sorted(quarantined(tmp_path, staged)) == [
+        ("A1", "duplicate row"),
+        ("A1", "duplicate row"),
+        ("A2", "admission_date: not a date (YYYY-MM-DD)"),
+        ("A2", "admission_date: not a date (YYYY-MM-DD)"),
+    ]
+    assert staged.report.reasons == {"admission_date: not a date (YYYY-MM-DD)": 2, "duplicate row": 2}
+
+
+def test_a_person_over_the_bound_in_the_extract_but_not_in_the_data_keeps_every_row(tmp_path: Path) -> None:
+    """A person with 13 rows in the extract, 4 of them quarantined, has 9 rows written: under the bound
+    of 10, so the view keeps all 9 and nobody counts as over the bound."""
+    a, b = nhs_number(943476591), nhs_number(401023213)
+    rows = [row(a, i) for i in range(9)] + [row(a, 100 + i, date="2018-01-01") for i in range(4)]
+    staged = run(tmp_path, [*rows, row(b, 1)])
+    report = staged.report
+    assert (report.rows_written, report.rows_quarantined, report.persons) == (10, 4, 2)
+    assert (report.rows_over_bound, report.persons_over_bound) == (0, 0)
+    assert pl.read_parquet(view_path(staged.directory / DATA_FILE)).height == 10
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    counts=st.lists(st.integers(1, 16), min_size=1, max_size=6),
+    bad=st.sets(st.integers(0, 80), max_size=12),
+    opted=st.sets(st.integers(0, 5), max_size=2),
+    seed=st.integers(0, 2**16),
+)
+def test_the_view_written_with_the_data_is_the_view_of_the_data(
+    tmp_path: Path, counts: list[int], bad: set[int], opted: set[int], seed: int
+) -> None:
+    """Whatever the mix of persons over the bound, quarantined rows and opt-outs, the view written in
+    the same pass as the data holds the same rows as ``write_view`` makes from the written data (what
+    ``build_views`` does for old versions), declares the bound in its footer, and the report's counts
+    are those of the data."""
+    people = [nhs_number(100_000_000 + 7919 * i) for i in range(len(counts))]
+    rows = [
+        row(p, n, date="2018-01-01" if n in bad else None)
+        for i, p in enumerate(people)
+        for n in range(i * 20, i * 20 + counts[i])
+    ]
+    rows.append(row(nhs_number(401023213), 999))  # somebody is always written
+    random.Random(seed).shuffle(rows)
+    opt_outs = pl.DataFrame(
+        {"person_id": [reference_hmac(KEY, people[i]) for i in opted if i < len(people)]},
+        schema={"person_id": pl.String},
+    )
+    directory = tmp_path / str(seed)
+    directory.mkdir(exist_ok=True)
+    spec = load_spec(SPEC)
+    staged = run(directory, rows, opt_outs=opt_outs, spec=spec)
+    data = staged.directory / DATA_FILE
+    view = view_path(data)
+    assert declared_bound(view) == (10, DATA_FILE)
+    categories = {c.name: list(c.domain or []) for c in spec.columns if c.domain}
+    expected = write_view(data, 10, view_seeds(KEY, spec.dataset), categories)
+    written, rebuilt = pl.read_parquet(view), pl.read_parquet(expected.path)
+    assert written.schema == rebuilt.schema
+    assert Counter(written.rows()) == Counter(rebuilt.rows())
+    report = staged.report
+    assert (report.persons, report.rows_over_bound, report.persons_over_bound) == (
+        expected.persons,
+        expected.rows_dropped,
+        expected.persons_over_bound,
+    )
+    frame = pl.read_parquet(data)
+    assert report.rows_written == frame.height
+    assert report.rows_opted_out == sum(counts[i] for i in opted if i < len(people))
+
+
+@pytest.mark.parametrize("point", ["pseudonymised", "written"])
+def test_a_crash_while_staging_leaves_nothing_behind(tmp_path: Path, point: str) -> None:
+    """An exception at either fault point of staging removes the staging directory and the quarantine
+    file: neither store holds anything of the attempt."""
+    a = nhs_number(943476591)
+    source = tmp_path / "extract.csv"
+    source.write_text("\n".join([HEADER, row(a, 1), row(a, 2, date="2018-01-01")]) + "\n", encoding="utf-8")
+
+    def crash(at: str) -> None:
+        if at == point:
+            raise RuntimeError(f"injected crash at {at}")
+
+    with pytest.raises(RuntimeError, match="injected crash"):
+        stage(
+            load_spec(SPEC),
+            source,
+            linkage_key=KEY,
+            opt_outs=NO_OPT_OUTS,
+            dataset_dir=tmp_path / "store",
+            quarantine_dir=tmp_path / "quarantine",
+            fault=crash,
+        )
+    assert not list((tmp_path / "store").rglob("*"))
+    assert not list((tmp_path / "quarantine").rglob("*"))
