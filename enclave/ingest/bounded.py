@@ -34,6 +34,14 @@ statistic is identical on both routes. What differs is *when* rows are chosen: h
 filter, so a filtered query sees a person's kept rows that pass the filter, where per-query truncation
 chose ``k`` among the rows passing the filter. Both are valid; the view is simply fixed at ingest.
 
+How it is written
+-----------------
+Ingest writes the view in the same streaming pass as ``data.parquet`` (``enclave/ingest/pipeline.py``):
+the rows of persons with at most ``k`` rows in the *extract* stream straight into it, and only the rows
+of the others are sorted and cut (``cut``). ``write_view`` builds it from a finished ``data.parquet``
+(versions ingested before views existed): the same rows; only where a person sits in the file can
+differ, for one who had more than ``k`` rows in the extract but not after quarantine.
+
 The contract with the engine
 ----------------------------
 Category columns with a public domain are stored in the view as ``pl.Enum`` of that domain (public,

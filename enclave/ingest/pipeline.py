@@ -1,9 +1,10 @@
 """The ingest pipeline: validate, quarantine, opt out, pseudonymise, generalise, write a new version.
 
 Everything runs on Polars' streaming engine over ``scan_csv``/``scan_parquet``, so an extract is never
-one giant DataFrame: the only thing held in memory is the map from each distinct identifier to its
-pseudonym. Every source column is read as text and checked by the spec's rules; the first rule a row
-fails becomes its quarantine reason. Then, in this order:
+one giant DataFrame: what is held in memory is one entry per distinct identifier (its pseudonym and
+row count) and, to find duplicate rows, one 64-bit hash per row. Every source column is read as text
+and checked by the spec's rules; the first rule a row fails becomes its quarantine reason. Then, in
+this order:
 
 1. rows of people on the national data opt-out list are removed (whatever else is wrong with them)
    and only counted;
@@ -12,6 +13,13 @@ fails becomes its quarantine reason. Then, in this order:
    pseudonym, direct identifiers dropped and quasi-identifiers generalised;
 4. beside them, the version's bounded view: the same rows with each person cut to the dataset's
    contribution bound, which DP queries run on (see ``enclave/ingest/bounded.py``).
+
+The source is read three times and nothing is read back: pass 1a reads the identifier column (the
+distinct identifiers and each one's row count), pass 1b hashes every row (duplicates) while a thread
+computes the HMAC of each distinct identifier once, and pass 2 evaluates every rule once per row and
+feeds one cached stream to all the outputs at once: the data, the bounded view (only the rows of
+people with more rows than the bound in the extract are sorted), the quarantine file and the counts of
+the report. The source's SHA-256 is computed in another thread meanwhile.
 
 The staging directory becomes a version only by one ``rename``; the catalog points at it only when
 the database transaction that records the version commits. A crash at any point leaves the previous
