@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from enclave.ingest.bounded import declared_bound, view_path, view_seeds, write_view
 from enclave.ingest.pipeline import DATA_FILE, Staged, stage
-from enclave.ingest.spec import LoadedSpec, load_spec
+from enclave.ingest.spec import LoadedSpec, load_spec, parse_spec
 from enclave.keys import reference_hmac
 
 SPEC = Path(__file__).resolve().parents[2] / "enclave" / "specs" / "admissions.yaml"
@@ -172,3 +172,33 @@ def test_a_crash_while_staging_leaves_nothing_behind(tmp_path: Path, point: str)
         )
     assert not list((tmp_path / "store").rglob("*"))
     assert not list((tmp_path / "quarantine").rglob("*"))
+
+
+def test_other_identifiers_are_keyed_by_their_stripped_text(tmp_path: Path) -> None:
+    """An identifier without NHS-number normalisation is its text with surrounding blanks stripped:
+    ' X1 ' and 'X1' are one person; a blank one is missing."""
+    spec = parse_spec(
+        "dataset: visits\ntitle: Visits\ncustodian: custodian\ncontribution_bound: 2\ncolumns:\n"
+        "  - {name: patient, role: person_id}\n"
+        "  - {name: ward, role: category, domain: [a, b]}\n",
+        base=tmp_path,
+    )
+    source = tmp_path / "visits.csv"
+    source.write_text("patient,ward\n X1 ,a\nX1,b\nY2,a\n  ,a\nX1,a\n", encoding="utf-8")
+    staged = stage(
+        spec,
+        source,
+        linkage_key=KEY,
+        opt_outs=NO_OPT_OUTS,
+        dataset_dir=tmp_path / "store",
+        quarantine_dir=tmp_path / "quarantine",
+    )
+    data = pl.read_parquet(staged.directory / DATA_FILE)
+    assert Counter(data["person_id"]) == {reference_hmac(KEY, "X1"): 3, reference_hmac(KEY, "Y2"): 1}
+    assert staged.report.reasons == {"patient: missing person identifier": 1}
+    assert (staged.report.persons, staged.report.persons_over_bound, staged.report.rows_over_bound) == (
+        2,
+        1,
+        1,
+    )
+    assert pl.read_parquet(view_path(staged.directory / DATA_FILE)).height == 3
