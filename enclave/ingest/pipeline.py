@@ -453,6 +453,9 @@ def stage(
     started = time.perf_counter()
     report = IngestReport(spec.dataset, source_name or source.name, "")
     lf = _scan(source, spec)
+    # The source is read several times (and hashed alongside): a file that changes in between would
+    # give passes that disagree, so its identity is compared at the end.
+    identity = _file_identity(source)
     person = spec.spec.person_column
     bound = spec.spec.contribution_bound
     dedupe = spec.spec.duplicates == "quarantine"
@@ -609,8 +612,13 @@ def stage(
                     f"no row of {source.name} passed validation ({report.rows_quarantined} quarantined,"
                     f" {report.rows_opted_out} opted out): nothing to publish; see the ingest report"
                 )
-            _fsync_tree(staging)
             report.source_sha256 = digest.result()
+            if _file_identity(source) != identity:
+                raise InvalidInput(
+                    f"{source.name} changed while it was being ingested: nothing was published; ingest it"
+                    " again once the file is complete"
+                )
+            _fsync_tree(staging)
         except BaseException as exc:
             shutil.rmtree(staging, ignore_errors=True)
             quarantine_file.unlink(missing_ok=True)
@@ -619,6 +627,12 @@ def stage(
             raise
     report.seconds = time.perf_counter() - started
     return Staged(staging, report)
+
+
+def _file_identity(path: Path) -> tuple[int, int, int]:
+    """What tells a file from a rewritten one: size, modification time (ns) and inode."""
+    st = path.stat()
+    return st.st_size, st.st_mtime_ns, st.st_ino
 
 
 def publish(staged: Staged, version: int) -> Path:

@@ -174,6 +174,34 @@ def test_a_crash_while_staging_leaves_nothing_behind(tmp_path: Path, point: str)
     assert not list((tmp_path / "quarantine").rglob("*"))
 
 
+def test_a_source_that_changes_during_ingest_is_refused(tmp_path: Path) -> None:
+    """The source is read more than once: if it is rewritten in between (here, a row appended after
+    the identifiers were pseudonymised), the attempt is refused and leaves nothing behind."""
+    from enclave.domain.errors import InvalidInput
+
+    a = nhs_number(943476591)
+    source = tmp_path / "extract.csv"
+    source.write_text("\n".join([HEADER, row(a, 1)]) + "\n", encoding="utf-8")
+
+    def append(at: str) -> None:
+        if at == "pseudonymised":
+            with source.open("a", encoding="utf-8") as handle:
+                handle.write(row(nhs_number(123456789), 2) + "\n")
+
+    with pytest.raises(InvalidInput, match="changed while it was being ingested"):
+        stage(
+            load_spec(SPEC),
+            source,
+            linkage_key=KEY,
+            opt_outs=NO_OPT_OUTS,
+            dataset_dir=tmp_path / "store",
+            quarantine_dir=tmp_path / "quarantine",
+            fault=append,
+        )
+    assert not list((tmp_path / "store").rglob("*"))
+    assert not list((tmp_path / "quarantine").rglob("*"))
+
+
 def test_other_identifiers_are_keyed_by_their_stripped_text(tmp_path: Path) -> None:
     """An identifier without NHS-number normalisation is its text with surrounding blanks stripped:
     ' X1 ' and 'X1' are one person; a blank one is missing."""
