@@ -90,9 +90,20 @@ class Account:
         return self.granted - self.spent - self.reserved
 
     def check_can_reserve(self, cost: Budget) -> None:
-        if not cost.fits_within(self.remaining):
+        remaining = self.remaining
+        if cost.delta > remaining.delta:
+            # Said on its own: a budget printed without a delta would not show why it does not fit.
+            granted = (
+                f"was granted delta {self.granted.delta}" if self.granted.delta else "was granted no delta"
+            )
             raise BudgetExceeded(
-                f"this query costs {cost} but project {self.project_id} has {self.remaining} left"
+                f"this query costs delta {cost.delta} (a DP key release) but project {self.project_id}"
+                f" {granted} and has delta {remaining.delta} left; group by columns with a public domain,"
+                " or ask for a delta in an amendment"
+            )
+        if not cost.fits_within(remaining):
+            raise BudgetExceeded(
+                f"this query costs {cost} but project {self.project_id} has {remaining} left"
                 f" (of {self.granted}); preview it at a lower epsilon, or ask for a top-up (an amendment)"
             )
 
