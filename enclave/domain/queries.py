@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from enclave.domain.audit import canonical_json
+from enclave.domain.budget import Budget
 from enclave.domain.cohorts import Definition
 from enclave.domain.errors import InvalidInput, PermissionDenied
 
@@ -145,6 +146,11 @@ class QueryPlan(BaseModel):
         if len(set(value)) != len(value):
             raise ValueError("each group-by column may appear once")
         return value
+
+    @property
+    def cost(self) -> Budget:
+        """What a release of this plan is charged: its epsilon, and its delta (a DP key release)."""
+        return Budget(self.epsilon, self.delta)
 
     def columns(self) -> set[str]:
         used = set(self.group_by) | {f.column for f in self.filters}

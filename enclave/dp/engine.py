@@ -176,6 +176,11 @@ class Query:
     delta: Decimal = Decimal(0)  # > 0 only for a DP key release (group keys without a public domain)
     bins: tuple[tuple[str, int], ...] = ()  # (column, number of bins): a histogram of a bounded numeric
 
+    @property
+    def counts_persons(self) -> bool:
+        """A count of persons, which is always a query of its own (``_validate``)."""
+        return self.aggregates[0].kind == "count_persons"
+
 
 @dataclass(frozen=True)
 class Statistic:
@@ -265,7 +270,7 @@ class DPEngine:
         source = self._source(table)
         _check_schema(source.schema, table, used)
         k = table.contribution_bound
-        persons = query.aggregates[0].kind == "count_persons"  # then it is the only aggregate
+        persons = query.counts_persons
         if persons and not (source.row_bound and k == 1):
             # A count of persons reads every row of the table (the bounded view has dropped some of a
             # person's rows, which may be the ones passing the filters) and truncates each person to
@@ -295,7 +300,7 @@ class DPEngine:
         binned = dict(query.bins)
         public = all(table.columns[name].domain or name in binned for name in query.group_by)
         keys = _key_frame(query, source.schema) if query.group_by and public else None
-        group_keys = [_group_key(name, binned) for name in query.group_by]
+        group_keys = _group_keys(query)
         by = [pl.col(name) for name in group_keys]
         bin_exprs = [_bin_expr(table.columns[name], n) for name, n in query.bins]
         groups = len(keys) if keys is not None else k
@@ -532,12 +537,12 @@ class DPEngine:
         elif plan.query.group_by:
             # A DP key release: the keys that passed the threshold, in key order (not in the order
             # the data happened to be grouped in).
-            names = [_group_key(name, dict(plan.query.bins)) for name in plan.query.group_by]
+            names = _group_keys(plan.query)
             raw = _text_keys(raw, names).sort(names, nulls_last=True)
         else:
             names = []
         # A histogram's key column is released under its column's name.
-        raw = raw.rename({_group_key(name, {name: 0}): name for name, _ in plan.query.bins})
+        raw = raw.rename({_bin_key(name): name for name, _ in plan.query.bins})
         names = list(plan.query.group_by)
         return Release(
             data=_post_process(plan, raw, names),
@@ -930,7 +935,7 @@ def _key_frame(query: Query, stored: pl.Schema) -> pl.DataFrame:
         if name in binned:
             _, labels = bin_edges(col, binned[name])
             domains.append(list(labels))
-            schema[_group_key(name, binned)] = pl.Categorical
+            schema[_bin_key(name)] = pl.Categorical
             continue
         assert col.domain is not None
         if col.type == "integer":
@@ -957,9 +962,15 @@ def _key_frame(query: Query, stored: pl.Schema) -> pl.DataFrame:
 _Loss = float | tuple[float, float]  # ε, or (ε, δ) for a DP key release
 
 
-def _group_key(name: str, binned: Mapping[str, int]) -> str:
-    """The key column a group-by column is grouped on: itself, or its bins (``__bin_<name>``)."""
-    return f"__bin_{name}" if name in binned else name
+def _bin_key(name: str) -> str:
+    """The key column of a binned group-by column, beside the column itself (which aggregates may use)."""
+    return f"__bin_{name}"
+
+
+def _group_keys(query: Query) -> list[str]:
+    """The key columns a query groups on: each group-by column itself, or its bins."""
+    binned = dict(query.bins)
+    return [_bin_key(name) if name in binned else name for name in query.group_by]
 
 
 def bin_edges(col: ColumnMeta, n: int) -> tuple[list[float], list[str]]:
@@ -989,7 +1000,7 @@ def bin_edges(col: ColumnMeta, n: int) -> tuple[list[float], list[str]]:
 
 def _bin_expr(col: ColumnMeta, n: int) -> pl.Expr:
     breaks, labels = bin_edges(col, n)
-    return pl.col(col.name).cut(breaks, labels=labels).alias(_group_key(col.name, {col.name: n}))
+    return pl.col(col.name).cut(breaks, labels=labels).alias(_bin_key(col.name))
 
 
 def _epsilon_float(epsilon: Decimal) -> float:

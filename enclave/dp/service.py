@@ -25,7 +25,6 @@ from sqlalchemy.exc import IntegrityError
 
 from enclave.domain.access import Project, check_member_access, check_token_scope
 from enclave.domain.audit import AuditEvent
-from enclave.domain.budget import Budget
 from enclave.domain.budget_service import BudgetService
 from enclave.domain.clock import Clock, utcnow
 from enclave.domain.cohorts import PERSON_COLUMN, Catalog, Definition, VariableMeta, variable_meta
@@ -47,8 +46,7 @@ KEY_RELEASE = "; key threshold {threshold}"
 
 def mechanism(planned: Plan) -> str:
     """What a release records of how it was made (at most 100 characters)."""
-    persons = planned.query.aggregates[0].kind == "count_persons"
-    text = MECHANISM_PERSONS if persons else MECHANISM
+    text = MECHANISM_PERSONS if planned.query.counts_persons else MECHANISM
     if planned.threshold is not None:
         text += KEY_RELEASE.format(threshold=planned.threshold)
     return text
@@ -170,7 +168,7 @@ class QueryService:
     def _refuse_if_unaffordable(self, actor: Actor, project_id: int, plan: QueryPlan) -> None:
         """A plan that could not be paid for is refused before a cohort is derived from the data
         (the reservation itself, later, is what guarantees the budget under concurrency)."""
-        self._budgets.account(actor, project_id).check_can_reserve(Budget(plan.epsilon, plan.delta))
+        self._budgets.account(actor, project_id).check_can_reserve(plan.cost)
 
     @staticmethod
     def _query(plan: QueryPlan, table: TableMeta) -> Query:
@@ -243,7 +241,7 @@ class QueryService:
             "epsilon": str(plan.epsilon),
             "accounted_epsilon": str(planned.epsilon),
             "remaining_epsilon": str(account.remaining.epsilon),
-            "fits": Budget(plan.epsilon, plan.delta).fits_within(account.remaining),
+            "fits": plan.cost.fits_within(account.remaining),
             "aggregates": [
                 {"name": a.name, "noise_scale": a.noise_scale, "ci95": a.accuracy} for a in planned.aggregates
             ],
@@ -267,7 +265,7 @@ class QueryService:
         if prepared.cohort is not None:
             self._refuse_if_unaffordable(actor, project_id, plan)
         planned = self._engine_plan(self._materialised(prepared, plan))
-        cost = Budget(plan.epsilon, plan.delta)
+        cost = plan.cost
         reservation = self._budgets.reserve(actor, project_id, cost, purpose=fingerprint)
         try:
             result = self._engine.release(planned)
