@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import polars as pl
@@ -35,7 +36,12 @@ def row(person: str, n: int, *, date: str | None = None) -> str:
 
 
 def run(
-    tmp_path: Path, rows: list[str], *, opt_outs: pl.DataFrame = NO_OPT_OUTS, spec: LoadedSpec | None = None
+    tmp_path: Path,
+    rows: list[str],
+    *,
+    opt_outs: pl.DataFrame = NO_OPT_OUTS,
+    spec: LoadedSpec | None = None,
+    fault: Callable[[str], None] | None = None,
 ) -> Staged:
     source = tmp_path / "extract.csv"
     source.write_text("\n".join([HEADER, *rows]) + "\n", encoding="utf-8")
@@ -46,6 +52,7 @@ def run(
         opt_outs=opt_outs,
         dataset_dir=tmp_path / "store",
         quarantine_dir=tmp_path / "quarantine",
+        fault=fault,
     )
 
 
@@ -153,23 +160,13 @@ def test_a_crash_while_staging_leaves_nothing_behind(tmp_path: Path, point: str)
     """An exception at either fault point of staging removes the staging directory and the quarantine
     file: neither store holds anything of the attempt."""
     a = nhs_number(943476591)
-    source = tmp_path / "extract.csv"
-    source.write_text("\n".join([HEADER, row(a, 1), row(a, 2, date="2018-01-01")]) + "\n", encoding="utf-8")
 
     def crash(at: str) -> None:
         if at == point:
             raise RuntimeError(f"injected crash at {at}")
 
     with pytest.raises(RuntimeError, match="injected crash"):
-        stage(
-            load_spec(SPEC),
-            source,
-            linkage_key=KEY,
-            opt_outs=NO_OPT_OUTS,
-            dataset_dir=tmp_path / "store",
-            quarantine_dir=tmp_path / "quarantine",
-            fault=crash,
-        )
+        run(tmp_path, [row(a, 1), row(a, 2, date="2018-01-01")], fault=crash)
     assert not list((tmp_path / "store").rglob("*"))
     assert not list((tmp_path / "quarantine").rglob("*"))
 
@@ -179,25 +176,13 @@ def test_a_source_that_changes_during_ingest_is_refused(tmp_path: Path) -> None:
     the identifiers were pseudonymised), the attempt is refused and leaves nothing behind."""
     from enclave.domain.errors import InvalidInput
 
-    a = nhs_number(943476591)
-    source = tmp_path / "extract.csv"
-    source.write_text("\n".join([HEADER, row(a, 1)]) + "\n", encoding="utf-8")
-
     def append(at: str) -> None:
         if at == "pseudonymised":
-            with source.open("a", encoding="utf-8") as handle:
+            with (tmp_path / "extract.csv").open("a", encoding="utf-8") as handle:
                 handle.write(row(nhs_number(123456789), 2) + "\n")
 
     with pytest.raises(InvalidInput, match="changed while it was being ingested"):
-        stage(
-            load_spec(SPEC),
-            source,
-            linkage_key=KEY,
-            opt_outs=NO_OPT_OUTS,
-            dataset_dir=tmp_path / "store",
-            quarantine_dir=tmp_path / "quarantine",
-            fault=append,
-        )
+        run(tmp_path, [row(nhs_number(943476591), 1)], fault=append)
     assert not list((tmp_path / "store").rglob("*"))
     assert not list((tmp_path / "quarantine").rglob("*"))
 
