@@ -2,7 +2,7 @@
 
 Everything runs on Polars' streaming engine over ``scan_csv``/``scan_parquet``, so an extract is never
 one giant DataFrame: what is held in memory is one entry per distinct identifier (its pseudonym and
-row count) and, to find duplicate rows, one 64-bit hash per row. Every source column is read as text
+row count), each row's person number (32 bits) and, to find duplicate rows, one 64-bit hash per row. Every source column is read as text
 and checked by the spec's rules; the first rule a row fails becomes its quarantine reason. Then, in
 this order:
 
@@ -15,8 +15,9 @@ this order:
    contribution bound, which DP queries run on (see ``enclave/ingest/bounded.py``).
 
 The source is read three times and nothing is read back: pass 1a reads the identifier column (the
-distinct identifiers and each one's row count), pass 1b hashes every row (duplicates) while a thread
-computes the HMAC of each distinct identifier once, and pass 2 evaluates every rule once per row and
+distinct identifiers, each one's row count and each row's person number, all from one sort), pass 1b
+hashes every row (duplicates) while a thread computes the HMAC of each distinct identifier once, and
+pass 2 looks each row's person up by its row number and evaluates every rule once per row and
 feeds one cached stream to all the outputs at once: the data, the bounded view (only the rows of
 people with more rows than the bound in the extract are sorted), the quarantine file and the counts of
 the report. The source's SHA-256 is computed in another thread meanwhile.
@@ -40,6 +41,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any, cast
 
+import numpy as np
 import polars as pl
 
 from enclave.domain.errors import InvalidInput
@@ -59,6 +61,7 @@ Fault = Callable[[str], None]
 REASON = "_reason"
 NORM = "_norm_id"
 KEY = "_id_key"
+DENSE = "_key_rank"
 ROW = "_row"
 OPTED_OUT = "_opted_out"
 CODE = "_person_code"
@@ -473,40 +476,46 @@ def stage(
     with ThreadPoolExecutor(max_workers=2) as pool:
         digest = pool.submit(sha256_file, source)
         try:
-            # Pass 1a, the identifier column only: the distinct identifiers with their row counts
-            # (which count the rows too).
-            counted = (
+            # Pass 1a, the identifier column only: each row's key, kept in memory (8 bytes a row).
+            keys = (
                 lf.select(_person_key(person, pl.col(person.name).str.strip_chars()))
-                .group_by(KEY)
-                .agg(pl.len().alias(COUNT))
                 .collect(engine="streaming")
+                .get_column(KEY)
             )
         except pl.exceptions.PolarsError as exc:
-            raise _unreadable(source.name, detect_format(source), exc) from None
-        report.rows_read = int(counted.get_column(COUNT).sum() or 0)
+            raise _read_error(source, identity, exc) from None
+        report.rows_read = len(keys)
         if report.rows_read == 0:
             raise InvalidInput(f"{source.name} has a header but no rows")
-        # Each valid distinct identifier is pseudonymised once.
-        ids = _identifiers(person, counted)
-        del counted
+        # The distinct keys, sorted: a key's dense rank (1, 2, ...) is its place in this list.
+        distinct = keys.drop_nulls().unique().sort()
+        ids = _identifiers(person, distinct.to_frame(KEY).with_row_index(DENSE, offset=1))
+        # Each valid distinct identifier is pseudonymised once, in a thread, while the rows are ranked
+        # and hashed.
         pseudonyms = pool.submit(Pseudonymiser(linkage_key).many, ids.get_column(NORM).to_list())
+        # A sort ranks the rows' keys several times faster than a hash table groups them, and gives
+        # every row the number of its key, which pass 2 looks up by row number instead of by key.
+        ranks = keys.rank("dense").fill_null(0)  # 0: the row has no valid-looking key
+        del keys
+        counts = np.bincount(ranks.to_numpy(), minlength=len(distinct) + 1)
+        ids = ids.with_columns(pl.lit(pl.Series(COUNT, counts, pl.UInt32)).gather(pl.col(DENSE)))
         duplicates = pl.Series(ROW, [], pl.UInt32)
         if dedupe:
             try:
                 # Pass 1b: a hash of every row, in order, to find the duplicate rows.
                 hashes = lf.select(_row_hash(spec)).collect(engine="streaming").get_column(ROW_HASH)
             except pl.exceptions.PolarsError as exc:
-                raise _unreadable(source.name, detect_format(source), exc) from None
+                raise _read_error(source, identity, exc) from None
             duplicates = _duplicate_rows(hashes)
             del hashes
         # A person's opt-out, and whether they have more rows than the contribution bound (so
-        # that the bounded view must choose among them), are decided once per person too. Rows
-        # find their person's number (row of this table) by one integer lookup and fetch the
-        # pseudonym by it; ordering the table opted-out persons first, then those over the bound,
-        # makes both flags comparisons of that number instead of two more lookups per row.
+        # that the bounded view must choose among them), are decided once per person too. Each row
+        # gets its person's number (row of this table) and fetches the pseudonym by it; ordering the
+        # table opted-out persons first, then those over the bound, makes both flags comparisons of
+        # that number instead of two more lookups per row.
         people = (
             ids.select(
-                KEY,
+                DENSE,
                 pl.Series(PERSON_COLUMN, pseudonyms.result(), pl.String),
                 COUNT,
                 (pl.col(COUNT) > bound).alias(HEAVY),
@@ -517,6 +526,13 @@ def stage(
             .sort(OPTED_OUT, HEAVY, descending=True, maintain_order=True)
             .with_row_index(CODE)
         )
+        # Each row's person number, by its key's rank (null: no key, or an invalid one).
+        codes = (
+            pl.repeat(None, len(distinct) + 1, dtype=pl.UInt32, eager=True)
+            .scatter(people.get_column(DENSE), people.get_column(CODE))
+            .gather(ranks)
+        )
+        del ranks, distinct
         opted_below = int(people.get_column(OPTED_OUT).sum())
         heavy_below = opted_below + int(people.filter(~pl.col(OPTED_OUT)).get_column(HEAVY).sum())
         del ids
@@ -527,17 +543,12 @@ def stage(
         if len(duplicates):
             rules.append((pl.col(ROW).is_in(duplicates.implode()), DUPLICATE))
         code = pl.col(CODE)
-        rows = lf.with_row_index(ROW) if len(duplicates) else lf
         # Pass 2 (the second and last read of the source): every rule is evaluated once per row, and
         # the cached result feeds every output at once, so nothing is written twice or read back.
         prepared = (
-            rows.with_columns(_stripped_columns(spec))
-            .with_columns(_person_key(person, pl.col(_stripped_name(person))), *_parsed_columns(spec))
-            .with_columns(
-                pl.col(KEY)
-                .replace_strict(people.get_column(KEY), people.get_column(CODE), default=None)
-                .alias(CODE)
-            )
+            lf.with_row_index(ROW)
+            .with_columns(*_stripped_columns(spec), pl.lit(codes).gather(pl.col(ROW)).alias(CODE))
+            .with_columns(*_parsed_columns(spec))
             .with_columns(
                 pl.lit(people.get_column(PERSON_COLUMN)).gather(code).alias(PERSON_COLUMN),
                 (code < opted_below).fill_null(False).alias(OPTED_OUT),
@@ -614,19 +625,31 @@ def stage(
                 )
             report.source_sha256 = digest.result()
             if _file_identity(source) != identity:
-                raise InvalidInput(
-                    f"{source.name} changed while it was being ingested: nothing was published; ingest it"
-                    " again once the file is complete"
-                )
+                raise _changed(source)
             _fsync_tree(staging)
         except BaseException as exc:
             shutil.rmtree(staging, ignore_errors=True)
             quarantine_file.unlink(missing_ok=True)
             if isinstance(exc, pl.exceptions.PolarsError):
-                raise _unreadable(source.name, detect_format(source), exc) from None
+                raise _read_error(source, identity, exc) from None
             raise
     report.seconds = time.perf_counter() - started
     return Staged(staging, report)
+
+
+def _changed(source: Path) -> InvalidInput:
+    return InvalidInput(
+        f"{source.name} changed while it was being ingested: nothing was published; ingest it again once"
+        " the file is complete"
+    )
+
+
+def _read_error(source: Path, identity: tuple[int, int, int], exc: BaseException) -> InvalidInput:
+    """The custodian's sentence for a pass that failed: the file changed under it (a later pass over a
+    longer file finds rows the first did not number), or the reader rejects it."""
+    if _file_identity(source) != identity:
+        return _changed(source)
+    return _unreadable(source.name, detect_format(source), exc)
 
 
 def _file_identity(path: Path) -> tuple[int, int, int]:
