@@ -88,6 +88,7 @@ from enclave.domain.errors import (
 )
 from enclave.domain.identity import Actor, Role
 from enclave.domain.ports import UnitOfWork, UnitOfWorkFactory
+from enclave.ingest.bounded import scan_table
 from enclave.ingest.pipeline import DATA_FILE
 from enclave.keys import Pseudonymiser
 
@@ -522,7 +523,7 @@ class AirlockService:
             columns = [c["name"] for c in version.columns if c.get("role") == "person_id"]
             path = self._research / version.path / DATA_FILE
             for column in columns:
-                values = pl.scan_parquet(path).select(pl.col(column).unique()).collect().to_series()
+                values = scan_table(path).select(pl.col(column).unique()).collect().to_series()
                 store.update(str(v) for v in values.to_list() if v is not None)
         found = candidates & store
         if self._project_key is not None and store:

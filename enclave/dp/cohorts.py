@@ -91,7 +91,7 @@ from enclave.domain.cohorts import (
 )
 from enclave.domain.errors import InternalError, InvalidInput
 from enclave.dp.engine import ColumnMeta, TableMeta, compare
-from enclave.ingest.bounded import BOUND_KEY
+from enclave.ingest.bounded import BOUND_KEY, scan_table
 from enclave.ingest.spec import MAX_AGE_BAND_START
 
 DATA_FILE = "data.parquet"
@@ -151,7 +151,7 @@ def _persons(definition: Definition, path: Path, metas: Mapping[str, VariableMet
         name: var for name, var in definition.variables.items() if isinstance(var, AgeBand | Attribute)
     }
     columns = sorted({var.column for var in attributes.values()})
-    scan = pl.scan_parquet(path).select(PERSON_COLUMN, *columns)
+    scan = scan_table(path).select(PERSON_COLUMN, *columns)
     if not columns:
         return scan.unique(PERSON_COLUMN)
     people = scan.group_by(PERSON_COLUMN).agg(pl.col(c).min() for c in columns)
@@ -195,7 +195,7 @@ def _events(
         terms = [_row_condition(c, definition.index_date, codelists) for c in var.where]
         conditions[name] = pl.all_horizontal(terms) if terms else None
 
-    scan = pl.scan_parquet(path).select(PERSON_COLUMN, *used)
+    scan = scan_table(path).select(PERSON_COLUMN, *used)
     if all(cond is not None for cond in conditions.values()):
         # Row-wise: drop the rows no variable of this table uses (each row judged on its own columns).
         scan = scan.filter(pl.any_horizontal(cast("list[pl.Expr]", list(conditions.values()))))

@@ -104,7 +104,7 @@ from opendp.extras.polars import Margin, dp_len
 from opendp.mod import GLOBAL_FEATURES, OpenDPException, binary_search_param
 
 from enclave.domain.queries import quantile_label
-from enclave.ingest.bounded import declared_bound, view_path
+from enclave.ingest.bounded import declared_bound, scan_table, table_files, view_path
 
 PERSON_COLUMN = "person_id"
 CONFIDENCE_ALPHA = 0.05
@@ -288,7 +288,7 @@ class DPEngine:
             # context.py: unit_of(identifier=...) -> SymmetricIdDistance: a person is the unit.
             unit = dp.unit_of(contributions=1, identifier=PERSON_COLUMN)
             columns = [PERSON_COLUMN, *used]
-        data = pl.scan_parquet(source.path).select(*columns)
+        data = scan_table(source.path).select(*columns)
         d_out = _loss_float(query.epsilon, query.delta)
         accountant = self._accountant(source, columns, unit, d_out, data)
         metric, d_in = unit
@@ -381,19 +381,19 @@ class DPEngine:
 
         Cached on the files' identity (size, mtime, inode): versions are immutable once published."""
         if not view:
-            own: tuple[object, ...] = (str(table.path), _identity(table.path))
+            own: tuple[object, ...] = (str(table.path), _table_identity(table.path))
             cached = self._sources.get(own)
             if cached is None:
-                cached = _Source(table.path, pl.scan_parquet(table.path).collect_schema(), row_bound=False)
+                cached = _Source(table.path, scan_table(table.path).collect_schema(), row_bound=False)
                 self._sources.put(own, cached)
             return cached
         bounded = view_path(table.path)
         view_id = _identity(bounded)
-        key = (str(table.path), table.contribution_bound, _identity(table.path), view_id)
+        key = (str(table.path), table.contribution_bound, _table_identity(table.path), view_id)
         cached = self._sources.get(key)
         if cached is not None:
             return cached
-        source = _Source(table.path, pl.scan_parquet(table.path).collect_schema(), row_bound=False)
+        source = _Source(table.path, scan_table(table.path).collect_schema(), row_bound=False)
         declared = declared_bound(table.path)
         if declared is not None and declared[0] <= table.contribution_bound:
             # The file itself declares at most k rows per person: truncation would be a no-op.
@@ -553,7 +553,7 @@ class DPEngine:
 
 @dataclass(frozen=True)
 class _Source:
-    """The Parquet file a query scans."""
+    """What a query scans: a bounded view, or a table's full file as ``scan_table`` reads it."""
 
     path: Path
     schema: pl.Schema
@@ -576,6 +576,11 @@ def _identity(path: Path) -> tuple[int, int, int] | None:
     except FileNotFoundError:
         return None
     return st.st_size, st.st_mtime_ns, st.st_ino
+
+
+def _table_identity(path: Path) -> tuple[object, ...]:
+    """The identity of every file holding the table whose full file is ``path`` (``table_files``)."""
+    return tuple(_identity(f) for f in table_files(path))
 
 
 _K = TypeVar("_K")

@@ -2,25 +2,26 @@
 
 Everything runs on Polars' streaming engine over ``scan_csv``/``scan_parquet``, so an extract is never
 one giant DataFrame: what is held in memory is one entry per distinct identifier (its pseudonym and
-row count), each row's person number (32 bits) and, to find duplicate rows, one 64-bit hash per row. Every source column is read as text
-and checked by the spec's rules; the first rule a row fails becomes its quarantine reason. Then, in
-this order:
+row count), each row's person number (32 bits) and, to find duplicate rows, one 64-bit hash per row.
+Every source column is read as text and checked by the spec's rules; the first rule a row fails
+becomes its quarantine reason. Then, in this order:
 
 1. rows of people on the national data opt-out list are removed (whatever else is wrong with them)
    and only counted;
 2. rows with a reason go to the custodian-only quarantine file (raw values plus the reason);
 3. the other rows are written to a staging directory with the identifier replaced by its keyed
-   pseudonym, direct identifiers dropped and quasi-identifiers generalised;
-4. beside them, the version's bounded view: the same rows with each person cut to the dataset's
-   contribution bound, which DP queries run on (see ``enclave/ingest/bounded.py``).
+   pseudonym, direct identifiers dropped and quasi-identifiers generalised. Each row is written once:
+   into the version's bounded view, where each person keeps at most the dataset's contribution bound
+   of rows and which DP queries run on, or, for the few rows beyond their person's bound, into a file
+   of their own; the two together are the table (``enclave/ingest/bounded.py``: ``table_files``).
 
 The source is read three times and nothing is read back: pass 1a reads the identifier column (the
 distinct identifiers, each one's row count and each row's person number, all from one sort), pass 1b
 hashes every row (duplicates) while a thread computes the HMAC of each distinct identifier once, and
-pass 2 looks each row's person up by its row number and evaluates every rule once per row and
-feeds one cached stream to all the outputs at once: the data, the bounded view (only the rows of
-people with more rows than the bound in the extract are sorted), the quarantine file and the counts of
-the report. The source's SHA-256 is computed in another thread meanwhile.
+pass 2 fetches each row's person by its row number, evaluates every rule once per row and feeds one
+cached stream to all the outputs at once: the bounded view and the rows beyond it (only the rows of
+people with more rows than the bound in the extract are sorted), the quarantine file and the counts
+of the report. The source's SHA-256 is computed in another thread meanwhile.
 
 The staging directory becomes a version only by one ``rename``; the catalog points at it only when
 the database transaction that records the version commits. A crash at any point leaves the previous
@@ -45,7 +46,18 @@ import numpy as np
 import polars as pl
 
 from enclave.domain.errors import InvalidInput
-from enclave.ingest.bounded import PARQUET, as_enums, cut, view_metadata, view_path, view_seeds
+from enclave.ingest.bounded import (
+    PARQUET,
+    as_enums,
+    beyond,
+    excess_metadata,
+    excess_path,
+    ranked,
+    view_metadata,
+    view_path,
+    view_seeds,
+    within,
+)
 from enclave.ingest.spec import (
     AGE_BAND_EDGES,
     MAX_AGE_BAND_START,
@@ -566,25 +578,28 @@ def stage(
         outputs = _outputs(spec)
         columns = [e.meta.output_name() for e in outputs]
         written = kept.select(*outputs, CODE, HEAVY)
-        # The bounded view (enclave/ingest/bounded.py) from the same rows: people with at most
-        # ``bound`` rows in the whole extract keep them all and stream straight through; only the
-        # rows of the others are sorted and cut.
+        # Each written row is stored once (enclave/ingest/bounded.py): in the bounded view, or among
+        # the rows beyond the bound. People with at most ``bound`` rows in the whole extract keep
+        # them all and stream straight into the view; only the rows of the others are sorted, once,
+        # and split.
         heavy = written.filter(pl.col(HEAVY))
+        enums = as_enums(_public_categories(spec))
+        sorted_heavy = ranked(heavy, columns, CODE, view_seeds(linkage_key, spec.dataset)).cache()
         view = pl.concat(
-            [
-                written.filter(~pl.col(HEAVY)).select(columns),
-                cut(heavy, columns, CODE, bound, view_seeds(linkage_key, spec.dataset)),
-            ],
-            how="vertical",
-        ).with_columns(as_enums(_public_categories(spec)))
+            [written.filter(~pl.col(HEAVY)).select(columns), within(sorted_heavy, bound)], how="vertical"
+        ).with_columns(enums)
 
         staging.mkdir()
         try:
             _, _, _, stats, reasons_df, rejected_counts, heavy_counts = pl.collect_all(
                 [
-                    written.select(columns).sink_parquet(data_file, lazy=True, **PARQUET),
                     view.sink_parquet(
                         view_path(data_file), lazy=True, metadata=view_metadata(bound, DATA_FILE), **PARQUET
+                    ),
+                    beyond(sorted_heavy, bound)
+                    .with_columns(enums)
+                    .sink_parquet(
+                        excess_path(data_file), lazy=True, metadata=excess_metadata(DATA_FILE), **PARQUET
                     ),
                     rejected.select(
                         *[c.name for c in spec.spec.columns], _reason_text(rules).alias("quarantine_reason")

@@ -29,7 +29,16 @@ from enclave.domain.clock import Clock, utcnow
 from enclave.domain.errors import InvalidInput, NotFound, PermissionDenied
 from enclave.domain.identity import Actor, Role
 from enclave.domain.ports import UnitOfWorkFactory
-from enclave.ingest.bounded import declared_bound, view_path, view_seeds, write_view
+from enclave.ingest.bounded import (
+    PARQUET,
+    declared_bound,
+    excess_path,
+    scan_table,
+    table_files,
+    view_path,
+    view_seeds,
+    write_view,
+)
 from enclave.ingest.pipeline import (
     DATA_FILE,
     Fault,
@@ -274,7 +283,8 @@ class CatalogService:
                 continue
             data = self._research / version.path / DATA_FILE
             declared = declared_bound(view_path(data))
-            if (declared is not None and declared[0] == dataset.contribution_bound) or not data.is_file():
+            has_rows = all(f.is_file() for f in table_files(data))
+            if (declared is not None and declared[0] == dataset.contribution_bound) or not has_rows:
                 continue
             categories = {
                 str(c["name"]): [str(v) for v in c["domain"]]
@@ -298,8 +308,24 @@ class CatalogService:
 
     def _write_view_atomically(self, data: Path, dataset: Dataset, categories: dict[str, list[str]]) -> None:
         """Build the view in a private directory beside the version (a hard link to its data file)
-        and rename it into place, so a reader sees the old state or the whole view, never half."""
+        and rename it into place, so a reader sees the old state or the whole view, never half.
+
+        A version as ingest writes it has no full data file: each row is in its view or among the rows
+        beyond the bound (``table_files``). Its full file is written back first, by one rename, and
+        from then on the table is read from it; only then is the view replaced and the file of rows
+        beyond the old bound removed. A crash between any two steps leaves every reader a whole table
+        and a view that is either the old one (which the engine no longer uses, its bound being
+        stale) or the new one."""
         seeds = view_seeds(self._keys.linkage_key(), dataset.name)
+        if not data.is_file():
+            partial = data.with_name(f".{data.name}.{secrets.token_hex(8)}.partial")
+            try:
+                scan_table(data).sink_parquet(partial, engine="streaming", **PARQUET)
+                _fsync(partial)
+                os.replace(partial, data)
+                _fsync(data.parent)
+            finally:
+                partial.unlink(missing_ok=True)
         work = data.parent / f".view-{secrets.token_hex(8)}"
         work.mkdir(mode=0o700)
         try:
@@ -312,6 +338,7 @@ class CatalogService:
             os.replace(view.path, view_path(data))
         finally:
             shutil.rmtree(work, ignore_errors=True)
+        excess_path(data).unlink(missing_ok=True)
 
     def list_datasets(self, actor: Actor) -> list[dict[str, Any]]:
         with self._uow(write=False) as uow:
@@ -368,7 +395,8 @@ class CatalogService:
             ]
 
     def current_parquet(self, name: str) -> Path:
-        """The current version's data file (for the engine and the linkage report)."""
+        """The current version's full data file, by which its table is named (for the engine and the
+        linkage report). A version as ingest writes it has no such file: read it with ``scan_table``."""
         with self._uow(write=False) as uow:
             dataset = uow.catalog.get_dataset(name)
             if dataset is None or dataset.current_version is None:
@@ -396,7 +424,7 @@ class CatalogService:
         result: dict[str, Any] = {}
         for pop, members in sorted(populations.items()):
             persons = {
-                d.name: pl.scan_parquet(self.current_parquet(d.name)).select(PERSON_COLUMN).unique()
+                d.name: scan_table(self.current_parquet(d.name)).select(PERSON_COLUMN).unique()
                 for d in members
             }
             counts = {
@@ -514,3 +542,12 @@ def _read_identifiers(source: Path) -> list[str]:
     body = rows[1:] if column is not None or not NHS_LIKE.match(rows[0][0].replace(" ", "")) else rows
     idx = column or 0
     return [r[idx].replace(" ", "").replace("-", "").strip() for r in body if len(r) > idx and r[idx].strip()]
+
+
+def _fsync(path: Path) -> None:
+    """Flush a file, or a directory's entries, to disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

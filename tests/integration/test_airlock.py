@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import polars as pl
 import pytest
 from PIL import Image
 
@@ -26,6 +25,7 @@ from enclave.domain.airlock_states import OutputState
 from enclave.domain.errors import InvalidState, PermissionDenied
 from enclave.domain.identity import Actor, Role, TokenKind
 from enclave.domain.queries import QueryPlan, Release
+from enclave.ingest.bounded import scan_table
 from enclave.ingest.pipeline import DATA_FILE
 from enclave.keys import project_pseudonym
 from enclave.wiring import Services
@@ -383,7 +383,7 @@ def test_cells_holding_a_pseudonym_of_the_store_or_of_the_project_fail(
         assert dataset.current_version is not None
         version = uow.catalog.get_version(dataset.id, dataset.current_version)
         assert version is not None
-    person = pl.read_parquet(services.settings.research_store / version.path / DATA_FILE)["person_id"][0]
+    person = scan_table(services.settings.research_store / version.path / DATA_FILE).collect()["person_id"][0]
     derived = project_pseudonym(services.keys, setting["project"], person)
     lead = actor(services, "lead")
     results = {}

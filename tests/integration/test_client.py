@@ -7,6 +7,7 @@ import pytest
 
 from enclave.client import EnclaveClientError, connect
 from enclave.domain.identity import TokenKind
+from enclave.ingest.bounded import scan_table
 from enclave.wiring import Services
 from tests.conftest import OPERATOR, LiveServer
 from tests.factories import make_project
@@ -105,10 +106,10 @@ def test_sql_and_dummy_data_through_the_client(services: Services) -> None:
         domains = {c["name"]: set(c["domain"]) for c in version.columns if c.get("domain")}
         assert set(frame["sex"].dropna()) <= domains["sex"]
         assert set(frame["region"].dropna()) <= domains["region"]
-        import polars as pl
-
         real = set(
-            pl.read_parquet(services.settings.research_store / version.path / "data.parquet")["person_id"]
+            scan_table(services.settings.research_store / version.path / "data.parquet")
+            .collect()
+            .get_column("person_id")
         )
         assert not real & set(frame["person_id"])
         assert ws.dummy("demographics", n=200, seed=7).equals(frame)

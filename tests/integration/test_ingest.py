@@ -6,15 +6,18 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 import polars as pl
 import pytest
+from sqlalchemy import update
 
+from enclave.db.models import DatasetRow
 from enclave.domain.errors import InvalidInput, PermissionDenied
 from enclave.domain.identity import Actor, Role
 from enclave.dp.engine import Aggregate, ColumnMeta, DPEngine, Query, TableMeta
-from enclave.ingest.bounded import declared_bound, view_path
+from enclave.ingest.bounded import declared_bound, excess_path, scan_table, view_path
 from enclave.ingest.spec import load_spec
 from enclave.keys import project_pseudonym, reference_hmac
 from enclave.wiring import Services
@@ -71,7 +74,7 @@ def store_files(services: Services) -> list[Path]:
 
 
 def current_frame(services: Services, name: str) -> pl.DataFrame:
-    return pl.read_parquet(services.catalog.current_parquet(name))
+    return scan_table(services.catalog.current_parquet(name)).collect()
 
 
 def test_ingest_validates_every_row_and_reports_each_reason(
@@ -192,10 +195,10 @@ def test_each_ingest_is_a_new_version_and_the_old_one_stays(
     spec = load_spec(SPECS / "admissions.yaml")
     services.catalog.ingest(custodian, spec, write_csv(tmp_path / "v1.csv", ROWS_OK[:2]))
     v1_file = services.catalog.current_parquet("admissions")
-    v1 = pl.read_parquet(v1_file)
+    v1 = scan_table(v1_file).collect()
     services.catalog.ingest(custodian, spec, write_csv(tmp_path / "v2.csv", ROWS_OK))
     assert services.catalog.current_parquet("admissions") != v1_file
-    assert pl.read_parquet(v1_file).equals(v1)
+    assert scan_table(v1_file).collect().equals(v1)
     versions = services.catalog.versions(custodian, "admissions")
     assert [(v["version"], v["current"]) for v in versions] == [(1, False), (2, True)]
     assert versions[1]["report"]["rows_written"] == len(ROWS_OK)
@@ -405,8 +408,9 @@ def test_dcat_export_lists_datasets_without_counts(
 
 
 def test_a_version_holds_its_bounded_view(services: Services, custodian: Actor, tmp_path: Path) -> None:
-    """Beside the full data, a version holds its bounded view: each person cut to the spec's
-    contribution bound (10 admissions), declared in its footer; the report counts what was cut."""
+    """A version holds its bounded view: each person cut to the spec's contribution bound (10
+    admissions), declared in its footer; the rows beyond it are in a file of their own, each row being
+    written once; the report counts what was cut."""
     heavy = [f"{P2},B{i},2020-02-{i + 1:02d},E11.9,IV,{i},{100 * i}" for i in range(13)]
     report = services.catalog.ingest(
         custodian, load_spec(SPECS / "admissions.yaml"), write_csv(tmp_path / "a.csv", ROWS_OK[:2] + heavy)
@@ -417,8 +421,10 @@ def test_a_version_holds_its_bounded_view(services: Services, custodian: Actor, 
     view = view_path(data)
     assert view.parent == data.parent
     assert declared_bound(view) == (10, data.name)
-    full, bounded = pl.read_parquet(data), pl.read_parquet(view)
+    assert sorted(p.name for p in data.parent.iterdir()) == sorted([view.name, excess_path(data).name])
+    full, bounded = scan_table(data).collect(), pl.read_parquet(view)
     assert full.group_by("person_id").len()["len"].sort().to_list() == [2, 13]
+    assert pl.read_parquet(excess_path(data)).height == 3
     assert bounded.group_by("person_id").len()["len"].sort().to_list() == [2, 10]
     # Categories with a public domain are stored as Enums of it in the view.
     domains = {c.name: c.domain for c in load_spec(SPECS / "admissions.yaml").columns}
@@ -438,9 +444,9 @@ def test_a_version_holds_its_bounded_view(services: Services, custodian: Actor, 
 def test_versions_without_a_bounded_view_get_one_built_in_place(
     services: Services, custodian: Actor, tmp_path: Path
 ) -> None:
-    """A version ingested before views existed (its view removed here) is measured by per-query
-    truncation; `build_views` writes the same view the ingest would have, atomically, audited, and
-    only where one is missing; the engine then uses it."""
+    """A version ingested before views existed (a full data file, no view: made so here) is measured by
+    per-query truncation; `build_views` writes the same view the ingest would have, atomically,
+    audited, and only where one is missing; the engine then uses it."""
     heavy = [f"{P2},B{i},2020-02-{i + 1:02d},E11.9,IV,{i},{100 * i}" for i in range(13)]
     services.catalog.ingest(
         custodian, load_spec(SPECS / "admissions.yaml"), write_csv(tmp_path / "a.csv", ROWS_OK[:2] + heavy)
@@ -448,7 +454,9 @@ def test_versions_without_a_bounded_view_get_one_built_in_place(
     data = services.catalog.current_parquet("admissions")
     view = view_path(data)
     written = pl.read_parquet(view)
+    scan_table(data).collect().write_parquet(data)
     view.unlink()
+    excess_path(data).unlink()
     table = TableMeta(data, 10, {"cost_gbp": ColumnMeta("cost_gbp", "integer", lower=0, upper=100_000)})
     assert DPEngine().plan(Query(table, (Aggregate("sum", "cost_gbp"),))).row_bound is None
     make_account(services, "someone", Role.RESEARCHER)
@@ -464,3 +472,33 @@ def test_versions_without_a_bounded_view_get_one_built_in_place(
     assert services.catalog.build_views(custodian) == []  # nothing left to build
     events = [e.action for e in services.audit.export(OPERATOR) if e.object_id == "admissions"]
     assert events.count("catalog.view_built") == 1
+
+
+def test_a_changed_bound_rebuilds_the_view_and_keeps_every_row(
+    services: Services, custodian: Actor, tmp_path: Path
+) -> None:
+    """A version as ingest writes it holds each row once (its view, and the rows beyond the bound).
+    When the dataset's bound changes under it, `build_views` first writes the full table back into
+    one file, then the view for the new bound, and removes the file of rows beyond the old one: the
+    table keeps exactly its rows and the engine uses the new view."""
+    heavy = [f"{P2},B{i},2020-02-{i + 1:02d},E11.9,IV,{i},{100 * i}" for i in range(13)]
+    services.catalog.ingest(
+        custodian, load_spec(SPECS / "admissions.yaml"), write_csv(tmp_path / "a.csv", ROWS_OK[:2] + heavy)
+    )
+    data = services.catalog.current_parquet("admissions")
+    before = scan_table(data).collect()
+    assert not data.exists()
+    with services.db.engine.begin() as conn:
+        conn.execute(update(DatasetRow).where(DatasetRow.name == "admissions").values(contribution_bound=4))
+    assert services.catalog.build_views(custodian) == ["admissions"]
+    assert sorted(p.name for p in data.parent.iterdir()) == sorted([data.name, view_path(data).name])
+    after = scan_table(data).collect()
+    assert after.schema == before.schema
+    assert Counter(after.rows()) == Counter(before.rows())
+    assert declared_bound(view_path(data)) == (4, data.name)
+    per_person = pl.read_parquet(view_path(data)).group_by("person_id").len()["len"].sort().to_list()
+    assert per_person == [2, 4]
+    table = TableMeta(data, 4, {"cost_gbp": ColumnMeta("cost_gbp", "integer", lower=0, upper=100_000)})
+    plan = DPEngine().plan(Query(table, (Aggregate("sum", "cost_gbp"),)))
+    assert (plan.source, plan.row_bound) == (view_path(data), 4)
+    assert services.catalog.build_views(custodian) == []

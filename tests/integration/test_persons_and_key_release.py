@@ -10,6 +10,7 @@ import pytest
 
 from enclave.client import EnclaveClientError, connect
 from enclave.domain.identity import TokenKind
+from enclave.ingest.bounded import scan_table
 from enclave.wiring import Services
 from tests.conftest import OPERATOR, LiveServer
 from tests.factories import make_project
@@ -19,8 +20,7 @@ COLUMNS = ["sex", "region", "year_of_birth", "postcode_area"]
 
 def _stored(services: Services) -> pl.DataFrame:
     """The demographics rows as stored (the test's view of the truth; researchers never see it)."""
-    files = sorted(services.settings.research_store.glob("demographics/v*/data.parquet"))
-    return pl.read_parquet(files[-1])
+    return scan_table(services.catalog.current_parquet("demographics")).collect()
 
 
 def test_counts_of_persons_and_key_releases_through_the_client(services: Services) -> None:

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from enclave.ingest.bounded import declared_bound, view_path, view_seeds, write_view
+from enclave.ingest.bounded import declared_bound, excess_path, scan_table, view_path, view_seeds, write_view
 from enclave.ingest.pipeline import DATA_FILE, Staged, stage
 from enclave.ingest.spec import LoadedSpec, load_spec, parse_spec
 from enclave.keys import reference_hmac
@@ -71,7 +71,7 @@ def test_only_ten_ascii_digits_make_an_nhs_number(tmp_path: Path) -> None:
         tmp_path,
         [row(person, 1), row("+123456789", 2), row("-123456789", 3), row("012 345-6789", 4)],
     )
-    data = pl.read_parquet(staged.directory / DATA_FILE)
+    data = scan_table(staged.directory / DATA_FILE).collect()
     assert data["person_id"].to_list() == [reference_hmac(KEY, person)] * 2
     invalid = "nhs_number: invalid identifier (format or check digit)"
     assert sorted(quarantined(tmp_path, staged)) == [("A2", invalid), ("A3", invalid)]
@@ -139,8 +139,13 @@ def test_the_view_written_with_the_data_is_the_view_of_the_data(
     data = staged.directory / DATA_FILE
     view = view_path(data)
     assert declared_bound(view) == (10, DATA_FILE)
+    # The table is the view and the rows beyond it, each row once: write_view over the whole table,
+    # as one file (what build_views has for an old version), must make the same view.
+    full = tmp_path / f"{seed}-full" / DATA_FILE
+    full.parent.mkdir(exist_ok=True)
+    scan_table(data).sink_parquet(full)
     categories = {c.name: list(c.domain or []) for c in spec.columns if c.domain}
-    expected = write_view(data, 10, view_seeds(KEY, spec.dataset), categories)
+    expected = write_view(full, 10, view_seeds(KEY, spec.dataset), categories)
     written, rebuilt = pl.read_parquet(view), pl.read_parquet(expected.path)
     assert written.schema == rebuilt.schema
     assert Counter(written.rows()) == Counter(rebuilt.rows())
@@ -150,8 +155,13 @@ def test_the_view_written_with_the_data_is_the_view_of_the_data(
         expected.rows_dropped,
         expected.persons_over_bound,
     )
-    frame = pl.read_parquet(data)
+    frame = scan_table(data).collect()
     assert report.rows_written == frame.height
+    beyond = pl.read_parquet(excess_path(data))
+    assert beyond.height == report.rows_over_bound
+    assert Counter([*written.rows(), *beyond.rows()]) == Counter(
+        frame.with_columns(pl.col(c).cast(written.schema[c]) for c in categories).rows()
+    )
     assert report.rows_opted_out == sum(counts[i] for i in opted if i < len(people))
 
 
@@ -206,7 +216,7 @@ def test_other_identifiers_are_keyed_by_their_stripped_text(tmp_path: Path) -> N
         dataset_dir=tmp_path / "store",
         quarantine_dir=tmp_path / "quarantine",
     )
-    data = pl.read_parquet(staged.directory / DATA_FILE)
+    data = scan_table(staged.directory / DATA_FILE).collect()
     assert Counter(data["person_id"]) == {reference_hmac(KEY, "X1"): 3, reference_hmac(KEY, "Y2"): 1}
     assert staged.report.reasons == {"patient: missing person identifier": 1}
     assert (staged.report.persons, staged.report.persons_over_bound, staged.report.rows_over_bound) == (
