@@ -15,6 +15,9 @@ from enclave.ingest.bounded import (
     BOUND_KEY,
     VIEW_OF_KEY,
     declared_bound,
+    excess_path,
+    scan_table,
+    table_files,
     view_path,
     view_seeds,
     write_view,
@@ -133,3 +136,22 @@ def test_public_categories_are_stored_as_enums_of_their_domain(tmp_path: Path) -
     assert not Counter(frame.rows()) - _rows(data)
     with pytest.raises(pl.exceptions.InvalidOperationError):
         write_view(data, 2, SEEDS, {"code": ["c0"]})
+
+
+def test_a_table_is_its_full_file_or_else_its_view_and_the_rows_beyond(tmp_path: Path) -> None:
+    """Ingest stores each row once: the view (categories as Enums) and the rows beyond the bound. Read
+    through ``scan_table`` the two are the whole table, with categories as text; a full file, where
+    one exists, is the table on its own (even beside an excess file a crash left behind)."""
+    rows = _table({"a": 2, "b": 5})
+    enum = pl.Enum(["c0", "c1", "c2"])
+    data = tmp_path / "data.parquet"
+    frame = pl.DataFrame(rows, schema=SCHEMA, orient="row").with_columns(pl.col("code").cast(enum))
+    frame.head(4).write_parquet(view_path(data))
+    frame.tail(3).write_parquet(excess_path(data))
+    assert table_files(data) == [view_path(data), excess_path(data)]
+    whole = scan_table(data).collect()
+    assert whole.schema == pl.Schema(SCHEMA)
+    assert Counter(whole.rows()) == Counter(rows)
+    _write(data, rows[:1])
+    assert table_files(data) == [data]
+    assert scan_table(data).collect().rows() == rows[:1]
