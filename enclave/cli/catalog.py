@@ -77,12 +77,17 @@ def ingest(
     ] = None,
 ) -> None:
     """Validate an extract against its spec and publish it as the dataset's next version."""
+    from rich.text import Text
+
     from enclave.ingest.spec import load_spec
 
     def body() -> None:
         loaded = load_spec(spec)
-        with services() as s:
-            result = s.catalog.ingest(operator(), loaded, file)
+        # What a long ingest is doing, beside a spinner on stderr (nothing when stderr is not a terminal).
+        with services() as s, err.status(Text(f"ingesting {file.name}")) as status:
+            result = s.catalog.ingest(
+                operator(), loaded, file, progress=lambda sentence: status.update(Text(sentence))
+            )
         data = result.as_dict()
         console_print(
             f"{loaded.dataset} v{result.version}: {result.rows_read:,} rows read,"

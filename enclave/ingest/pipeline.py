@@ -70,6 +70,8 @@ from enclave.ingest.spec import (
 from enclave.keys import Pseudonymiser
 
 Fault = Callable[[str], None]
+# Told, in a sentence, what a long ingest is doing now (the CLI shows it beside a spinner).
+Progress = Callable[[str], None]
 REASON = "_reason"
 NORM = "_norm_id"
 KEY = "_id_key"
@@ -459,6 +461,7 @@ def stage(
     quarantine_dir: Path,
     source_name: str | None = None,
     fault: Fault | None = None,
+    progress: Progress | None = None,
 ) -> Staged:
     """Validate and write ``source`` into a fresh staging directory under ``dataset_dir``.
 
@@ -467,6 +470,7 @@ def stage(
     """
     started = time.perf_counter()
     report = IngestReport(spec.dataset, source_name or source.name, "")
+    say = progress or (lambda _: None)
     lf = _scan(source, spec)
     # The source is read several times (and hashed alongside): a file that changes in between would
     # give passes that disagree, so its identity is compared at the end.
@@ -487,6 +491,7 @@ def stage(
     # identifiers, which runs while Polars hashes the rows for duplicates.
     with ThreadPoolExecutor(max_workers=2) as pool:
         digest = pool.submit(sha256_file, source)
+        say(f"reading the identifiers of {source.name} (pass 1 of 3)")
         try:
             # Pass 1a, the identifier column only: each row's key, kept in memory (8 bytes a row).
             keys = (
@@ -505,6 +510,10 @@ def stage(
         # Each valid distinct identifier is pseudonymised once, in a thread, while the rows are ranked
         # and hashed.
         pseudonyms = pool.submit(Pseudonymiser(linkage_key).many, ids.get_column(NORM).to_list())
+        say(
+            f"pseudonymising {ids.height:,} identifiers and looking for duplicates among"
+            f" {report.rows_read:,} rows (pass 2 of 3)"
+        )
         # A sort ranks the rows' keys several times faster than a hash table groups them, and gives
         # every row the number of its key, which pass 2 looks up by row number instead of by key.
         ranks = keys.rank("dense").fill_null(0)  # 0: the row has no valid-looking key
@@ -551,6 +560,7 @@ def stage(
         if fault:
             fault("pseudonymised")
 
+        say(f"validating {report.rows_read:,} rows and writing the new version (pass 3 of 3)")
         rules, clamps = _rules(spec)
         if len(duplicates):
             rules.append((pl.col(ROW).is_in(duplicates.implode()), DUPLICATE))

@@ -43,6 +43,7 @@ from enclave.ingest.pipeline import (
     DATA_FILE,
     Fault,
     IngestReport,
+    Progress,
     discard,
     publish,
     remove_stale_staging,
@@ -127,8 +128,10 @@ class CatalogService:
         *,
         source_name: str | None = None,
         fault: Fault | None = None,
+        progress: Progress | None = None,
     ) -> IngestReport:
-        """Validate ``source`` against ``spec`` and publish it as the dataset's next version."""
+        """Validate ``source`` against ``spec`` and publish it as the dataset's next version
+        (``progress`` is told what a long ingest is doing, in a sentence)."""
         name = spec.dataset
         with self._uow(write=False) as uow:
             dataset = uow.catalog.get_dataset(name)
@@ -155,6 +158,7 @@ class CatalogService:
                 quarantine_dir=self._quarantine / name,
                 source_name=source_name,
                 fault=fault,
+                progress=progress,
             )
             report = staged.report
             published: Path | None = None

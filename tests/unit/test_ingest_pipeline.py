@@ -42,6 +42,7 @@ def run(
     opt_outs: pl.DataFrame = NO_OPT_OUTS,
     spec: LoadedSpec | None = None,
     fault: Callable[[str], None] | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> Staged:
     source = tmp_path / "extract.csv"
     source.write_text("\n".join([HEADER, *rows]) + "\n", encoding="utf-8")
@@ -53,6 +54,7 @@ def run(
         dataset_dir=tmp_path / "store",
         quarantine_dir=tmp_path / "quarantine",
         fault=fault,
+        progress=progress,
     )
 
 
@@ -225,3 +227,15 @@ def test_other_identifiers_are_keyed_by_their_stripped_text(tmp_path: Path) -> N
         1,
     )
     assert pl.read_parquet(view_path(staged.directory / DATA_FILE)).height == 3
+
+
+def test_a_long_ingest_says_what_it_is_doing(tmp_path: Path) -> None:
+    """Each of the three passes is announced, in order, with the counts known by then."""
+    said: list[str] = []
+    a, b = nhs_number(943476591), nhs_number(401023213)
+    run(tmp_path, [row(a, 1), row(a, 2), row(b, 3)], progress=said.append)
+    assert said == [
+        "reading the identifiers of extract.csv (pass 1 of 3)",
+        "pseudonymising 2 identifiers and looking for duplicates among 3 rows (pass 2 of 3)",
+        "validating 3 rows and writing the new version (pass 3 of 3)",
+    ]
