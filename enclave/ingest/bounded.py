@@ -74,6 +74,7 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
+import polars.selectors as cs
 
 PERSON_COLUMN = "person_id"
 VIEW_SUFFIX = ".bounded.parquet"
@@ -127,10 +128,8 @@ def scan_table(data: Path) -> pl.LazyFrame:
     full file: category columns stored as ``pl.Enum`` in the view are read back as text."""
     files = table_files(data)
     scan = pl.scan_parquet(files)
-    if len(files) == 1:
-        return scan
-    schema = scan.collect_schema()
-    return scan.with_columns(pl.col(n).cast(pl.String) for n, t in schema.items() if isinstance(t, pl.Enum))
+    # A selector, resolved when the query runs: building the scan reads no footer.
+    return scan if len(files) == 1 else scan.with_columns(cs.enum().cast(pl.String))
 
 
 def excess_metadata(data_name: str) -> dict[str, str]:

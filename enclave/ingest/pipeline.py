@@ -422,15 +422,19 @@ def _public_categories(spec: LoadedSpec) -> dict[str, list[str]]:
     }
 
 
-def _fsync_tree(path: Path) -> None:
-    for child in path.iterdir():
-        with child.open("rb") as handle:
-            os.fsync(handle.fileno())
+def fsync_path(path: Path) -> None:
+    """Flush a file, or a directory's entries (a rename into it), to disk."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _fsync_tree(path: Path) -> None:
+    for child in path.iterdir():
+        fsync_path(child)
+    fsync_path(path)
 
 
 def _persons_written(people: pl.DataFrame, rejected: pl.DataFrame) -> int:
@@ -687,11 +691,7 @@ def publish(staged: Staged, version: int) -> Path:
     """Make the staged directory a version with one atomic rename; return its path."""
     target = staged.directory.parent / f"v{version:04d}-{staged.directory.name[-12:]}"
     os.rename(staged.directory, target)
-    fd = os.open(target.parent, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    fsync_path(target.parent)
     return target
 
 

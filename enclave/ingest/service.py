@@ -45,6 +45,7 @@ from enclave.ingest.pipeline import (
     IngestReport,
     Progress,
     discard,
+    fsync_path,
     publish,
     remove_stale_staging,
     stage,
@@ -324,10 +325,9 @@ class CatalogService:
         if not data.is_file():
             partial = data.with_name(f".{data.name}.{secrets.token_hex(8)}.partial")
             try:
-                scan_table(data).sink_parquet(partial, engine="streaming", **PARQUET)
-                _fsync(partial)
+                scan_table(data).sink_parquet(partial, engine="streaming", sync_on_close="all", **PARQUET)
                 os.replace(partial, data)
-                _fsync(data.parent)
+                fsync_path(data.parent)
             finally:
                 partial.unlink(missing_ok=True)
         work = data.parent / f".view-{secrets.token_hex(8)}"
@@ -546,12 +546,3 @@ def _read_identifiers(source: Path) -> list[str]:
     body = rows[1:] if column is not None or not NHS_LIKE.match(rows[0][0].replace(" ", "")) else rows
     idx = column or 0
     return [r[idx].replace(" ", "").replace("-", "").strip() for r in body if len(r) > idx and r[idx].strip()]
-
-
-def _fsync(path: Path) -> None:
-    """Flush a file, or a directory's entries, to disk."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
