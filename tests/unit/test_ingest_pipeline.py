@@ -80,6 +80,31 @@ def test_only_ten_ascii_digits_make_an_nhs_number(tmp_path: Path) -> None:
     assert (staged.report.rows_read, staged.report.persons) == (4, 1)
 
 
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.one_of(
+            st.text(alphabet="0123456789 -+_.e\t", max_size=14),
+            st.integers(0, 10**10 - 1).map(lambda n: f"{n:010d}"),
+            st.integers(0, 10**10 - 1).map(
+                lambda n: f" {n // 10**6:04d} {n // 1000 % 1000:03d}-{n % 1000:03d}"
+            ),
+        ),
+        min_size=1,
+        max_size=40,
+    )
+)
+def test_the_fast_key_of_bare_numbers_is_the_full_normalisation(values: list[str]) -> None:
+    """Reading ten bare digits with an integer cast (and normalising only the longer values, on a second
+    read) gives every row the same key as normalising every value."""
+    from enclave.ingest.pipeline import KEY, _person_key, _row_keys
+
+    person = load_spec(SPEC).spec.person_column
+    lf = pl.LazyFrame({person.name: values})
+    expected = lf.select(_person_key(person, pl.col(person.name).str.strip_chars())).collect().get_column(KEY)
+    assert _row_keys(lf, person).to_list() == expected.to_list()
+
+
 def test_later_copies_of_a_row_are_duplicates_whatever_the_first_became(tmp_path: Path) -> None:
     """The first of identical rows is judged on its own; every later copy is a duplicate, unless an
     earlier rule already fails it (then that rule is its reason)."""
@@ -94,6 +119,47 @@ def test_later_copies_of_a_row_are_duplicates_whatever_the_first_became(tmp_path
         ("A2", "admission_date: not a date (YYYY-MM-DD)"),
     ]
     assert staged.report.reasons == {"admission_date: not a date (YYYY-MM-DD)": 2, "duplicate row": 2}
+
+
+def test_rows_equal_as_values_are_duplicates_however_the_csv_quotes_them(tmp_path: Path) -> None:
+    """A quoted value is the same value as the bare one, and a line break inside quotes makes one row
+    of two lines: duplicates are decided on the values, and the right rows are quarantined."""
+    a, b = nhs_number(943476591), nhs_number(401023213)
+    quoted = f'"{a}",A1,2020-01-02,"E11.9",IV,1,101'
+    two_lines = f'{b},A7,2020-01-02,"E11\n.9",IV,1,101'
+    staged = run(tmp_path, [row(a, 1), quoted, two_lines, row(b, 3), row(a, 1), row(b, 3)])
+    assert sorted(quarantined(tmp_path, staged)) == [
+        ("A1", "duplicate row"),
+        ("A1", "duplicate row"),
+        ("A3", "duplicate row"),
+        ("A7", "icd10_code: value outside its public domain"),
+    ]
+    assert staged.report.rows_read == 6
+
+
+@pytest.mark.parametrize(
+    ("text", "hashed"),
+    [
+        ("h,i\n1,x\n2,y\n1,x\n\n\n", True),  # blank lines are rows (of nulls) to both reads
+        ('h,i\n1,"x"\n2,y\n', False),  # a quote: lines are not values
+        ('h,i\n1,"x\ny"\n2,y\n', False),  # more lines than records
+        ("h,i\n1,x\x00z\n2,y\n", False),  # a NUL byte splits a line
+    ],
+)
+def test_rows_are_hashed_by_line_only_where_lines_are_their_values(
+    tmp_path: Path, text: str, hashed: bool
+) -> None:
+    from enclave.ingest.pipeline import _line_hashes
+
+    source = tmp_path / "x.csv"
+    source.write_text(text, encoding="utf-8")
+    rows = pl.read_csv(source, infer_schema=False).height
+    hashes = _line_hashes(source, rows)
+    assert (hashes is not None) is hashed
+    if hashes is not None:
+        assert len(hashes) == rows == 5
+        assert hashes[0] == hashes[2] != hashes[1]
+        assert hashes[3] == hashes[4] not in (hashes[0], hashes[1])
 
 
 def test_a_person_over_the_bound_in_the_extract_but_not_in_the_data_keeps_every_row(tmp_path: Path) -> None:
