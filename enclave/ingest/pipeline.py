@@ -316,11 +316,9 @@ def _rules(spec: LoadedSpec) -> tuple[list[tuple[pl.Expr, str]], dict[str, pl.Ex
             continue
         present = _present(col)
         if col.role is Role.PERSON_ID:
-            # Validity was decided once per distinct identifier: invalid ones have no pseudonym.
+            # Validity was decided once per distinct identifier: invalid ones have no person number.
             rules.append((~present, f"{col.name}: missing person identifier"))
-            rules.append(
-                (pl.col(PERSON_COLUMN).is_null(), f"{col.name}: invalid identifier (format or check digit)")
-            )
+            rules.append((pl.col(CODE).is_null(), f"{col.name}: invalid identifier (format or check digit)"))
             continue
         if not col.nullable:
             rules.append((~present, f"{col.name}: missing value"))
@@ -438,15 +436,19 @@ def _age_band(dob: pl.Expr, reference: date, width: int) -> pl.Expr:
     return pl.when(age >= MAX_AGE_BAND_START).then(pl.lit(f"{MAX_AGE_BAND_START}+")).otherwise(band)
 
 
-def _outputs(spec: LoadedSpec) -> list[pl.Expr]:
-    """The research store's columns, from the parsed values."""
+def _outputs(spec: LoadedSpec, pseudonyms: pl.Series) -> list[pl.Expr]:
+    """The research store's columns, from the parsed values and the person number (``pseudonyms`` in
+    person-number order).
+
+    The pseudonym is fetched here, for the rows written only: a column that points into the 2M
+    pseudonyms, carried through the rules and the filters, cost about 1 GB of fresh memory."""
     exprs: list[pl.Expr] = []
     for col in spec.spec.columns:
         out = col.output_name
         if out is None:
             continue
         if col.role is Role.PERSON_ID:
-            exprs.append(pl.col(PERSON_COLUMN))
+            exprs.append(pl.lit(pseudonyms).gather(pl.col(CODE)).alias(PERSON_COLUMN))
             continue
         parsed = pl.col(_parsed_name(col))
         if col.role is Role.NUMERIC:
@@ -629,7 +631,6 @@ def stage(
             .with_columns(*_stripped_columns(spec), pl.lit(codes).gather(pl.col(ROW)).alias(CODE))
             .with_columns(*_parsed_columns(spec))
             .with_columns(
-                pl.lit(people.get_column(PERSON_COLUMN)).gather(code).alias(PERSON_COLUMN),
                 (code < opted_below).fill_null(False).alias(OPTED_OUT),
                 ((code >= opted_below) & (code < heavy_below)).fill_null(False).alias(HEAVY),
             )
@@ -642,7 +643,7 @@ def stage(
         ok = pl.col(REASON).is_null() & ~pl.col(OPTED_OUT)
         kept = prepared.filter(ok)
         rejected = prepared.filter(pl.col(REASON).is_not_null() & ~pl.col(OPTED_OUT))
-        outputs = _outputs(spec)
+        outputs = _outputs(spec, people.get_column(PERSON_COLUMN))
         columns = [e.meta.output_name() for e in outputs]
         written = kept.select(*outputs, CODE, HEAVY)
         # Each written row is stored once (enclave/ingest/bounded.py): in the bounded view, or among
