@@ -90,13 +90,14 @@ def ingest_only(extract: Path, home: Path) -> None:
 
 
 def main() -> None:
-    if len(sys.argv) == 4 and sys.argv[1] == "--ingest-only":
-        ingest_only(Path(sys.argv[2]), Path(sys.argv[3]))
-        return
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rows", type=int, default=10_000_000)
     parser.add_argument("--persons", type=int, default=2_000_000)
+    parser.add_argument("--ingest-only", nargs=2, metavar=("EXTRACT", "HOME"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.ingest_only:
+        ingest_only(*map(Path, args.ingest_only))
+        return
     with tempfile.TemporaryDirectory(prefix="enclave-bench-") as tmp:
         work = Path(tmp)
         extract = work / "admissions.csv"

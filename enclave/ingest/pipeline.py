@@ -358,6 +358,7 @@ def _rules(spec: LoadedSpec) -> tuple[list[tuple[pl.Expr, str]], dict[str, pl.Ex
 
 DUPLICATE = "duplicate row"
 ROW_HASH = "_row_hash"
+_ROW_HASH_SEED = 0x5EED
 
 
 def _row_hash(spec: LoadedSpec) -> pl.Expr:
@@ -367,7 +368,7 @@ def _row_hash(spec: LoadedSpec) -> pl.Expr:
     comparing whole rows. A false duplicate would need two distinct rows with equal 64-bit hashes
     (about 3 in a million for 10M rows); it would go to quarantine, where the custodian sees it:
     never a silent loss."""
-    return pl.struct([c.name for c in spec.spec.columns]).hash(0x5EED).alias(ROW_HASH)
+    return pl.struct([c.name for c in spec.spec.columns]).hash(_ROW_HASH_SEED).alias(ROW_HASH)
 
 
 def _line_hashes(path: Path, rows: int) -> pl.Series | None:
@@ -384,7 +385,7 @@ def _line_hashes(path: Path, rows: int) -> pl.Series | None:
         lines = pl.scan_csv(path, separator="\x00", quote_char=None, infer_schema=False, encoding="utf8")
         line = pl.first()
         frame = lines.select(
-            line.hash(0x5EED).alias(ROW_HASH), line.str.contains('"', literal=True).alias("quoted")
+            line.hash(_ROW_HASH_SEED).alias(ROW_HASH), line.str.contains('"', literal=True).alias("quoted")
         ).collect(engine="streaming")
     except pl.exceptions.PolarsError:
         return None
