@@ -20,6 +20,9 @@ from tests.conftest import OPERATOR, LiveServer, make_account
 # 15 valid and 15 invalid cases for each of the ~60 operations, on each database: about 1,800 calls,
 # a minute a database. At 30 this one test was a third of the suite and CI neared its 20 minutes.
 EXAMPLES_PER_OPERATION_AND_MODE = 15
+# What uvicorn answers, itself, to a request that is not valid HTTP (an invalid-mode case can put bytes
+# in a header that HTTP forbids): the application never sees it, so it has no error model to give.
+UNPARSABLE = "Invalid HTTP request received."
 
 
 @pytest.mark.slow
@@ -51,6 +54,8 @@ def test_no_input_causes_a_server_error(api: LiveServer, services: Services) -> 
                 assert response.status_code < 500, (
                     f"{case.method} {case.formatted_path} -> {response.status_code}: {response.text}"
                 )
+                if response.status_code == 400 and response.text == UNPARSABLE:
+                    return  # refused by the HTTP server (uvicorn) before any of our code ran
                 if 400 <= response.status_code < 500:
                     body = response.json()
                     assert set(body) == {"error", "detail"}, body
