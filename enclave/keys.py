@@ -117,12 +117,17 @@ class Pseudonymiser:
         return outer.hexdigest()[:PSEUDONYM_HEX]
 
     def many(self, values: Iterable[str]) -> list[str]:
+        return self.many_encoded([value.encode("utf-8") for value in values])
+
+    def many_encoded(self, values: Iterable[bytes]) -> list[str]:
+        """The pseudonyms of UTF-8 encoded values: encoding each one in the loop was a fifth of its time
+        (Polars hands out a column's values as ``bytes`` from a ``Binary`` cast)."""
         inner_base, outer_base = self._inner, self._outer
         out: list[str] = []
         append = out.append
         for value in values:
             inner = inner_base.copy()
-            inner.update(value.encode("utf-8"))
+            inner.update(value)
             outer = outer_base.copy()
             outer.update(inner.digest())
             append(outer.hexdigest()[:PSEUDONYM_HEX])

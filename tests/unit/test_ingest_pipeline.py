@@ -105,6 +105,28 @@ def test_the_fast_key_of_bare_numbers_is_the_full_normalisation(values: list[str
     assert _row_keys(lf, person).to_list() == expected.to_list()
 
 
+@settings(max_examples=60, deadline=None)
+@given(
+    st.one_of(
+        st.lists(st.one_of(st.none(), st.integers(0, 9)), max_size=40),
+        st.lists(st.one_of(st.none(), st.sampled_from(["", "a", "b", "ab", "B"])), max_size=40),
+    )
+)
+def test_rows_sorted_by_key_carry_the_dense_rank_of_their_key(keys: list[object]) -> None:
+    """Every row with a key, once each, with its key's place among the sorted distinct keys (what
+    ``Series.rank("dense")`` gives it); rows without a key are left out."""
+    from enclave.ingest.pipeline import DENSE, ROW, _rows_by_key
+
+    series = pl.Series("k", keys, dtype=pl.Int64 if all(isinstance(k, int | None) for k in keys) else pl.String)
+    by_key = _rows_by_key(series)
+    expected = series.rank("dense")
+    got = dict(zip(by_key.get_column(ROW), by_key.get_column(DENSE), strict=True))
+    assert got == {i: r for i, r in enumerate(expected) if r is not None}
+    assert by_key.height == len(got)
+    # in key order: the ranks never go down
+    assert by_key.get_column(DENSE).to_list() == sorted(by_key.get_column(DENSE).to_list())
+
+
 def test_later_copies_of_a_row_are_duplicates_whatever_the_first_became(tmp_path: Path) -> None:
     """The first of identical rows is judged on its own; every later copy is a duplicate, unless an
     earlier rule already fails it (then that rule is its reason)."""
