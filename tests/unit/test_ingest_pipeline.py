@@ -117,7 +117,8 @@ def test_rows_sorted_by_key_carry_the_dense_rank_of_their_key(keys: list[object]
     ``Series.rank("dense")`` gives it); rows without a key are left out."""
     from enclave.ingest.pipeline import DENSE, ROW, _rows_by_key
 
-    series = pl.Series("k", keys, dtype=pl.Int64 if all(isinstance(k, int | None) for k in keys) else pl.String)
+    numbers = all(isinstance(k, int | None) for k in keys)
+    series = pl.Series("k", keys, dtype=pl.Int64 if numbers else pl.String)
     by_key = _rows_by_key(series)
     expected = series.rank("dense")
     got = dict(zip(by_key.get_column(ROW), by_key.get_column(DENSE), strict=True))
