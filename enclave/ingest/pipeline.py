@@ -253,8 +253,8 @@ def _rows_by_key(keys: pl.Series) -> pl.DataFrame:
     (``ROW``) and its key's dense rank (``DENSE``: 1 for the smallest key, 2 for the next, ...), which
     is the key's place in the sorted distinct keys.
 
-    One multithreaded sort in a lazy query. ``Series.rank("dense")`` took twice as long, and slowed the
-    HMAC thread running beside it by as much again."""
+    One multithreaded sort in a lazy query: ``Series.rank("dense")`` of the same keys took twice as long,
+    and the HMAC thread runs beside it."""
     key = pl.col(KEY)
     return (
         keys.to_frame(KEY)
