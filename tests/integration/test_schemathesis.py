@@ -17,9 +17,10 @@ from enclave.domain.identity import Role
 from enclave.wiring import Services
 from tests.conftest import OPERATOR, LiveServer, make_account
 
-# 15 valid and 15 invalid cases for each of the ~60 operations, on each database: about 1,800 calls,
-# a minute a database. At 30 this one test was a third of the suite and CI neared its 20 minutes.
-EXAMPLES_PER_OPERATION_AND_MODE = 15
+# 10 valid and 10 invalid cases for each of the ~60 operations, on each database: about 1,200 calls,
+# about a minute a database on a slow machine. At 30 this one test was a third of the suite and CI neared
+# its 20 minutes; at 15 it still took 92 s a database on a slow day (CI 17.5 minutes).
+EXAMPLES_PER_OPERATION_AND_MODE = 10
 # What uvicorn answers, itself, to a request that is not valid HTTP (an invalid-mode case can put bytes
 # in a header that HTTP forbids): the application never sees it, so it has no error model to give.
 UNPARSABLE = "Invalid HTTP request received."
