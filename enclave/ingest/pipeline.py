@@ -581,7 +581,9 @@ def stage(
         report.rows_read = len(keys)
         if report.rows_read == 0:
             raise InvalidInput(f"{source.name} has a header but no rows")
-        # The distinct keys, sorted: a key's dense rank (1, 2, ...) is its place in this list.
+        # The distinct keys, sorted: a key's dense rank (1, 2, ...) is its place in this list. The sort of
+        # every row below would give them too, but finding them first (about 0.3 s for 10M rows) lets the
+        # HMACs, the longest path from here to pass 2, start that much sooner.
         distinct = keys.drop_nulls().unique().sort()
         ids = _identifiers(person, distinct.to_frame(KEY).with_row_index(DENSE, offset=1))
         # Each valid distinct identifier is pseudonymised once, in a thread, while the rows are ranked
