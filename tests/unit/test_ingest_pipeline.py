@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from enclave.ingest.bounded import declared_bound, excess_path, scan_table, view_path, view_seeds, write_view
-from enclave.ingest.pipeline import DATA_FILE, Staged, stage
+from enclave.ingest.pipeline import DATA_FILE, REASON, Staged, _first_failed, _reason_text, stage
 from enclave.ingest.spec import LoadedSpec, load_spec, parse_spec
 from enclave.keys import reference_hmac
 
@@ -109,6 +109,10 @@ def test_the_fast_key_of_bare_numbers_is_the_full_normalisation(values: list[str
 @given(
     st.one_of(
         st.lists(st.one_of(st.none(), st.integers(0, 9)), max_size=40),
+        # NHS numbers are sorted packed with their row number (34 bits of key); others as they are
+        st.lists(
+            st.one_of(st.none(), st.integers(0, 3), st.sampled_from([-1, 2**34 - 1, 2**34])), max_size=40
+        ),
         st.lists(st.one_of(st.none(), st.sampled_from(["", "a", "b", "ab", "B"])), max_size=40),
     )
 )
@@ -126,6 +130,20 @@ def test_rows_sorted_by_key_carry_the_dense_rank_of_their_key(keys: list[object]
     assert by_key.height == len(got)
     # in key order: the ranks never go down
     assert by_key.get_column(DENSE).to_list() == sorted(by_key.get_column(DENSE).to_list())
+
+
+def test_a_row_gets_the_text_of_the_first_rule_it_fails_even_where_two_rules_share_it() -> None:
+    """Reasons are numbered per distinct text, and the number is the physical value of an ``Enum`` of
+    the texts: two rules with the same reason must give the same text, and a rule after them its own."""
+    rules = [(pl.col("x") == 1, "odd"), (pl.col("x") < 3, "small"), (pl.col("x") == 3, "odd")]
+    frame = pl.DataFrame({"x": [1, 2, 3, 4]}).select(_first_failed(rules).alias(REASON))
+    assert frame.get_column(REASON).to_list() == [0, 1, 0, None]
+    assert frame.select(_reason_text(rules)).get_column(REASON).cast(pl.String).to_list() == [
+        "odd",
+        "small",
+        "odd",
+        None,
+    ]
 
 
 def test_later_copies_of_a_row_are_duplicates_whatever_the_first_became(tmp_path: Path) -> None:
