@@ -315,6 +315,14 @@ def _identifiers(col: Column, counted: pl.DataFrame) -> pl.DataFrame:
     return frame.filter(pl.col(KEY).str.len_chars() > 0).with_columns(pl.col(KEY).alias(NORM))
 
 
+def _pseudonymise(key: bytes, identifiers: pl.Series) -> pl.Series:
+    """The pseudonyms of the normalised ``identifiers``, in order. Run in a thread beside Polars, from
+    the copy of the values out of Polars (as ``bytes``: see ``Pseudonymiser.many_encoded``) to the
+    Series of pseudonyms back."""
+    values = identifiers.cast(pl.Binary).to_list()
+    return pl.Series(PERSON_COLUMN, Pseudonymiser(key).many_encoded(values), pl.String)
+
+
 def _parsed_name(col: Column) -> str:
     return f"_p_{col.name}"
 
@@ -339,7 +347,15 @@ def _present(col: Column) -> pl.Expr:
     return pl.col(_stripped_name(col)).str.len_bytes().fill_null(0) > 0
 
 
-def _parse(col: Column) -> pl.Expr | None:
+def _domain(spec: LoadedSpec, col: Column) -> pl.Enum | None:
+    """The ``Enum`` of a category column's public domain (None for an empty one, which no value is in).
+    A category is parsed into it: a value outside the domain becomes null (an elementwise cast, where
+    ``is_in`` becomes a join in the streaming engine), and the bounded view stores it so."""
+    domain = next(c.domain for c in spec.columns if c.source == col.name)
+    return pl.Enum(list(dict.fromkeys(domain))) if domain else None
+
+
+def _parse(spec: LoadedSpec, col: Column) -> pl.Expr | None:
     """The typed value of a column, computed once per row (None: the column stays text)."""
     raw = pl.col(_stripped_name(col))
     if col.role is Role.NUMERIC:
@@ -351,12 +367,13 @@ def _parse(col: Column) -> pl.Expr | None:
             return raw.str.to_uppercase().str.extract(r"^([A-Z]{1,2})[0-9]", 1)
         return raw.str.strptime(pl.Date, "%Y-%m-%d", strict=False)
     if col.role is Role.CATEGORY:
-        return raw
+        domain = _domain(spec, col)
+        return raw if domain is None else raw.cast(domain, strict=False)
     return None
 
 
 def _parsed_columns(spec: LoadedSpec) -> list[pl.Expr]:
-    return [expr.alias(_parsed_name(c)) for c in spec.spec.columns if (expr := _parse(c)) is not None]
+    return [expr.alias(_parsed_name(c)) for c in spec.spec.columns if (expr := _parse(spec, c)) is not None]
 
 
 def _rules(spec: LoadedSpec) -> tuple[list[tuple[pl.Expr, str]], dict[str, pl.Expr]]:
@@ -366,7 +383,6 @@ def _rules(spec: LoadedSpec) -> tuple[list[tuple[pl.Expr, str]], dict[str, pl.Ex
     is stripped and parsed once."""
     rules: list[tuple[pl.Expr, str]] = []
     clamps: dict[str, pl.Expr] = {}
-    resolved = {c.source: c for c in spec.columns}
     for col in spec.spec.columns:
         if col.role is Role.DIRECT_IDENTIFIER:
             continue
@@ -380,10 +396,7 @@ def _rules(spec: LoadedSpec) -> tuple[list[tuple[pl.Expr, str]], dict[str, pl.Ex
             rules.append((~present, f"{col.name}: missing value"))
         parsed = pl.col(_parsed_name(col))
         if col.role is Role.CATEGORY:
-            # A cast to the domain's Enum (null outside it) is elementwise; ``is_in`` becomes a join in
-            # the streaming engine.
-            domain = pl.Enum(list(dict.fromkeys(resolved[col.name].domain or [])))
-            outside = parsed.cast(domain, strict=False).is_null()
+            outside = parsed.is_null() if _domain(spec, col) is not None else pl.lit(True)
             rules.append((present & outside, f"{col.name}: value outside its public domain"))
         elif col.role is Role.NUMERIC:
             assert col.bounds is not None
@@ -639,9 +652,7 @@ def stage(
         ids = _identifiers(person, distinct.to_frame(KEY).with_row_index(DENSE, offset=1))
         # Each valid distinct identifier is pseudonymised once, in a thread, while the rows are ranked
         # and hashed.
-        pseudonyms = pool.submit(
-            Pseudonymiser(linkage_key).many_encoded, ids.get_column(NORM).cast(pl.Binary).to_list()
-        )
+        pseudonyms = pool.submit(_pseudonymise, linkage_key, ids.get_column(NORM))
         say(
             f"pseudonymising {ids.height:,} identifiers and looking for duplicates among"
             f" {report.rows_read:,} rows (pass 2 of 3)"
@@ -686,10 +697,11 @@ def stage(
         people = people.select(
             CODE,
             COUNT,
-            pl.lit(pl.Series(pseudonyms.result(), dtype=pl.String)).gather(pl.col(NTH)).alias(PERSON_COLUMN),
+            pl.lit(pseudonyms.result()).gather(pl.col(NTH)).alias(PERSON_COLUMN),
         ).with_columns(
             pl.col(PERSON_COLUMN).is_in(opt_outs.get_column(PERSON_COLUMN).implode()).alias(OPTED_OUT)
         )
+        del pseudonyms
         if fault:
             fault("pseudonymised")
 
@@ -729,11 +741,18 @@ def stage(
         # them all and stream straight into the view; only the rows of the others are sorted, once,
         # and split.
         heavy = written.filter(pl.col(HEAVY))
-        enums = as_enums(_public_categories(spec))
-        sorted_heavy = ranked(heavy, columns, CODE, view_seeds(linkage_key, spec.dataset)).cache()
+        # Categories are parsed into their domain's Enum, which is how the view stores them; the rows
+        # are ranked on their text, as ``write_view`` ranks the rows of a full file, and cast back.
+        categories = _public_categories(spec)
+        heavy_text = heavy.with_columns(pl.col(c).cast(pl.String) for c in categories)
+        sorted_heavy = (
+            ranked(heavy_text, columns, CODE, view_seeds(linkage_key, spec.dataset))
+            .with_columns(as_enums(categories))
+            .cache()
+        )
         view = pl.concat(
             [written.filter(~pl.col(HEAVY)).select(columns), within(sorted_heavy, bound)], how="vertical"
-        ).with_columns(enums)
+        )
 
         staging.mkdir()
         try:
@@ -742,9 +761,7 @@ def stage(
                     view.sink_parquet(
                         view_path(data_file), lazy=True, metadata=view_metadata(bound, DATA_FILE), **PARQUET
                     ),
-                    beyond(sorted_heavy, bound)
-                    .with_columns(enums)
-                    .sink_parquet(
+                    beyond(sorted_heavy, bound).sink_parquet(
                         excess_path(data_file), lazy=True, metadata=excess_metadata(DATA_FILE), **PARQUET
                     ),
                     rejected.select(
