@@ -1,11 +1,15 @@
 """Benchmark: ingest of a large admissions extract, against doing no work and a naive HMAC loop.
 
-Run:  .venv/bin/python bench/ingest.py [--rows 10000000] [--persons 2000000]
+Run:  .venv/bin/python bench/ingest.py [--rows 10000000] [--persons 2000000] [--rounds 3]
 
 Prints, measured in this one run on this machine:
   - our whole ingest (validate, pseudonymise, quarantine, write a version, record it) in rows/s;
   - the ratio to (a) Polars reading the same CSV and writing Parquet with no work at all;
   - the ratio to (b) a plain Python ``hmac.new`` loop over the identifiers alone.
+
+The three are measured in turn, ``--rounds`` times, and each round's ratios are printed with their
+median: on a virtual machine whose speed varies by a third from one minute to the next, one round
+says little, and a ratio is only fair between measurements taken side by side.
 """
 
 from __future__ import annotations
@@ -14,10 +18,13 @@ import argparse
 import hashlib
 import hmac
 import json
+import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -93,6 +100,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rows", type=int, default=10_000_000)
     parser.add_argument("--persons", type=int, default=2_000_000)
+    parser.add_argument("--rounds", type=int, default=3, help="measure each of the three this many times")
     parser.add_argument("--ingest-only", nargs=2, metavar=("EXTRACT", "HOME"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.ingest_only:
@@ -106,37 +114,61 @@ def main() -> None:
         size_mb = extract.stat().st_size / 1e6
         print(f"generated {args.rows:,} rows ({size_mb:,.0f} MB) in {time.perf_counter() - t0:.1f} s")
 
-        # (a) Polars with no work: read the CSV, write Parquet.
-        t0 = time.perf_counter()
-        pl.scan_csv(extract, infer_schema=False).sink_parquet(work / "baseline.parquet")
-        baseline = time.perf_counter() - t0
-
-        # (b) a plain Python HMAC loop over the identifiers alone.
         ids = pl.read_csv(extract, columns=["nhs_number"], infer_schema=False)["nhs_number"].to_list()
-        key = b"k" * 32
-        t0 = time.perf_counter()
-        for value in ids:
-            hmac.new(key, value.encode(), hashlib.sha256).hexdigest()
-        naive = time.perf_counter() - t0
+        rounds = [measure(extract, ids, work / f"round-{n}") for n in range(max(1, args.rounds))]
         del ids
 
-        # Ours: the whole ingest through the catalog service (SQLite metadata, as embedded), in a
-        # process of its own as `enclave ingest` runs, not in this one, whose heap the extract's
-        # generation and the 10M-string loop above have filled.
-        child = subprocess.run(  # noqa: S603 - this script, with paths it made
-            [sys.executable, __file__, "--ingest-only", str(extract), str(work / "home")],
-            check=True,
-            capture_output=True,
-            text=True,
-        )
-        ours, rows, written, quarantined = json.loads(child.stdout.splitlines()[-1])
-
+    rows, written, quarantined = rounds[0].counts
     print(f"ingest: {rows:,} read, {written:,} written, {quarantined:,} quarantined")
-    print(f"ours (whole ingest)              {ours:8.2f} s  {rows / ours / 1e6:6.2f} M rows/s")
-    print(f"(a) Polars CSV->Parquet, no work {baseline:8.2f} s  {rows / baseline / 1e6:6.2f} M rows/s")
-    print(f"(b) Python hmac loop, ids only   {naive:8.2f} s  {rows / naive / 1e6:6.2f} M rows/s")
-    print(f"ratio ours / (a) no-work baseline: {ours / baseline:.2f}x the time")
-    print(f"ratio ours / (b) naive HMAC loop : {ours / naive:.2f}x the time")
+    print("round   ours (s)  M rows/s   (a) no work (s)  (b) hmac loop (s)   ours/(a)  ours/(b)")
+    for n, r in enumerate(rounds, 1):
+        print(
+            f"{n:5d}  {r.ours:9.2f}  {rows / r.ours / 1e6:8.2f}  {r.baseline:16.2f}  {r.naive:17.2f}"
+            f"  {r.ours / r.baseline:8.2f}x {r.ours / r.naive:8.2f}x"
+        )
+    ours = statistics.median(r.ours for r in rounds)
+    print(f"median: ours {ours:.2f} s ({rows / ours / 1e6:.2f} M rows/s)")
+    to_a = statistics.median(r.ours / r.baseline for r in rounds)
+    to_b = statistics.median(r.ours / r.naive for r in rounds)
+    print(f"ratio ours / (a) no-work baseline: {to_a:.2f}x the time (median)")
+    print(f"ratio ours / (b) naive HMAC loop : {to_b:.2f}x the time (median)")
+
+
+@dataclass(frozen=True)
+class Round:
+    ours: float
+    baseline: float
+    naive: float
+    counts: tuple[int, int, int]  # rows read, written, quarantined by our ingest
+
+
+def measure(extract: Path, ids: list[str], home: Path) -> Round:
+    """One round: (a), (b) and ours, one after the other."""
+    # (a) Polars with no work: read the CSV, write Parquet.
+    t0 = time.perf_counter()
+    pl.scan_csv(extract, infer_schema=False).sink_parquet(home.with_suffix(".parquet"))
+    baseline = time.perf_counter() - t0
+    home.with_suffix(".parquet").unlink()
+
+    # (b) a plain Python HMAC loop over the identifiers alone.
+    key = b"k" * 32
+    t0 = time.perf_counter()
+    for value in ids:
+        hmac.new(key, value.encode(), hashlib.sha256).hexdigest()
+    naive = time.perf_counter() - t0
+
+    # Ours: the whole ingest through the catalog service (SQLite metadata, as embedded), in a
+    # process of its own as `enclave ingest` runs, not in this one, whose heap the extract's
+    # generation and the 10M-string loop above have filled.
+    child = subprocess.run(  # noqa: S603 - this script, with paths it made
+        [sys.executable, __file__, "--ingest-only", str(extract), str(home)],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    ours, rows, written, quarantined = json.loads(child.stdout.splitlines()[-1])
+    shutil.rmtree(home, ignore_errors=True)
+    return Round(ours, baseline, naive, (rows, written, quarantined))
 
 
 if __name__ == "__main__":
