@@ -156,8 +156,6 @@ def test_pass_2_streams_every_row_without_holding_the_others_back(
     (``enclave/ingest/pipeline.py``: ``_beside``)."""
     import re
 
-    from enclave.ingest import pipeline
-
     graphs: list[list[str]] = []
     collect_all = pl.collect_all
 
@@ -167,7 +165,7 @@ def test_pass_2_streams_every_row_without_holding_the_others_back(
             graphs.append(re.findall(r'label="([a-z-]+)', dot or ""))
         return collect_all(queries, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(pipeline.pl, "collect_all", spy)
+    monkeypatch.setattr(pl, "collect_all", spy)
     people = [nhs_number(100_000_000 + 7919 * i) for i in range(3)]
     rows = [row(people[n % 3], n, date="2018-01-01" if n % 17 == 0 else None) for n in range(60)]
     staged = run(tmp_path, [*rows, rows[1]])
