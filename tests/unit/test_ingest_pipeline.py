@@ -152,7 +152,7 @@ def test_pass_2_streams_every_row_without_holding_the_others_back(
     """Every query of pass 2 runs on Polars' streaming engine without a step that needs a whole column in
     memory, but the ranking of the sorted rows of people over the bound. An expression that is not
     elementwise (a lookup by row number, ``is_in``) becomes such a step, and the stream is held back
-    behind it: that cost a sixth of the ingest's time and 1.4 GB more memory for 10M rows
+    behind it: that cost a ninth of the ingest's time and 1.4 GB more memory for 10M rows
     (``enclave/ingest/pipeline.py``: ``_beside``)."""
     import re
 
