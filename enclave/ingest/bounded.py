@@ -155,11 +155,15 @@ def view_metadata(bound: int, data_name: str) -> dict[str, str]:
     return {BOUND_KEY: str(bound), VIEW_OF_KEY: data_name}
 
 
+def domain_enum(domain: Sequence[str]) -> pl.Enum:
+    """The ``pl.Enum`` a category column with this public domain is stored as in a view (duplicates
+    dropped, first place kept): ingest parses into it, and ``as_enums`` casts to it."""
+    return pl.Enum(list(dict.fromkeys(domain)))
+
+
 def as_enums(categories: Mapping[str, Sequence[str]] | None) -> list[pl.Expr]:
     """Casts of category columns to ``pl.Enum`` of their public domain; a value outside it is an error."""
-    return [
-        pl.col(c).cast(pl.Enum(list(dict.fromkeys(d))), strict=True) for c, d in (categories or {}).items()
-    ]
+    return [pl.col(c).cast(domain_enum(d), strict=True) for c, d in (categories or {}).items()]
 
 
 def declared_bound(path: Path) -> tuple[int, str | None] | None:

@@ -52,6 +52,7 @@ from enclave.ingest.bounded import (
     PARQUET,
     as_enums,
     beyond,
+    domain_enum,
     excess_metadata,
     excess_path,
     ranked,
@@ -283,6 +284,7 @@ def _rows_by_key(keys: pl.Series) -> pl.DataFrame:
         if low is not None and cast(int, low) >= 0 and cast(int, high) < 1 << (64 - _ROW_BITS):
             scale = 1 << _ROW_BITS
             packed = pl.col("_packed")
+            key_part = packed // scale
             return (
                 frame.select(
                     (key.cast(pl.UInt64) * scale + pl.int_range(pl.len(), dtype=pl.UInt64)).alias("_packed")
@@ -291,7 +293,7 @@ def _rows_by_key(keys: pl.Series) -> pl.DataFrame:
                 .sort("_packed")
                 .select(
                     (packed % scale).cast(pl.UInt32).alias(ROW),
-                    (packed // scale != (packed // scale).shift(1)).fill_null(True).cum_sum().alias(DENSE),
+                    (key_part != key_part.shift(1)).fill_null(True).cum_sum().alias(DENSE),
                 )
                 .collect()
             )
@@ -352,7 +354,7 @@ def _domain(spec: LoadedSpec, col: Column) -> pl.Enum | None:
     A category is parsed into it: a value outside the domain becomes null (an elementwise cast, where
     ``is_in`` becomes a join in the streaming engine), and the bounded view stores it so."""
     domain = next(c.domain for c in spec.columns if c.source == col.name)
-    return pl.Enum(list(dict.fromkeys(domain))) if domain else None
+    return domain_enum(domain) if domain else None
 
 
 def _parse(spec: LoadedSpec, col: Column) -> pl.Expr | None:
