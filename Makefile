@@ -34,9 +34,9 @@ fix: setup
 	$(VENV)/bin/ruff format enclave tests bench
 
 docs: setup
-	$(PY) -c 'from enclave.domain.access_states import diagrams_markdown as d; open("docs/access-states.md", "w").write(d())'
-	$(PY) -c 'from enclave.domain.airlock_states import diagrams_markdown as d; open("docs/airlock-states.md", "w").write(d())'
-	$(PY) -c 'import json; from enclave.domain.access_form import json_schema as s; open("access_requests/schema.json", "w").write(json.dumps(s(), indent=2) + "\n")'
+	$(PY) -c 'from enclave.domain.access.states import diagrams_markdown as d; open("docs/access-states.md", "w").write(d())'
+	$(PY) -c 'from enclave.domain.outputs.states import diagrams_markdown as d; open("docs/airlock-states.md", "w").write(d())'
+	$(PY) -c 'import json; from enclave.domain.access.form import json_schema as s; open("access_requests/schema.json", "w").write(json.dumps(s(), indent=2) + "\n")'
 
 test-sqlite: setup
 	$(PY) -m pytest --db sqlite $(PYTEST_ARGS)

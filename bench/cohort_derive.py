@@ -32,7 +32,7 @@ import numpy as np
 import polars as pl
 
 from enclave.client.cohorts import Cohort, V, attribute, code_in, codelist, count, exists, is_in, mean
-from enclave.domain.cohorts import parse_definition
+from enclave.domain.queries.cohorts import parse_definition
 from enclave.dp.cohorts import derive_cached
 
 REGIONS = [f"E1200000{i}" for i in range(1, 10)]

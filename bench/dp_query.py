@@ -48,9 +48,9 @@ import numpy as np
 import polars as pl
 
 from enclave.config import Settings
-from enclave.domain.access import Decision
-from enclave.domain.access_form import validate_form
-from enclave.domain.identity import Actor, Role, TokenKind
+from enclave.domain.access.form import validate_form
+from enclave.domain.access.requests import Decision
+from enclave.domain.identity.accounts import Actor, Role, TokenKind
 from enclave.dp.engine import Aggregate, ColumnMeta, DPEngine, Query, TableMeta
 from enclave.ingest.bounded import view_seeds, write_view
 from enclave.ingest.spec import load_spec

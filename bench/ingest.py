@@ -31,7 +31,7 @@ import numpy as np
 import polars as pl
 
 from enclave.config import Settings
-from enclave.domain.identity import Actor, Role
+from enclave.domain.identity.accounts import Actor, Role
 from enclave.ingest.spec import load_spec
 from enclave.wiring import build_services
 

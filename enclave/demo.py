@@ -13,9 +13,9 @@ from dataclasses import asdict, dataclass
 from datetime import date, timedelta
 from pathlib import Path
 
-from enclave.domain.access import Project
-from enclave.domain.identity import Actor, Role, generate_password
-from enclave.domain.queries import Release
+from enclave.domain.access.requests import Project
+from enclave.domain.identity.accounts import Actor, Role, generate_password
+from enclave.domain.queries.plans import Release
 from enclave.ingest.pipeline import IngestReport
 from enclave.wiring import Services
 
@@ -135,8 +135,8 @@ def setup_access(services: Services, actor: Actor) -> DemoAccess:
     first is approved by the demo custodian, so a project exists; the second waits for review."""
     import yaml
 
-    from enclave.domain.access import Decision
-    from enclave.domain.access_form import validate_form
+    from enclave.domain.access.form import validate_form
+    from enclave.domain.access.requests import Decision
 
     researcher = Actor.for_user(services.identity.get_user(actor, "researcher"))
     custodian = Actor.for_user(services.identity.get_user(actor, "custodian"))
@@ -176,7 +176,7 @@ def _first_release(services: Services, researcher: Actor, project: Project | Non
         or "region" not in project.scope["demographics"]
     ):
         return None
-    from enclave.domain.queries import QueryPlan
+    from enclave.domain.queries.plans import QueryPlan
 
     plan = QueryPlan.model_validate(
         {

@@ -9,12 +9,12 @@ from enclave.airlock.service import AirlockService
 from enclave.config import Settings
 from enclave.db.migrate import ensure_schema
 from enclave.db.session import Database
-from enclave.domain.access_service import AccessService
-from enclave.domain.audit_service import AuditService
-from enclave.domain.budget_service import BudgetService
+from enclave.domain.access.service import AccessService
+from enclave.domain.access.workspaces import WorkspaceService
+from enclave.domain.audit.service import AuditService
 from enclave.domain.clock import Clock, utcnow
-from enclave.domain.identity_service import IdentityService, TokenPolicy
-from enclave.domain.workspace_service import WorkspaceService
+from enclave.domain.identity.service import IdentityService, TokenPolicy
+from enclave.domain.queries.budget_service import BudgetService
 from enclave.dp.engine import DPEngine
 from enclave.dp.service import QueryService
 from enclave.ingest.service import CatalogService

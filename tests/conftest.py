@@ -27,7 +27,7 @@ from sqlalchemy.engine import make_url
 
 from enclave.config import Settings
 from enclave.db.migrate import upgrade
-from enclave.domain.identity import Actor, Role
+from enclave.domain.identity.accounts import Actor, Role
 from enclave.wiring import Services, build_services
 
 DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"

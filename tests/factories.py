@@ -7,9 +7,9 @@ from datetime import timedelta
 from functools import cache
 from pathlib import Path
 
-from enclave.domain.access import Decision
-from enclave.domain.access_form import validate_form
-from enclave.domain.identity import Actor, Role
+from enclave.domain.access.form import validate_form
+from enclave.domain.access.requests import Decision
+from enclave.domain.identity.accounts import Actor, Role
 from enclave.ingest.spec import parse_spec
 from enclave.synth import generate
 from enclave.wiring import Services

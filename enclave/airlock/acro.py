@@ -82,8 +82,8 @@ from pydantic import (
 
 from enclave.airlock.checks import CheckRecord, CheckResult, Rounding, Status
 from enclave.airlock.files import DEFAULT_LIMITS, Limits, validate_file_name
-from enclave.domain.airlock import OutputFile, OutputRequest
 from enclave.domain.errors import InternalError, InvalidInput, PayloadTooLarge
+from enclave.domain.outputs.review import OutputFile, OutputRequest
 
 RESULTS_FILE = "results.json"
 CHECKSUMS_FOLDER = "checksums"

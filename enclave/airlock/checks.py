@@ -49,9 +49,9 @@ from typing import Any, Protocol
 import pandas as pd  # type: ignore[import-untyped]
 
 from enclave.airlock.files import IMAGE_KINDS, TABLE_KINDS, FileKind, SanitisedFile, detect_kind
-from enclave.domain.audit import canonical_json
+from enclave.domain.audit.chain import canonical_json
 from enclave.domain.errors import InvalidInput
-from enclave.domain.queries import QueryPlan
+from enclave.domain.queries.plans import QueryPlan
 
 RECORD_SCHEMA = "enclave.disclosure-checks/1"
 
@@ -176,7 +176,7 @@ class TableSpec:
 
 
 class ReleaseLike(Protocol):
-    """What the checks read from a release of the ledger (:class:`enclave.domain.queries.Release`)."""
+    """What the checks read from a release of the ledger (:class:`enclave.domain.queries.plans.Release`)."""
 
     @property
     def plan(self) -> QueryPlan: ...

@@ -8,8 +8,8 @@ The flow, and where each rule lives:
 2. submitting freezes the version and runs :func:`enclave.airlock.checks.run_checks` on each file,
    with the project's releases from the ledger, its small-count threshold and the pseudonyms any
    cell might be; the records and the policy are stored with the request;
-3. two reviewers outside the project decide (:mod:`enclave.domain.airlock`); the system moves the
-   request to the outcome the decisions settle (:data:`enclave.domain.airlock_states.OUTPUT_MACHINE`);
+3. two reviewers outside the project decide (:mod:`enclave.domain.outputs.review`); the system moves the
+   request to the outcome the decisions settle (:data:`enclave.domain.outputs.states.OUTPUT_MACHINE`);
 4. an approved request is released at once: each file is copied to the *release store* (0400) with
    its SHA-256, under a row lock on the request and a unique constraint per file, so a file is
    released exactly once whoever approves or retries concurrently;
@@ -58,8 +58,20 @@ from enclave.airlock.files import (
     check_request_limits,
     intake,
 )
-from enclave.domain.access import Project, check_member_access, check_token_scope
-from enclave.domain.airlock import (
+from enclave.domain.access.requests import Project, check_member_access, check_token_scope
+from enclave.domain.audit.chain import AuditEvent, canonical_json
+from enclave.domain.clock import Clock, utcnow
+from enclave.domain.errors import (
+    EnclaveError,
+    InternalError,
+    InvalidInput,
+    InvalidState,
+    NotFound,
+    PayloadTooLarge,
+    PermissionDenied,
+)
+from enclave.domain.identity.accounts import Actor, Role
+from enclave.domain.outputs.review import (
     CheckOverride,
     FileDecision,
     Outcome,
@@ -74,19 +86,7 @@ from enclave.domain.airlock import (
     review_subject,
     visible_reviews,
 )
-from enclave.domain.airlock_states import OUTPUT_MACHINE, REVIEWABLE_STATES, AirlockParty, OutputState
-from enclave.domain.audit import AuditEvent, canonical_json
-from enclave.domain.clock import Clock, utcnow
-from enclave.domain.errors import (
-    EnclaveError,
-    InternalError,
-    InvalidInput,
-    InvalidState,
-    NotFound,
-    PayloadTooLarge,
-    PermissionDenied,
-)
-from enclave.domain.identity import Actor, Role
+from enclave.domain.outputs.states import OUTPUT_MACHINE, REVIEWABLE_STATES, AirlockParty, OutputState
 from enclave.domain.ports import UnitOfWork, UnitOfWorkFactory
 from enclave.ingest.bounded import scan_table
 from enclave.ingest.pipeline import DATA_FILE

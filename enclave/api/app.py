@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import FastAPI
 
 from enclave import __version__
@@ -44,6 +46,38 @@ Every 4xx answer has the body `{"error": code, "detail": sentence}`.
 """
 
 
+# Pydantic names a schema after its class, and after its module path as well when two classes share
+# a name (the access and the airlock ``Decision``). Those names are part of the published document,
+# which clients generate code from, so they stay as first published whatever the code's layout.
+PUBLISHED_SCHEMA_NAMES = {
+    "enclave__domain__access__requests__Decision": "enclave__domain__access__Decision",
+    "enclave__domain__outputs__review__Decision": "enclave__domain__airlock__Decision",
+}
+
+
+def _published_names(document: dict[str, Any]) -> dict[str, Any]:
+    """``document`` with the schema names of :data:`PUBLISHED_SCHEMA_NAMES` and their references."""
+    schemas = document.get("components", {}).get("schemas", {})
+    for current, published in PUBLISHED_SCHEMA_NAMES.items():
+        if current in schemas:
+            schemas[published] = schemas.pop(current)
+
+    def rename(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str) and ref.rpartition("/")[2] in PUBLISHED_SCHEMA_NAMES:
+                node["$ref"] = "#/components/schemas/" + PUBLISHED_SCHEMA_NAMES[ref.rpartition("/")[2]]
+            for value in node.values():
+                rename(value)
+        elif isinstance(node, list):
+            for value in node:
+                rename(value)
+        return node
+
+    document["components"]["schemas"] = dict(sorted(schemas.items()))
+    return rename(document)  # type: ignore[no-any-return]
+
+
 def create_app(services: Services) -> FastAPI:
     app = FastAPI(
         title="Enclave",
@@ -57,4 +91,12 @@ def create_app(services: Services) -> FastAPI:
     install_error_handlers(app)
     for router in ROUTERS:
         app.include_router(router)
+    build_openapi = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = _published_names(build_openapi())
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     return app

@@ -13,7 +13,7 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from enclave.domain.errors import AuthenticationFailed, PermissionDenied
-from enclave.domain.identity import Actor, Role
+from enclave.domain.identity.accounts import Actor, Role
 from enclave.wiring import Services
 
 bearer = HTTPBearer(

@@ -8,8 +8,8 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
-from enclave.domain.audit import ChainedEvent, VerifyResult
-from enclave.domain.identity import ApiToken, Role, TokenKind, User
+from enclave.domain.audit.chain import ChainedEvent, VerifyResult
+from enclave.domain.identity.accounts import ApiToken, Role, TokenKind, User
 
 MAX_INT = 2**31 - 1
 

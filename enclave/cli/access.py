@@ -42,7 +42,7 @@ def request_submit(
     draft: Annotated[bool, typer.Option(help="save as a draft without submitting")] = False,
 ) -> None:
     """Create an access request from a file, and submit it unless --draft."""
-    from enclave.domain.access_form import parse_form
+    from enclave.domain.access.form import parse_form
 
     def body() -> None:
         text = read_text(file)
@@ -103,7 +103,7 @@ def request_decide(
     """Decide on your dataset's part of a request (as its custodian)."""
     from decimal import Decimal, InvalidOperation
 
-    from enclave.domain.access import Decision
+    from enclave.domain.access.requests import Decision
 
     def body() -> None:
         try:
@@ -177,7 +177,7 @@ def projects_list() -> None:
 
 
 def _project_command(target: str, help_text: str) -> None:
-    from enclave.domain.access_states import ProjectState
+    from enclave.domain.access.states import ProjectState
 
     def command(
         project_id: int,
@@ -211,7 +211,7 @@ def projects_amend(
     username: AsUser,
 ) -> None:
     """Ask to amend a project (its lead): the custodians decide as on a first request."""
-    from enclave.domain.access_form import parse_form
+    from enclave.domain.access.form import parse_form
 
     def body() -> None:
         text = read_text(file)

@@ -21,7 +21,7 @@ from rich.console import Console
 
 from enclave.config import load_settings
 from enclave.domain.errors import EnclaveError, InvalidInput
-from enclave.domain.identity import Actor
+from enclave.domain.identity.accounts import Actor
 from enclave.wiring import Services, build_services
 
 # Piped output (scripts, CI logs) gets wide tables instead of ones cut at 80 columns.

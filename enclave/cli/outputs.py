@@ -18,9 +18,9 @@ import typer
 from rich.table import Table
 
 from enclave.cli.common import as_user, console_print, operator, out, run, services
-from enclave.domain.airlock import CheckOverride, Decision, FileDecision
-from enclave.domain.airlock_states import OutputState
 from enclave.domain.errors import InvalidInput
+from enclave.domain.outputs.review import CheckOverride, Decision, FileDecision
+from enclave.domain.outputs.states import OutputState
 
 outputs_app = typer.Typer(
     help="The airlock at the server's shell: list, show, decide; import-acro for a project member.",

@@ -11,7 +11,7 @@ import typer
 from rich.table import Table
 
 from enclave.cli.common import CliError, operator, out, parse_date, parse_duration, run, services
-from enclave.domain.identity import generate_password, parse_role
+from enclave.domain.identity.accounts import generate_password, parse_role
 
 users_app = typer.Typer(help="Accounts, roles, accreditation and API tokens.", no_args_is_help=True)
 

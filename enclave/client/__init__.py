@@ -89,7 +89,7 @@ def build_plan(
     epsilon: str | Decimal = "1",
     delta: str | Decimal | None = None,
 ) -> dict[str, Any]:
-    """The JSON plan the server validates (the same shape as ``enclave.domain.queries.QueryPlan``).
+    """The JSON plan the server validates (the same shape as ``enclave.domain.queries.plans.QueryPlan``).
 
     ``bins={"cost_gbp": 10}`` makes a histogram: the column, cut into 10 equal bins over its catalog
     bounds, becomes a group key (added to ``by`` if it is not there), and every bin is released.

@@ -23,7 +23,7 @@ The builder uses only the standard library (no pydantic, no enclave server code)
 notebook and never disagrees with the server about anything but the shape: the server validates the
 definition against the catalog (tables, columns, roles, code lists, literals) and answers a refusal
 with a sentence saying what to change. The language itself is documented in
-``enclave.domain.cohorts``.
+``enclave.domain.queries.cohorts``.
 """
 
 from __future__ import annotations

@@ -270,7 +270,7 @@ class ReleaseRow(Base):
 
 
 class OutputRequestRow(Base):
-    """An output request of the airlock; its state follows ``enclave.domain.airlock_states``."""
+    """An output request of the airlock; its state follows ``enclave.domain.outputs.states``."""
 
     __tablename__ = "output_requests"
 

@@ -34,10 +34,15 @@ from enclave.db.models import (
     UserRoleRow,
     UserRow,
 )
-from enclave.domain.access import AccessRequest, Part, Project
-from enclave.domain.access_form import AccessRequestForm
-from enclave.domain.access_states import ProjectState, RequestState
-from enclave.domain.airlock import (
+from enclave.domain.access.form import AccessRequestForm
+from enclave.domain.access.requests import AccessRequest, Part, Project
+from enclave.domain.access.states import ProjectState, RequestState
+from enclave.domain.audit.chain import GENESIS_HASH, AuditEvent, ChainedEvent, chain_event
+from enclave.domain.catalog.datasets import Dataset, DatasetVersion
+from enclave.domain.clock import utcnow
+from enclave.domain.errors import InternalError, InvalidState, NotFound
+from enclave.domain.identity.accounts import ApiToken, Role, TokenKind, User
+from enclave.domain.outputs.review import (
     CheckOverride,
     Decision,
     FileDecision,
@@ -46,14 +51,9 @@ from enclave.domain.airlock import (
     ReleasedFile,
     Review,
 )
-from enclave.domain.airlock_states import OutputState
-from enclave.domain.audit import GENESIS_HASH, AuditEvent, ChainedEvent, chain_event
-from enclave.domain.budget import Account, Budget, EntryKind, Reservation
-from enclave.domain.catalog import Dataset, DatasetVersion
-from enclave.domain.clock import utcnow
-from enclave.domain.errors import InternalError, InvalidState, NotFound
-from enclave.domain.identity import ApiToken, Role, TokenKind, User
-from enclave.domain.queries import QueryPlan, Release
+from enclave.domain.outputs.states import OutputState
+from enclave.domain.queries.budget import Account, Budget, EntryKind, Reservation
+from enclave.domain.queries.plans import QueryPlan, Release
 
 HEAD_ID = 1
 

@@ -1,5 +1,15 @@
-"""Domain logic: plain Python, no web framework and no database library.
+"""Domain logic: plain Python, no web framework, no database library, no data engine.
 
-Adapters (``enclave.db``, ``enclave.api``, ``enclave.cli``) call into this package through the
-protocols in :mod:`enclave.domain.ports`.
+The subpackages follow the data as it flows through the enclave:
+
+- :mod:`~enclave.domain.identity`: accounts, roles, accreditation, tokens, who is acting;
+- :mod:`~enclave.domain.catalog`: datasets, their versions and columns, as custodians publish them;
+- :mod:`~enclave.domain.access`: access requests, custodian decisions, projects and their workspaces;
+- :mod:`~enclave.domain.queries`: DP query plans, cohort definitions and the budget ledger;
+- :mod:`~enclave.domain.outputs`: output requests through the airlock, reviews and release;
+- :mod:`~enclave.domain.audit`: the hash-chained audit log every change above is written to.
+
+Beside them, :mod:`~enclave.domain.errors` (the one exception hierarchy), :mod:`~enclave.domain.clock`
+and :mod:`~enclave.domain.ports`, the protocols adapters (``enclave.db``, ``enclave.api``,
+``enclave.cli``) implement or call through.
 """

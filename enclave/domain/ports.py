@@ -18,16 +18,16 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Protocol
 
-from enclave.domain.access import AccessRequest, Part, Project
-from enclave.domain.access_form import AccessRequestForm
-from enclave.domain.access_states import ProjectState, RequestState
-from enclave.domain.airlock import OutputFile, OutputRequest, ReleasedFile, Review
-from enclave.domain.airlock_states import OutputState
-from enclave.domain.audit import AuditEvent, ChainedEvent
-from enclave.domain.budget import Account, Budget, Reservation
-from enclave.domain.catalog import Dataset, DatasetVersion
-from enclave.domain.identity import ApiToken, Role, TokenKind, User
-from enclave.domain.queries import Release
+from enclave.domain.access.form import AccessRequestForm
+from enclave.domain.access.requests import AccessRequest, Part, Project
+from enclave.domain.access.states import ProjectState, RequestState
+from enclave.domain.audit.chain import AuditEvent, ChainedEvent
+from enclave.domain.catalog.datasets import Dataset, DatasetVersion
+from enclave.domain.identity.accounts import ApiToken, Role, TokenKind, User
+from enclave.domain.outputs.review import OutputFile, OutputRequest, ReleasedFile, Review
+from enclave.domain.outputs.states import OutputState
+from enclave.domain.queries.budget import Account, Budget, Reservation
+from enclave.domain.queries.plans import Release
 
 
 class AuditLog(Protocol):

@@ -1,6 +1,6 @@
 """Deriving the per-person frame of a cohort definition, and caching it for DP aggregates.
 
-:func:`derive` turns a :class:`~enclave.domain.cohorts.Definition` into a Polars ``LazyFrame`` with
+:func:`derive` turns a :class:`~enclave.domain.queries.cohorts.Definition` into a Polars ``LazyFrame`` with
 exactly one row per person of the person-level table: ``person_id`` and one column per variable, in
 definition order, restricted to the population. :func:`derived_table_meta` gives the engine's column
 metadata (public domains and bounds from the definition and the catalog), and :func:`derive_cached`
@@ -60,7 +60,8 @@ from typing import Any, cast
 
 import polars as pl
 
-from enclave.domain.cohorts import (
+from enclave.domain.errors import InternalError, InvalidInput
+from enclave.domain.queries.cohorts import (
     CODELISTS_DIR,
     PERSON_COLUMN,
     AgeBand,
@@ -89,7 +90,6 @@ from enclave.domain.cohorts import (
     resolve_date,
     variable_meta,
 )
-from enclave.domain.errors import InternalError, InvalidInput
 from enclave.dp.engine import ColumnMeta, TableMeta, compare
 from enclave.ingest.bounded import BOUND_KEY, scan_table
 from enclave.ingest.spec import MAX_AGE_BAND_START

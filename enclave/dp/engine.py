@@ -103,7 +103,7 @@ from opendp.accuracy import summarize_polars_measurement
 from opendp.extras.polars import Margin, dp_len
 from opendp.mod import GLOBAL_FEATURES, OpenDPException, binary_search_param
 
-from enclave.domain.queries import quantile_label
+from enclave.domain.queries.plans import quantile_label
 from enclave.ingest.bounded import declared_bound, scan_table, table_files, view_path
 
 PERSON_COLUMN = "person_id"

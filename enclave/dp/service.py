@@ -23,16 +23,22 @@ from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 
-from enclave.domain.access import Project, check_member_access, check_token_scope
-from enclave.domain.audit import AuditEvent
-from enclave.domain.budget_service import BudgetService
+from enclave.domain.access.requests import Project, check_member_access, check_token_scope
+from enclave.domain.audit.chain import AuditEvent
 from enclave.domain.clock import Clock, utcnow
-from enclave.domain.cohorts import PERSON_COLUMN, Catalog, Definition, VariableMeta, variable_meta
-from enclave.domain.cohorts import fingerprint as cohort_fingerprint
 from enclave.domain.errors import InternalError, InvalidInput, NotFound, PermissionDenied
-from enclave.domain.identity import Actor
+from enclave.domain.identity.accounts import Actor
 from enclave.domain.ports import UnitOfWork, UnitOfWorkFactory
-from enclave.domain.queries import QueryPlan, Release, check_against_catalog, check_cohort_scope, check_scope
+from enclave.domain.queries.budget_service import BudgetService
+from enclave.domain.queries.cohorts import PERSON_COLUMN, Catalog, Definition, VariableMeta, variable_meta
+from enclave.domain.queries.cohorts import fingerprint as cohort_fingerprint
+from enclave.domain.queries.plans import (
+    QueryPlan,
+    Release,
+    check_against_catalog,
+    check_cohort_scope,
+    check_scope,
+)
 from enclave.dp.cohorts import derive_cached
 from enclave.dp.dummy import dummy_frame
 from enclave.dp.engine import Aggregate, ColumnMeta, DPEngine, Filter, Plan, Query, TableMeta

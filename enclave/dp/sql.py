@@ -1,7 +1,7 @@
 """DP-SQL: a small SQL subset, parsed with sqlglot into the same ``QueryPlan`` the client builds.
 
 Researchers who think in SQL write ``SELECT region, COUNT(*) FROM admissions WHERE ... GROUP BY region``;
-this module turns it into a :class:`~enclave.domain.queries.QueryPlan`, which then goes through exactly
+this module turns it into a :class:`~enclave.domain.queries.plans.QueryPlan`, which then goes through exactly
 the checks, pricing and release path of any other plan. SQL is only a front end: nothing here executes
 SQL, so the parser's job is to accept a shape that maps one-to-one onto a plan and to refuse everything
 else with a sentence that says what is unsupported and, where there is one, what to write instead.
@@ -72,7 +72,7 @@ from sqlglot.errors import ParseError, SqlglotError
 from sqlglot.parser import Parser
 
 from enclave.domain.errors import InvalidInput
-from enclave.domain.queries import (
+from enclave.domain.queries.plans import (
     MAX_AGGREGATES,
     MAX_GROUP_BY,
     AggregateSpec,

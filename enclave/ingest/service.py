@@ -16,8 +16,8 @@ from typing import Any
 
 import polars as pl
 
-from enclave.domain.audit import AuditEvent
-from enclave.domain.catalog import (
+from enclave.domain.audit.chain import AuditEvent
+from enclave.domain.catalog.datasets import (
     Dataset,
     DatasetVersion,
     check_custodian_of,
@@ -27,7 +27,7 @@ from enclave.domain.catalog import (
 )
 from enclave.domain.clock import Clock, utcnow
 from enclave.domain.errors import InvalidInput, NotFound, PermissionDenied
-from enclave.domain.identity import Actor, Role
+from enclave.domain.identity.accounts import Actor, Role
 from enclave.domain.ports import UnitOfWorkFactory
 from enclave.ingest.bounded import (
     PARQUET,

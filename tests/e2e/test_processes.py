@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from enclave.config import Settings
-from enclave.domain.identity import Role
+from enclave.domain.identity.accounts import Role
 from enclave.wiring import build_services
 from tests.conftest import free_port, free_port_pair, make_account
 from tests.helpers.hub import HubSession

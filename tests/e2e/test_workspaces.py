@@ -21,8 +21,8 @@ import httpx
 import pytest
 
 from enclave.config import Settings
-from enclave.domain.access import ProjectState
-from enclave.domain.identity import Role
+from enclave.domain.access.requests import ProjectState
+from enclave.domain.identity.accounts import Role
 from enclave.hub.config import HIDDEN_LAB_PLUGINS
 from enclave.hub.sandbox import sandbox_problems
 from enclave.wiring import Services, build_services

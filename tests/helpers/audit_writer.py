@@ -6,7 +6,7 @@ import sys
 import threading
 
 from enclave.db.session import Database
-from enclave.domain.audit import AuditEvent
+from enclave.domain.audit.chain import AuditEvent
 
 
 def main() -> None:

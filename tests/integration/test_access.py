@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from enclave.domain.access import Decision, check_member_access
-from enclave.domain.access_form import AccessRequestForm, parse_form
-from enclave.domain.access_states import PROJECT_MACHINE, REQUEST_MACHINE, ProjectState, RequestState
+from enclave.domain.access.form import AccessRequestForm, parse_form
+from enclave.domain.access.requests import Decision, check_member_access
+from enclave.domain.access.states import PROJECT_MACHINE, REQUEST_MACHINE, ProjectState, RequestState
 from enclave.domain.errors import InvalidInput, InvalidState, NotFound, PermissionDenied
-from enclave.domain.identity import Actor, Role
+from enclave.domain.identity.accounts import Actor, Role
 from enclave.ingest.spec import parse_spec
 from enclave.synth import generate
 from enclave.wiring import Services

@@ -6,7 +6,7 @@ import json
 
 import yaml
 
-from enclave.domain.identity import Role
+from enclave.domain.identity.accounts import Role
 from enclave.wiring import Services
 from tests.conftest import OPERATOR, LiveServer, make_account
 from tests.integration.test_access import EXAMPLE, OWNERS, population, world  # noqa: F401 - fixtures

@@ -19,12 +19,12 @@ from PIL import Image
 from enclave.airlock.files import Limits
 from enclave.airlock.service import AirlockService
 from enclave.client import Workspace
-from enclave.domain.access_states import ProjectState
-from enclave.domain.airlock import Decision, FileDecision
-from enclave.domain.airlock_states import OutputState
+from enclave.domain.access.states import ProjectState
 from enclave.domain.errors import InvalidState, PermissionDenied
-from enclave.domain.identity import Actor, Role, TokenKind
-from enclave.domain.queries import QueryPlan, Release
+from enclave.domain.identity.accounts import Actor, Role, TokenKind
+from enclave.domain.outputs.review import Decision, FileDecision
+from enclave.domain.outputs.states import OutputState
+from enclave.domain.queries.plans import QueryPlan, Release
 from enclave.ingest.bounded import scan_table
 from enclave.ingest.pipeline import DATA_FILE
 from enclave.keys import project_pseudonym

@@ -15,10 +15,10 @@ import pytest
 
 from enclave.airlock.files import Limits
 from enclave.client import Workspace
-from enclave.domain.airlock import Decision, FileDecision
-from enclave.domain.airlock_states import OutputState
 from enclave.domain.errors import InvalidInput, PermissionDenied
-from enclave.domain.identity import Actor, Role, TokenKind
+from enclave.domain.identity.accounts import Actor, Role, TokenKind
+from enclave.domain.outputs.review import Decision, FileDecision
+from enclave.domain.outputs.states import OutputState
 from enclave.wiring import Services
 from tests.conftest import OPERATOR, LiveServer, make_account
 from tests.factories import make_project

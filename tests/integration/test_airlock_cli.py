@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from enclave.domain.airlock_states import diagrams_markdown
-from enclave.domain.identity import Actor, Role
+from enclave.domain.identity.accounts import Actor, Role
+from enclave.domain.outputs.states import diagrams_markdown
 from enclave.wiring import Services
 from tests.conftest import OPERATOR, make_account
 from tests.factories import make_project

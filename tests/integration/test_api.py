@@ -7,8 +7,8 @@ from datetime import timedelta
 import httpx
 import pytest
 
-from enclave.domain.access_states import ProjectState
-from enclave.domain.identity import Role, TokenKind
+from enclave.domain.access.states import ProjectState
+from enclave.domain.identity.accounts import Role, TokenKind
 from enclave.wiring import Services
 from tests.conftest import OPERATOR, FakeClock, LiveServer, make_account
 from tests.factories import make_project

@@ -10,7 +10,7 @@ from fastapi.routing import APIRoute
 
 from enclave.api.app import ROUTERS, create_app
 from enclave.api.deps import Access
-from enclave.domain.identity import Role, TokenKind
+from enclave.domain.identity.accounts import Role, TokenKind
 from enclave.wiring import Services
 from tests.conftest import OPERATOR, Account, LiveServer, make_account
 from tests.factories import make_project

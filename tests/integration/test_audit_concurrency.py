@@ -8,7 +8,7 @@ import threading
 from collections import Counter
 from pathlib import Path
 
-from enclave.domain.audit import AuditEvent
+from enclave.domain.audit.chain import AuditEvent
 from enclave.wiring import Services
 from tests.conftest import OPERATOR
 

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from enclave.domain.access_states import ProjectState
-from enclave.domain.budget import Budget
+from enclave.domain.access.states import ProjectState
 from enclave.domain.errors import BudgetExceeded, PermissionDenied
-from enclave.domain.identity import Actor, TokenKind
+from enclave.domain.identity.accounts import Actor, TokenKind
+from enclave.domain.queries.budget import Budget
 from enclave.wiring import Services
 from tests.conftest import OPERATOR
 from tests.factories import make_project
@@ -25,9 +25,9 @@ WORKER = """
 import sys, threading
 from decimal import Decimal
 from enclave.config import Settings
-from enclave.domain.budget import Budget
+from enclave.domain.queries.budget import Budget
 from enclave.domain.errors import BudgetExceeded
-from enclave.domain.identity import Actor
+from enclave.domain.identity.accounts import Actor
 from enclave.wiring import build_services
 home, url, project, n = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 s = build_services(Settings(home=home, database_url=url), migrate=False)
@@ -145,7 +145,7 @@ def test_a_state_machine_of_debits_and_failures_on_the_database(services: Servic
     )
 
     from enclave.domain.errors import InternalError
-    from enclave.domain.queries import QueryPlan
+    from enclave.domain.queries.plans import QueryPlan
 
     lead_name = "lead"
     engine = services.queries._engine

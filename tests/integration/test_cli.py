@@ -12,7 +12,7 @@ from sqlalchemy import text
 
 from enclave.cli import app
 from enclave.db.models import AuditEventRow
-from enclave.domain.audit import AuditEvent, chain_event
+from enclave.domain.audit.chain import AuditEvent, chain_event
 from enclave.wiring import Services
 
 
@@ -157,7 +157,7 @@ def test_audit_verify_names_the_first_tampered_event(
 
 def test_audit_export_writes_json_lines_that_verify_alone(cli, services: Services, tmp_path: Path) -> None:
     """The export has one JSON object per event with its hashes; re-verifying it needs no database."""
-    from enclave.domain.audit import ChainedEvent, verify_chain
+    from enclave.domain.audit.chain import ChainedEvent, verify_chain
 
     _seed(services, 4)
     out = tmp_path / "audit.jsonl"
@@ -185,7 +185,7 @@ def test_audit_export_writes_json_lines_that_verify_alone(cli, services: Service
 
 def test_custodian_pipeline_through_the_cli(cli, services: Services, tmp_path: Path) -> None:
     """keys init, optout load, ingest (with its report), catalog list/show/versions/linkage/dcat."""
-    from enclave.domain.identity import Role
+    from enclave.domain.identity.accounts import Role
     from tests.conftest import make_account
     from tests.integration.test_ingest import HEADER, P1, ROWS_BAD, ROWS_OK, SPECS
 
@@ -222,7 +222,7 @@ def test_access_requests_through_the_cli(cli, services: Services, tmp_path: Path
     --as users; every step shows the new state."""
     import yaml
 
-    from enclave.domain.identity import Role
+    from enclave.domain.identity.accounts import Role
     from enclave.ingest.spec import parse_spec
     from enclave.synth import generate
     from tests.conftest import make_account

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from enclave.client import EnclaveClientError, connect
-from enclave.domain.identity import TokenKind
+from enclave.domain.identity.accounts import TokenKind
 from enclave.ingest.bounded import scan_table
 from enclave.wiring import Services
 from tests.conftest import OPERATOR, LiveServer

@@ -32,10 +32,10 @@ from enclave.client.cohorts import (
     is_in,
     mean,
 )
-from enclave.domain.access import Decision
-from enclave.domain.access_form import validate_form
-from enclave.domain.cohorts import CODELISTS_DIR
-from enclave.domain.identity import Role, TokenKind
+from enclave.domain.access.form import validate_form
+from enclave.domain.access.requests import Decision
+from enclave.domain.identity.accounts import Role, TokenKind
+from enclave.domain.queries.cohorts import CODELISTS_DIR
 from enclave.dp.dummy import is_dummy_person_id
 from enclave.ingest.bounded import declared_bound
 from enclave.ingest.spec import parse_spec

@@ -9,7 +9,7 @@ from decimal import Decimal
 import polars as pl
 
 from enclave.client import connect
-from enclave.domain.identity import TokenKind
+from enclave.domain.identity.accounts import TokenKind
 from enclave.wiring import Services
 from tests.conftest import OPERATOR, LiveServer
 from tests.factories import make_project

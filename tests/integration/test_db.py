@@ -9,9 +9,9 @@ from sqlalchemy.exc import DBAPIError
 
 from enclave.config import Settings
 from enclave.db.migrate import alembic_config, current_revision, ensure_schema, head_revision
-from enclave.domain.audit import AuditEvent
+from enclave.domain.audit.chain import AuditEvent
 from enclave.domain.errors import ConfigurationError
-from enclave.domain.identity import Role, TokenKind
+from enclave.domain.identity.accounts import Role, TokenKind
 from enclave.wiring import Services
 from tests.conftest import OPERATOR
 

@@ -15,7 +15,7 @@ from sqlalchemy import update
 
 from enclave.db.models import DatasetRow
 from enclave.domain.errors import InvalidInput, PermissionDenied
-from enclave.domain.identity import Actor, Role
+from enclave.domain.identity.accounts import Actor, Role
 from enclave.dp.engine import Aggregate, ColumnMeta, DPEngine, Query, TableMeta
 from enclave.ingest.bounded import declared_bound, excess_path, scan_table, view_path
 from enclave.ingest.spec import load_spec
@@ -240,7 +240,7 @@ def test_a_killed_process_leaves_the_previous_version(
 import os, sys
 from pathlib import Path
 from enclave.config import Settings
-from enclave.domain.identity import Actor
+from enclave.domain.identity.accounts import Actor
 from enclave.ingest.spec import load_spec
 from enclave.wiring import build_services
 home, url, spec, data = sys.argv[1:]

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import httpx
 
-from enclave.domain.identity import Role
+from enclave.domain.identity.accounts import Role
 from enclave.wiring import Services
 from tests.conftest import LiveServer, make_account
 from tests.integration.test_ingest import HEADER, P1, ROWS_BAD, ROWS_OK, SPECS

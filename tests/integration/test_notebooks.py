@@ -12,7 +12,7 @@ import nbformat
 import pytest
 import yaml
 
-from enclave.domain.identity import TokenKind
+from enclave.domain.identity.accounts import TokenKind
 from enclave.wiring import Services
 from tests.conftest import OPERATOR, LiveServer
 from tests.integration.test_cohorts_api import linked_project

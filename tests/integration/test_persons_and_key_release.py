@@ -9,7 +9,7 @@ import polars as pl
 import pytest
 
 from enclave.client import EnclaveClientError, connect
-from enclave.domain.identity import TokenKind
+from enclave.domain.identity.accounts import TokenKind
 from enclave.ingest.bounded import scan_table
 from enclave.wiring import Services
 from tests.conftest import OPERATOR, LiveServer

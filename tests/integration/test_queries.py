@@ -8,10 +8,10 @@ from decimal import Decimal
 
 import pytest
 
-from enclave.domain.access_states import ProjectState
+from enclave.domain.access.states import ProjectState
 from enclave.domain.errors import BudgetExceeded, InvalidInput, NotFound, PermissionDenied
-from enclave.domain.identity import Actor, TokenKind
-from enclave.domain.queries import QueryPlan
+from enclave.domain.identity.accounts import Actor, TokenKind
+from enclave.domain.queries.plans import QueryPlan
 from enclave.wiring import Services
 from tests.conftest import OPERATOR, LiveServer
 from tests.factories import make_project, tiny_population

@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 
-from enclave.domain.identity import Role
+from enclave.domain.identity.accounts import Role
 from enclave.wiring import Services
 from tests.conftest import OPERATOR, LiveServer, make_account
 

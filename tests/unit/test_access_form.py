@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from enclave.domain.access_form import CatalogView, PersonView, check_against, json_schema, parse_form
+from enclave.domain.access.form import CatalogView, PersonView, check_against, json_schema, parse_form
 from enclave.domain.errors import InvalidInput
 
 ROOT = Path(__file__).resolve().parents[2] / "access_requests"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from enclave.domain.access_states import (
+from enclave.domain.access.states import (
     MACHINES,
     PROJECT_MACHINE,
     REQUEST_MACHINE,

@@ -28,7 +28,7 @@ from enclave.airlock.checks import (
 )
 from enclave.airlock.files import FileKind, SanitisedFile, intake
 from enclave.domain.errors import InvalidInput
-from enclave.domain.queries import AggregateSpec, QueryPlan, Release
+from enclave.domain.queries.plans import AggregateSpec, QueryPlan, Release
 
 
 def release(values: list[dict[str, object]], group_by: tuple[str, ...] = ("year",)) -> Release:

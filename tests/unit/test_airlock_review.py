@@ -7,7 +7,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from enclave.domain.airlock import (
+from enclave.domain.errors import InvalidInput, InvalidState, PermissionDenied
+from enclave.domain.outputs.review import (
     CheckOverride,
     Decision,
     FileDecision,
@@ -21,8 +22,7 @@ from enclave.domain.airlock import (
     record_review,
     visible_reviews,
 )
-from enclave.domain.airlock_states import OUTPUT_MACHINE, AirlockParty, OutputState
-from enclave.domain.errors import InvalidInput, InvalidState, PermissionDenied
+from enclave.domain.outputs.states import OUTPUT_MACHINE, AirlockParty, OutputState
 
 AT = datetime(2026, 3, 1, 12, tzinfo=UTC)
 A, R, J = Decision.APPROVE, Decision.REQUEST_CHANGES, Decision.REJECT

@@ -6,7 +6,8 @@ from collections import deque
 
 import pytest
 
-from enclave.domain.airlock_states import (
+from enclave.domain.errors import InvalidState, PermissionDenied
+from enclave.domain.outputs.states import (
     OUTPUT_MACHINE,
     REVIEWABLE_STATES,
     STATE_DESCRIPTIONS,
@@ -14,7 +15,6 @@ from enclave.domain.airlock_states import (
     OutputState,
     diagrams_markdown,
 )
-from enclave.domain.errors import InvalidState, PermissionDenied
 
 
 def test_every_state_is_reachable_and_only_final_states_are_dead_ends() -> None:

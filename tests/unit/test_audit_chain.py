@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from enclave.domain.audit import (
+from enclave.domain.audit.chain import (
     GENESIS_HASH,
     AuditEvent,
     ChainedEvent,

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from enclave.domain.budget import ZERO, Account, Budget, exact
 from enclave.domain.errors import BudgetExceeded, InvalidInput
+from enclave.domain.queries.budget import ZERO, Account, Budget, exact
 
 
 def test_arithmetic_is_exact() -> None:

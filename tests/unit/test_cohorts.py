@@ -33,7 +33,8 @@ from enclave.client.cohorts import (
     mean,
     minimum,
 )
-from enclave.domain.cohorts import (
+from enclave.domain.errors import InternalError, InvalidInput
+from enclave.domain.queries.cohorts import (
     Definition,
     VariableMeta,
     fingerprint,
@@ -42,7 +43,6 @@ from enclave.domain.cohorts import (
     validate,
     variable_meta,
 )
-from enclave.domain.errors import InternalError, InvalidInput
 from enclave.dp import cohorts as dp_cohorts
 from enclave.dp.cohorts import derive, derive_cached, derived_table_meta
 from enclave.dp.engine import Aggregate, DPEngine, Query

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from enclave.domain.errors import InvalidInput
-from enclave.domain.queries import QueryPlan
+from enclave.domain.queries.plans import QueryPlan
 from enclave.dp.sql import MAX_SQL_CHARS, parse_sql, plan_to_sql
 
 EPS = Decimal("0.5")

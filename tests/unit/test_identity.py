@@ -7,7 +7,7 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 
 from enclave.domain.errors import InvalidInput, PermissionDenied
-from enclave.domain.identity import (
+from enclave.domain.identity.accounts import (
     Actor,
     ApiToken,
     Role,

@@ -8,7 +8,7 @@ import pytest
 
 from enclave.db import repositories
 from enclave.domain import ports
-from enclave.domain.audit import AuditEvent
+from enclave.domain.audit.chain import AuditEvent
 
 READ_PREFIXES = ("get_", "list_", "find_", "count_", "iter_")
 EXEMPT = {("AuditLog", "append"), ("SqlAuditLog", "append")}

@@ -8,7 +8,7 @@ import pytest
 from pydantic import ValidationError
 
 from enclave.domain.errors import InvalidInput, PermissionDenied
-from enclave.domain.queries import QueryPlan, check_against_catalog, check_scope
+from enclave.domain.queries.plans import QueryPlan, check_against_catalog, check_scope
 
 COLUMNS = {
     "region": {"role": "category", "domain": ["E1", "E2"]},

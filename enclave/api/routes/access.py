@@ -10,10 +10,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from enclave.api.deps import ServicesDep, requires
 from enclave.api.schemas import MAX_INT, NAME_PATTERN, Text200
-from enclave.domain.access import AccessRequest, Decision, Project
-from enclave.domain.access_form import AccessRequestForm
-from enclave.domain.access_states import ProjectState
-from enclave.domain.identity import Actor, Role
+from enclave.domain.access.form import AccessRequestForm
+from enclave.domain.access.requests import AccessRequest, Decision, Project
+from enclave.domain.access.states import ProjectState
+from enclave.domain.identity.accounts import Actor, Role
 
 router = APIRouter(prefix="/requests", tags=["access requests"])
 projects_router = APIRouter(prefix="/projects", tags=["projects"])

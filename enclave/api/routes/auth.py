@@ -6,7 +6,7 @@ from fastapi import APIRouter, Depends
 
 from enclave.api.deps import CurrentActor, ServicesDep, requires
 from enclave.api.schemas import LoginRequest, TokenIssued, TokenPublic, UserPublic
-from enclave.domain.identity import Actor
+from enclave.domain.identity.accounts import Actor
 
 router = APIRouter(prefix="/auth", tags=["auth"])
 me_router = APIRouter(tags=["auth"])

@@ -10,7 +10,7 @@ from fastapi import Path as PathParam
 from enclave.api.deps import ServicesDep, requires
 from enclave.api.schemas import NAME_PATTERN, IngestResult, OptOutResult
 from enclave.domain.errors import InvalidInput, PayloadTooLarge
-from enclave.domain.identity import Actor, Role
+from enclave.domain.identity.accounts import Actor, Role
 from enclave.ingest.spec import parse_spec
 
 router = APIRouter(prefix="/catalog", tags=["catalog"])

@@ -15,7 +15,8 @@ from enclave.airlock.checks import Rounding
 from enclave.airlock.service import Download, OutputView
 from enclave.api.deps import ServicesDep, requires
 from enclave.api.schemas import MAX_INT, Printable
-from enclave.domain.airlock import (
+from enclave.domain.identity.accounts import Actor, Role
+from enclave.domain.outputs.review import (
     CheckOverride,
     Decision,
     FileDecision,
@@ -23,8 +24,7 @@ from enclave.domain.airlock import (
     OutputRequest,
     ReleasedFile,
 )
-from enclave.domain.airlock_states import OutputState
-from enclave.domain.identity import Actor, Role
+from enclave.domain.outputs.states import OutputState
 
 router = APIRouter(tags=["outputs"])
 

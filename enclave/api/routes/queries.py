@@ -10,9 +10,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from enclave.api.deps import ServicesDep, requires
 from enclave.api.schemas import MAX_INT
-from enclave.domain.cohorts import Definition
-from enclave.domain.identity import Actor, Role
-from enclave.domain.queries import MAX_DELTA, QueryPlan, Release
+from enclave.domain.identity.accounts import Actor, Role
+from enclave.domain.queries.cohorts import Definition
+from enclave.domain.queries.plans import MAX_DELTA, QueryPlan, Release
 from enclave.dp.dummy import MAX_DUMMY_ROWS
 from enclave.dp.sql import MAX_SQL_CHARS, parse_sql
 

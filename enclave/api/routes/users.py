@@ -17,7 +17,7 @@ from enclave.api.schemas import (
     UserCreate,
     UserPublic,
 )
-from enclave.domain.identity import Role
+from enclave.domain.identity.accounts import Role
 
 router = APIRouter(prefix="/users", tags=["users"])
 

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from enclave.api.deps import ServicesDep, requires
 from enclave.domain.errors import NotFound, PermissionDenied
-from enclave.domain.identity import Actor
+from enclave.domain.identity.accounts import Actor
 
 router = APIRouter(prefix="/workspaces", tags=["workspaces"])
 

@@ -11,7 +11,8 @@ from datetime import date
 from decimal import Decimal
 from typing import Any
 
-from enclave.domain.access import (
+from enclave.domain.access.form import AccessRequestForm, CatalogView, PersonView, check_against
+from enclave.domain.access.requests import (
     AccessRequest,
     Decision,
     Part,
@@ -25,21 +26,20 @@ from enclave.domain.access import (
     parties,
     unaccredited,
 )
-from enclave.domain.access_form import AccessRequestForm, CatalogView, PersonView, check_against
-from enclave.domain.access_states import (
+from enclave.domain.access.states import (
     PROJECT_MACHINE,
     REQUEST_MACHINE,
     Party,
     ProjectState,
     RequestState,
 )
-from enclave.domain.audit import AuditEvent
-from enclave.domain.budget import Budget
-from enclave.domain.catalog import check_custodian_of
+from enclave.domain.audit.chain import AuditEvent
+from enclave.domain.catalog.datasets import check_custodian_of
 from enclave.domain.clock import Clock, utcnow
 from enclave.domain.errors import InvalidInput, InvalidState, NotFound, PermissionDenied
-from enclave.domain.identity import Actor, Role
+from enclave.domain.identity.accounts import Actor, Role
 from enclave.domain.ports import UnitOfWork, UnitOfWorkFactory
+from enclave.domain.queries.budget import Budget
 
 MAX_REASON = 2000
 

@@ -12,7 +12,7 @@ from decimal import Decimal
 from typing import Any
 
 from enclave.domain.errors import PermissionDenied
-from enclave.domain.identity import Actor, Role
+from enclave.domain.identity.accounts import Actor, Role
 
 
 @dataclass(frozen=True)

@@ -16,10 +16,10 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from enclave.domain.audit import canonical_json
-from enclave.domain.budget import Budget
-from enclave.domain.cohorts import Definition
+from enclave.domain.audit.chain import canonical_json
 from enclave.domain.errors import InvalidInput, PermissionDenied
+from enclave.domain.queries.budget import Budget
+from enclave.domain.queries.cohorts import Definition
 
 Name = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,62}$")]
 MAX_GROUP_BY = 4

@@ -14,10 +14,10 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
-from enclave.domain.access_form import AccessRequestForm
-from enclave.domain.access_states import Party, ProjectState, RequestState
+from enclave.domain.access.form import AccessRequestForm
+from enclave.domain.access.states import Party, ProjectState, RequestState
 from enclave.domain.errors import InvalidInput, PermissionDenied
-from enclave.domain.identity import Actor, Role, User
+from enclave.domain.identity.accounts import Actor, Role, User
 
 
 class Decision(StrEnum):

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from enclave.domain.audit import ChainedEvent, VerifyResult, verify_chain
+from enclave.domain.audit.chain import ChainedEvent, VerifyResult, verify_chain
 from enclave.domain.errors import PermissionDenied
-from enclave.domain.identity import Actor, Role
+from enclave.domain.identity.accounts import Actor, Role
 from enclave.domain.ports import UnitOfWorkFactory
 
 

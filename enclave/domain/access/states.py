@@ -179,7 +179,7 @@ def diagrams_markdown() -> str:
     parts = [
         "# Access requests and projects: states",
         "",
-        "Generated from `enclave/domain/access_states.py` by `make docs`;",
+        "Generated from `enclave/domain/access/states.py` by `make docs`;",
         "a test fails when this page is stale.",
         "Each arrow is labelled with the action and who may take it.",
     ]

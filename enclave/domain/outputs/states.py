@@ -1,6 +1,6 @@
 """The state machine of output requests (the airlock), as data.
 
-Same idea as :mod:`enclave.domain.access_states`: a table of transitions (from, to, by whom, which
+Same idea as :mod:`enclave.domain.access.states`: a table of transitions (from, to, by whom, which
 audit event) that services consult with :meth:`AirlockStateMachine.check` before changing a state,
 that generates ``docs/airlock-states.md`` (:func:`diagrams_markdown`) and that drives the test that
 every state is reachable.
@@ -9,8 +9,8 @@ The parties differ from the access machines, so the airlock has its own :class:`
 machine is ``access_states.StateMachine`` typed on that party.
 
 Reviewers' individual decisions are not transitions: they are recorded against the request while
-it is ``in_review`` or ``needs_consolidation`` (see :mod:`enclave.domain.airlock`), and the
-*system* moves the request once :func:`enclave.domain.airlock.compute_outcome` says the decisions
+it is ``in_review`` or ``needs_consolidation`` (see :mod:`enclave.domain.outputs.review`), and the
+*system* moves the request once :func:`enclave.domain.outputs.review.compute_outcome` says the decisions
 settle it. A release that is withdrawn stays on record as ``release_withdrawn``: nothing that left
 the enclave is ever erased from its history.
 """
@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from enclave.domain.access_states import StateMachine, Transition
+from enclave.domain.access.states import StateMachine, Transition
 
 
 class AirlockParty(StrEnum):
@@ -163,10 +163,10 @@ def diagrams_markdown() -> str:
     parts = [
         "# Output requests (the airlock): states",
         "",
-        "Generated from `enclave/domain/airlock_states.py`; a test fails when this page is stale.",
+        "Generated from `enclave/domain/outputs/states.py`; a test fails when this page is stale.",
         "Each arrow is labelled with the action and who may take it. Reviewers' decisions are recorded",
         "while a request is in_review or needs_consolidation; the system then moves it to the outcome",
-        "the decisions settle (`enclave.domain.airlock.compute_outcome`).",
+        "the decisions settle (`enclave.domain.outputs.review.compute_outcome`).",
     ]
     for machine in MACHINES:
         parts += ["", f"## {machine.name.capitalize()}", "", "```mermaid", machine.mermaid(), "```", ""]

@@ -12,12 +12,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 
-from enclave.domain.access import Project, check_member_access
-from enclave.domain.audit import AuditEvent
+from enclave.domain.access.requests import Project, check_member_access
+from enclave.domain.audit.chain import AuditEvent
 from enclave.domain.clock import Clock, utcnow
 from enclave.domain.errors import NotFound, PermissionDenied
-from enclave.domain.identity import User
-from enclave.domain.identity_service import IdentityService, IssuedToken
+from enclave.domain.identity.accounts import User
+from enclave.domain.identity.service import IdentityService, IssuedToken
 from enclave.domain.ports import UnitOfWorkFactory
 
 #: A workspace token never outlives this, even for a long project (the hub issues a fresh one at

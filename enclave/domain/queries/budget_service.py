@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from enclave.domain.access import Project, check_member_access, check_token_scope
-from enclave.domain.audit import AuditEvent
-from enclave.domain.budget import Account, Budget, Reservation
+from enclave.domain.access.requests import Project, check_member_access, check_token_scope
+from enclave.domain.audit.chain import AuditEvent
 from enclave.domain.clock import Clock, utcnow
 from enclave.domain.errors import NotFound
-from enclave.domain.identity import Actor, Role
+from enclave.domain.identity.accounts import Actor, Role
 from enclave.domain.ports import UnitOfWork, UnitOfWorkFactory
+from enclave.domain.queries.budget import Account, Budget, Reservation
 
 
 class BudgetService:

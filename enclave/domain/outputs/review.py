@@ -5,7 +5,7 @@ may decide on an output request, what a valid decision is, what each participant
 the decisions add up to. It reads no database: the service loads a :class:`ReviewSubject` (the
 request's current version, its project's members, the failed automated checks, every review so
 far), asks these functions, stores what they return and moves the request with
-:data:`enclave.domain.airlock_states.OUTPUT_MACHINE`.
+:data:`enclave.domain.outputs.states.OUTPUT_MACHINE`.
 
 The rules, and why:
 
@@ -36,8 +36,8 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from enclave.domain.airlock_states import REVIEWABLE_STATES, OutputState
 from enclave.domain.errors import InternalError, InvalidInput, InvalidState, PermissionDenied
+from enclave.domain.outputs.states import REVIEWABLE_STATES, OutputState
 
 MAX_COMMENT_LENGTH = 5000
 MIN_OVERRIDE_REASON_LENGTH = 10

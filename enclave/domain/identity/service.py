@@ -12,8 +12,8 @@ from datetime import date, timedelta
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
-from enclave.domain.access import check_member_access
-from enclave.domain.audit import AuditEvent
+from enclave.domain.access.requests import check_member_access
+from enclave.domain.audit.chain import AuditEvent
 from enclave.domain.clock import Clock, utcnow
 from enclave.domain.errors import (
     AlreadyExists,
@@ -23,7 +23,7 @@ from enclave.domain.errors import (
     NotFound,
     PermissionDenied,
 )
-from enclave.domain.identity import (
+from enclave.domain.identity.accounts import (
     Actor,
     ApiToken,
     Role,

@@ -1,0 +1,1 @@
+"""Access: the access-request form and its states, custodian decisions, projects, workspaces."""

@@ -1,0 +1,1 @@
+"""Audit: the hash-chained, append-only event log and its verification."""

@@ -1,0 +1,1 @@
+"""Identity: accounts, roles, accreditation, API tokens, and the actor behind every call."""

@@ -1,0 +1,1 @@
+"""Outputs: the airlock's output requests, their states, and the two-reviewer rules of release."""

@@ -1,0 +1,1 @@
+"""Queries: DP query plans, cohort definitions, and the privacy-budget ledger they are charged to."""
