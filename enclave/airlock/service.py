@@ -58,7 +58,8 @@ from enclave.airlock.files import (
     check_request_limits,
     intake,
 )
-from enclave.domain.access.requests import Project, check_member_access, check_token_scope
+from enclave.domain import policy
+from enclave.domain.access.requests import Project
 from enclave.domain.audit.chain import AuditEvent, canonical_json
 from enclave.domain.clock import Clock, utcnow
 from enclave.domain.errors import (
@@ -68,9 +69,8 @@ from enclave.domain.errors import (
     InvalidState,
     NotFound,
     PayloadTooLarge,
-    PermissionDenied,
 )
-from enclave.domain.identity.accounts import Actor, Role
+from enclave.domain.identity.accounts import Actor
 from enclave.domain.outputs.review import (
     CheckOverride,
     FileDecision,
@@ -191,39 +191,17 @@ class AirlockService:
             self._refused(actor, action, request_id, exc, **extra)
             raise
 
-    @staticmethod
-    def _is_member(actor: Actor, project: Project) -> bool:
-        return actor.user is not None and actor.user.username in project.members
-
-    def _can_view(self, actor: Actor, request: OutputRequest, project: Project) -> bool:
-        if actor.is_operator:
-            return True
-        if actor.project_scope is not None:
-            return actor.project_scope == request.project_id and self._is_member(actor, project)
-        if self._is_member(actor, project):
-            return True
-        return request.state is not S.DRAFT and (actor.has_role(Role.REVIEWER) or actor.has_role(Role.ADMIN))
-
     def _load(
         self, uow: UnitOfWork, actor: Actor, request_id: int, *, lock: bool = False
     ) -> tuple[OutputRequest, Project]:
         request = uow.outputs.get_request(request_id, lock=lock)
         project = uow.access.get_project(request.project_id) if request is not None else None
-        if request is None or project is None or not self._can_view(actor, request, project):
+        if request is None or project is None or not policy.can_view_output(actor, request, project):
             raise NotFound(f"no output request {request_id} that you can see")
         return request, project
 
     def _member(self, actor: Actor, project: Project, *, frozen_ok: bool = False) -> None:
-        """The actor acts as a member of the project (workspace tokens only for their own project);
-        unless ``frozen_ok``, the project must be active and the member accredited."""
-        check_token_scope(actor, project.id)
-        if actor.user is None or not self._is_member(actor, project):
-            raise PermissionDenied(
-                f"only members of project {project.id} can create, change, submit or withdraw its output"
-                " requests"
-            )
-        if not frozen_ok:
-            check_member_access(project, actor.user, self._today())
+        policy.check_output_member(actor, project, self._today(), frozen_ok=frozen_ok)
 
     def _holding_path(self, request_id: int, sha256: str) -> Path:
         return self._holding / "outputs" / str(request_id) / sha256
@@ -260,11 +238,9 @@ class AirlockService:
             clean_context = _text(context, "context")
             clean_controls = _text(controls, "description of the disclosure controls")
             with self._uow() as uow:
-                project = uow.access.get_project(project_id)
-                if project is None or (not actor.is_operator and not self._is_member(actor, project)):
-                    check_token_scope(actor, project_id)
-                    raise NotFound(f"no project {project_id} that you are a member of")
-                self._member(actor, project)
+                policy.check_output_project(
+                    actor, project_id, uow.access.get_project(project_id), self._today()
+                )
                 assert actor.user is not None
                 return uow.outputs.add_request(
                     project_id=project_id,
@@ -558,15 +534,6 @@ class AirlockService:
 
     # --- reviewers ----------------------------------------------------------------------------
 
-    @staticmethod
-    def _check_reviewer(actor: Actor) -> str:
-        if actor.user is None or actor.project_scope is not None or not actor.has_role(Role.REVIEWER):
-            raise PermissionDenied(
-                "deciding on outputs needs the reviewer role and your personal token"
-                " (an operator acts with --as REVIEWER)"
-            )
-        return actor.user.username
-
     def review(
         self,
         actor: Actor,
@@ -578,7 +545,7 @@ class AirlockService:
         the outcome they settle, and release it if that is approval."""
 
         def body() -> OutputRequest:
-            reviewer = self._check_reviewer(actor)
+            reviewer = policy.check_review_outputs(actor)
             with self._uow() as uow:
                 request, project = self._load(uow, actor, request_id, lock=True)
                 subject = review_subject(
@@ -634,11 +601,7 @@ class AirlockService:
         concurrent call, on a released request returns what was released)."""
 
         def body() -> list[ReleasedFile]:
-            if not actor.is_operator and (
-                actor.project_scope is not None
-                or not (actor.has_role(Role.REVIEWER) or actor.has_role(Role.ADMIN))
-            ):
-                raise PermissionDenied("releasing outputs needs the reviewer or admin role")
+            policy.check_release_outputs(actor)
             with self._uow() as uow:
                 request, project = self._load(uow, actor, request_id, lock=True)
                 if request.state is S.RELEASED:
@@ -714,25 +677,12 @@ class AirlockService:
                 tmp.unlink()
         return relative
 
-    def _withdraw_party(self, actor: Actor, project: Project) -> AirlockParty:
-        if actor.is_operator:
-            return AirlockParty.ADMIN
-        if actor.project_scope is not None:
-            raise PermissionDenied("withdrawing a release needs your personal token, not a workspace token")
-        if self._is_member(actor, project):
-            return AirlockParty.RESEARCHER
-        if actor.has_role(Role.REVIEWER):
-            return AirlockParty.REVIEWER
-        if actor.has_role(Role.ADMIN):
-            return AirlockParty.ADMIN
-        raise PermissionDenied("only a project member, a reviewer or an admin can withdraw a release")
-
     def _withdraw_release(self, actor: Actor, request_id: int, file_id: int, reason: str) -> ReleasedFile:
         if len(reason) < MIN_WITHDRAWAL_REASON:
             raise InvalidInput("say why the release is withdrawn, in a sentence; it is recorded with it")
         with self._uow() as uow:
             request, project = self._load(uow, actor, request_id, lock=True)
-            party = self._withdraw_party(actor, project)
+            party = policy.withdraw_party(actor, project)
             OUTPUT_MACHINE.check(request.state.value, S.RELEASE_WITHDRAWN.value, party)
             released = uow.outputs.find_released(file_id)
             if released is None or released.request_id != request_id:
@@ -778,7 +728,9 @@ class AirlockService:
                 states=list(states) if states is not None else None,
             )
         return [
-            r for r in found if r.project_id in projects and self._can_view(actor, r, projects[r.project_id])
+            r
+            for r in found
+            if r.project_id in projects and policy.can_view_output(actor, r, projects[r.project_id])
         ]
 
     def show(self, actor: Actor, request_id: int) -> OutputView:
@@ -794,7 +746,7 @@ class AirlockService:
         show_outcome = request.state not in (S.DRAFT, S.SUBMITTED) and (
             not insider or request.state not in REVIEWABLE_STATES
         )
-        reviewer = viewer is not None and actor.project_scope is None and actor.has_role(Role.REVIEWER)
+        reviewer = policy.can_review_outputs(actor)
         return OutputView(
             request=request,
             project_title=project.title,
@@ -809,14 +761,11 @@ class AirlockService:
         """A reviewer reads a held file of a request in review (audited)."""
 
         def body() -> Download:
-            self._check_reviewer(actor)
+            policy.check_review_outputs(actor)
             with self._uow(write=False) as uow:
                 _, project = self._load(uow, actor, request_id)
                 file = uow.outputs.get_file(file_id)
-            if self._is_member(actor, project):
-                raise PermissionDenied(
-                    f"you are a member of project {project.id}; its outputs are checked by others"
-                )
+            policy.check_not_own_outputs(actor, project)
             if file is None or file.request_id != request_id:
                 raise NotFound(f"output request {request_id} has no file {file_id}")
             content = self._read_held(file)
@@ -839,15 +788,10 @@ class AirlockService:
         """A project member downloads a released file with their personal token (audited)."""
 
         def body() -> Download:
-            if actor.project_scope is not None:
-                raise PermissionDenied(
-                    "released outputs are downloaded outside the workspace with your personal token;"
-                    " a workspace token cannot download"
-                )
+            policy.check_download_token(actor)
             with self._uow(write=False) as uow:
                 request, project = self._load(uow, actor, request_id)
-                if not actor.is_operator:
-                    self._member(actor, project)
+                policy.check_download_outputs(actor, project, self._today())
                 released = uow.outputs.find_released(file_id)
                 file = uow.outputs.get_file(file_id)
             if released is None or released.request_id != request_id:
@@ -884,14 +828,6 @@ class AirlockService:
         return self._audited(actor, "download", request_id, body, file=file_id)
 
     # --- importing an ACRO results folder ------------------------------------------------------
-
-    def _importing_member(self, uow: UnitOfWork, actor: Actor, project_id: int) -> Project:
-        project = uow.access.get_project(project_id)
-        if project is None or (not actor.is_operator and not self._is_member(actor, project)):
-            check_token_scope(actor, project_id)
-            raise NotFound(f"no project {project_id} that you are a member of")
-        self._member(actor, project)
-        return project
 
     def _move(
         self,
@@ -1002,7 +938,9 @@ class AirlockService:
             clean_context = _text(context, "context")
             clean_controls = _text(controls, "description of the disclosure controls")
             with self._uow(write=False) as uow:
-                self._importing_member(uow, actor, project_id)
+                policy.check_output_project(
+                    actor, project_id, uow.access.get_project(project_id), self._today()
+                )
             found = load_acro(source, limits=self.limits)
             accepted: list[tuple[ImportedFile, SanitisedFile]] = []
             for item in found.files:
@@ -1014,7 +952,9 @@ class AirlockService:
                     raise InvalidInput(f"ACRO output {item.uid!r}: {exc.detail}") from None
             check_request_limits([(a.name, len(a.content)) for _, a in accepted], limits=self.limits)
             with self._uow() as uow:
-                self._importing_member(uow, actor, project_id)
+                policy.check_output_project(
+                    actor, project_id, uow.access.get_project(project_id), self._today()
+                )
                 assert actor.user is not None
                 request = uow.outputs.add_request(
                     project_id=project_id,

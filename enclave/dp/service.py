@@ -23,11 +23,12 @@ from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 
-from enclave.domain.access.requests import Project, check_member_access, check_token_scope
+from enclave.domain.access.requests import Project
 from enclave.domain.audit.chain import AuditEvent
 from enclave.domain.clock import Clock, utcnow
-from enclave.domain.errors import InternalError, InvalidInput, NotFound, PermissionDenied
+from enclave.domain.errors import InternalError, InvalidInput, NotFound
 from enclave.domain.identity.accounts import Actor
+from enclave.domain.policy import check_dataset_in_scope, check_query_access
 from enclave.domain.ports import UnitOfWork, UnitOfWorkFactory
 from enclave.domain.queries.budget_service import BudgetService
 from enclave.domain.queries.cohorts import PERSON_COLUMN, Catalog, Definition, VariableMeta, variable_meta
@@ -109,13 +110,8 @@ class QueryService:
         self._clock = clock
 
     def _member_project(self, uow: UnitOfWork, actor: Actor, project_id: int) -> Project:
-        """Queries are for the project's members only (not custodians, not admins), in an active project."""
-        check_token_scope(actor, project_id)
-        project = uow.access.get_project(project_id)
-        if project is None or actor.user is None or actor.user.username not in project.members:
-            raise NotFound(f"no project {project_id} that you are a member of")
-        check_member_access(project, actor.user, self._clock().date())
-        return project
+        """Queries are for the project's members only (:func:`enclave.domain.policy.check_query_access`)."""
+        return check_query_access(actor, project_id, uow.access.get_project(project_id), self._clock().date())
 
     def _cohort_inputs(self, actor: Actor, project_id: int, definition: Definition) -> CohortInputs:
         """The scoped catalog, versions and files of every table a definition reads (schema only)."""
@@ -354,11 +350,7 @@ class QueryService:
             raise InternalError("dummy data needs the key store")
         with self._uow(write=False) as uow:
             project = self._member_project(uow, actor, project_id)
-            if dataset not in project.scope:
-                raise PermissionDenied(
-                    f"dataset {dataset!r} is not in this project's scope"
-                    f" (approved: {', '.join(sorted(project.scope)) or 'none'})"
-                )
+            check_dataset_in_scope(project, dataset)
             found = uow.catalog.get_dataset(dataset)
             if found is None or found.current_version is None:
                 raise NotFound(f"dataset {dataset!r} has no data yet")

@@ -14,10 +14,11 @@ import pytest
 import yaml
 
 from enclave.domain.access.form import AccessRequestForm, parse_form
-from enclave.domain.access.requests import Decision, check_member_access
+from enclave.domain.access.requests import Decision
 from enclave.domain.access.states import PROJECT_MACHINE, REQUEST_MACHINE, ProjectState, RequestState
 from enclave.domain.errors import InvalidInput, InvalidState, NotFound, PermissionDenied
 from enclave.domain.identity.accounts import Actor, Role
+from enclave.domain.policy import check_member_access
 from enclave.ingest.spec import parse_spec
 from enclave.synth import generate
 from enclave.wiring import Services

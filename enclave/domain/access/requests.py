@@ -229,24 +229,3 @@ def unaccredited(members: list[User | None], usernames: list[str], on: date) -> 
         if user is None or not user.active or not user.is_accredited(on):
             out.append(name)
     return out
-
-
-def check_token_scope(actor: Actor, project_id: int) -> None:
-    """A workspace token acts only for its own project."""
-    if actor.project_scope is not None and actor.project_scope != project_id:
-        raise PermissionDenied(f"this workspace token is for project {actor.project_scope}, not {project_id}")
-
-
-def check_member_access(project: Project, user: User, on: date) -> None:
-    """A member may use a project (workspace, queries) only while it is active and while their own
-    accreditation is valid; a lapsed accreditation suspends access until renewed."""
-    state = project.effective_state(on)
-    if state is not ProjectState.ACTIVE:
-        raise PermissionDenied(f"project {project.id} is {state}: its workspace and queries are closed")
-    if user.username not in project.members:
-        raise PermissionDenied(f"you are not a member of project {project.id}")
-    if not user.is_accredited(on):
-        raise PermissionDenied(
-            f"your accreditation is not valid on {on}: access to project {project.id} resumes once it is"
-            " renewed"
-        )

@@ -20,7 +20,6 @@ from enclave.domain.access.requests import (
     approved_scope,
     can_view_request,
     check_can_decide,
-    check_token_scope,
     merge_conditions,
     narrow,
     parties,
@@ -38,6 +37,7 @@ from enclave.domain.catalog.datasets import check_custodian_of
 from enclave.domain.clock import Clock, utcnow
 from enclave.domain.errors import InvalidInput, InvalidState, NotFound, PermissionDenied
 from enclave.domain.identity.accounts import Actor, Role
+from enclave.domain.policy import can_view_project, check_token_scope, project_parties
 from enclave.domain.ports import UnitOfWork, UnitOfWorkFactory
 from enclave.domain.queries.budget import Budget
 
@@ -470,27 +470,17 @@ class AccessService:
 
     # --- projects -----------------------------------------------------------------------------
 
+    @staticmethod
+    def _custodian_ids(uow: UnitOfWork, project: Project) -> frozenset[int]:
+        """The custodians of the datasets in the project's scope."""
+        datasets = (uow.catalog.get_dataset(name) for name in project.scope)
+        return frozenset(d.custodian_id for d in datasets if d is not None)
+
     def _project_parties(self, uow: UnitOfWork, actor: Actor, project: Project) -> frozenset[Party]:
-        if actor.is_operator:
-            return frozenset({Party.ADMIN})
-        if actor.user is None or actor.project_scope is not None:
-            return frozenset()
-        found = set()
-        if actor.has_role(Role.ADMIN):
-            found.add(Party.ADMIN)
-        if project.members.get(actor.user.username) == "lead":
-            found.add(Party.APPLICANT)
-        if actor.has_role(Role.CUSTODIAN):
-            for name in project.scope:
-                dataset = uow.catalog.get_dataset(name)
-                if dataset is not None and dataset.custodian_id == actor.user.id:
-                    found.add(Party.CUSTODIAN)
-        return frozenset(found)
+        return project_parties(actor, project, self._custodian_ids(uow, project))
 
     def _can_view_project(self, uow: UnitOfWork, actor: Actor, project: Project) -> bool:
-        if self._project_parties(uow, actor, project):
-            return True
-        return actor.user is not None and actor.user.username in project.members
+        return can_view_project(actor, project, self._custodian_ids(uow, project))
 
     def projects(self, actor: Actor) -> list[Project]:
         with self._uow(write=False) as uow:

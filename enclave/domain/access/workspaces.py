@@ -12,12 +12,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 
-from enclave.domain.access.requests import Project, check_member_access
+from enclave.domain.access.requests import Project
 from enclave.domain.audit.chain import AuditEvent
 from enclave.domain.clock import Clock, utcnow
 from enclave.domain.errors import NotFound, PermissionDenied
 from enclave.domain.identity.accounts import User
 from enclave.domain.identity.service import IdentityService, IssuedToken
+from enclave.domain.policy import can_member_access, check_member_access, check_open_workspace
 from enclave.domain.ports import UnitOfWorkFactory
 
 #: A workspace token never outlives this, even for a long project (the hub issues a fresh one at
@@ -57,14 +58,7 @@ class WorkspaceService:
         today = self._clock().date()
         with self._uow(write=False) as uow:
             projects = uow.access.list_projects()
-        usable = []
-        for project in projects:
-            try:
-                check_member_access(project, user, today)
-            except PermissionDenied:
-                continue
-            usable.append(project)
-        return usable
+        return [project for project in projects if can_member_access(project, user, today)]
 
     def open(self, username: str, project_id: int) -> WorkspaceGrant:
         """Check that the user may open the project's workspace and issue its token; a refusal is
@@ -74,9 +68,7 @@ class WorkspaceService:
         with self._uow(write=False) as uow:
             project = uow.access.get_project(project_id)
         try:
-            if project is None:
-                raise PermissionDenied(f"there is no project {project_id}")
-            check_member_access(project, user, now.date())
+            project = check_open_workspace(user, project_id, project, now.date())
         except PermissionDenied as exc:
             self._record("workspace.start_refused", username, project_id, {"reason": exc.detail})
             raise

@@ -12,7 +12,6 @@ from datetime import date, timedelta
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
-from enclave.domain.access.requests import check_member_access
 from enclave.domain.audit.chain import AuditEvent
 from enclave.domain.clock import Clock, utcnow
 from enclave.domain.errors import (
@@ -40,6 +39,7 @@ from enclave.domain.identity.accounts import (
     validate_password,
     validate_username,
 )
+from enclave.domain.policy import check_member_access
 from enclave.domain.ports import UnitOfWork, UnitOfWorkFactory
 
 

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from enclave.domain.access.requests import Project, check_member_access, check_token_scope
 from enclave.domain.audit.chain import AuditEvent
 from enclave.domain.clock import Clock, utcnow
 from enclave.domain.errors import NotFound
-from enclave.domain.identity.accounts import Actor, Role
-from enclave.domain.ports import UnitOfWork, UnitOfWorkFactory
+from enclave.domain.identity.accounts import Actor
+from enclave.domain.policy import check_spend_budget, check_view_budget
+from enclave.domain.ports import UnitOfWorkFactory
 from enclave.domain.queries.budget import Account, Budget, Reservation
 
 
@@ -16,20 +16,9 @@ class BudgetService:
         self._uow = uow
         self._clock = clock
 
-    def _project(self, uow: UnitOfWork, actor: Actor, project_id: int) -> Project:
-        project = uow.access.get_project(project_id)
-        if project is None:
-            raise NotFound(f"no project {project_id}")
-        check_token_scope(actor, project_id)
-        if actor.is_operator or (actor.has_role(Role.ADMIN) and actor.project_scope is None):
-            return project
-        if actor.user is None or actor.user.username not in project.members:
-            raise NotFound(f"no project {project_id} that you are a member of")
-        return project
-
     def account(self, actor: Actor, project_id: int) -> Account:
         with self._uow(write=False) as uow:
-            self._project(uow, actor, project_id)
+            check_view_budget(actor, project_id, uow.access.get_project(project_id))
             account = uow.budgets.get_account(project_id)
         if account is None:
             raise NotFound(f"project {project_id} has no budget account")
@@ -41,9 +30,7 @@ class BudgetService:
         The account row is locked for this short transaction only, so concurrent reservations are
         serialised and their sum never exceeds the budget."""
         with self._uow() as uow:
-            project = self._project(uow, actor, project_id)
-            if actor.user is not None:
-                check_member_access(project, actor.user, self._clock().date())
+            check_spend_budget(actor, project_id, uow.access.get_project(project_id), self._clock().date())
             if uow.budgets.get_account(project_id, lock=True) is None:
                 raise NotFound(f"project {project_id} has no budget account")
             return uow.budgets.reserve(
