@@ -15,10 +15,12 @@ from enclave.synth import (
     CODELISTS_DIR,
     FILE_NAMES,
     SynthSummary,
+    codes,
     generate,
     icd10_chapter,
     is_valid_nhs_number,
     nhs_check_digit,
+    writer,
 )
 
 PERSONS = 20_000
@@ -141,7 +143,7 @@ def test_same_seed_gives_byte_identical_files_and_another_seed_differs(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The same (persons, seed) gives identical bytes across several chunks; a new seed changes every file."""
-    monkeypatch.setattr(synth, "CHUNK_PERSONS", 1_000)
+    monkeypatch.setattr(writer, "CHUNK_PERSONS", 1_000)
     first, again = small_run(tmp_path, "a", 5), small_run(tmp_path, "b", 5)
     other = small_run(tmp_path, "c", 6)
     assert digests(first) == digests(again)
@@ -153,7 +155,7 @@ def test_parquet_is_deterministic_and_holds_the_same_data_as_csv(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Parquet output (merged from several chunks) is byte-stable and equal, value for value, to the CSV."""
-    monkeypatch.setattr(synth, "CHUNK_PERSONS", 1_000)
+    monkeypatch.setattr(writer, "CHUNK_PERSONS", 1_000)
     csv, pq = small_run(tmp_path, "csv", 5), small_run(tmp_path, "pq", 5, "parquet")
     assert digests(pq) == digests(small_run(tmp_path, "pq2", 5, "parquet"))
     for name in FILE_NAMES:
@@ -166,7 +168,7 @@ def test_summary_counts_rows_and_progress_is_reported(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The summary's row counts match the files, progress reaches its totals, and no work files remain."""
-    monkeypatch.setattr(synth, "CHUNK_PERSONS", 1_000)
+    monkeypatch.setattr(writer, "CHUNK_PERSONS", 1_000)
     calls: list[tuple[str, int, int]] = []
     summary = generate(2_500, 1, tmp_path, progress=lambda *call: calls.append(call))
     assert summary.persons == 2_500
@@ -480,11 +482,11 @@ def test_every_emitted_code_is_in_its_code_list(data: dict[str, pl.DataFrame]) -
 
 def test_code_list_files_match_the_generator(tmp_path: Path) -> None:
     """The CSV code lists are exactly what the generator draws from, and each code sits in its chapter."""
-    for name, frame in synth._codelist_frames().items():
+    for name, frame in codes._codelist_frames().items():
         frame.write_csv(tmp_path / name)
         assert (tmp_path / name).read_bytes() == (CODELISTS_DIR / name).read_bytes(), name
     chapters = codelist("icd10_chapters.csv")
-    assert chapters["chapter"].to_list() == [c[0] for c in synth._CHAPTERS]
+    assert chapters["chapter"].to_list() == [c[0] for c in codes._CHAPTERS]
     assert chapters.height == 22
     icd = codelist("icd10_codes.csv")
     assert 60 <= icd.height <= 150

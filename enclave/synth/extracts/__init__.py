@@ -1,0 +1,1 @@
+"""The six source extracts, one module each, generated per chunk of people."""
