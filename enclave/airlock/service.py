@@ -36,7 +36,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import polars as pl
-from sqlalchemy.exc import IntegrityError
 
 from enclave.airlock.acro import AcroImportResult, ImportedFile, Upload, load_acro, with_imported_checks
 from enclave.airlock.checks import (
@@ -63,6 +62,7 @@ from enclave.domain.access.requests import Project
 from enclave.domain.audit.chain import AuditEvent, canonical_json
 from enclave.domain.clock import Clock, utcnow
 from enclave.domain.errors import (
+    Conflict,
     EnclaveError,
     InternalError,
     InvalidInput,
@@ -575,7 +575,7 @@ class AirlockService:
                             },
                         ),
                     )
-                except IntegrityError:
+                except Conflict:
                     raise InvalidState(
                         f"you already decided on version {review.version} of output request {request_id}"
                     ) from None

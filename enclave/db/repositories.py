@@ -13,6 +13,7 @@ from datetime import date, datetime
 from decimal import Decimal
 
 from sqlalchemy import Select, delete, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from enclave.db.models import (
@@ -40,7 +41,7 @@ from enclave.domain.access.states import ProjectState, RequestState
 from enclave.domain.audit.chain import GENESIS_HASH, AuditEvent, ChainedEvent, chain_event
 from enclave.domain.catalog.datasets import Dataset, DatasetVersion
 from enclave.domain.clock import utcnow
-from enclave.domain.errors import InternalError, InvalidState, NotFound
+from enclave.domain.errors import Conflict, InternalError, InvalidState, NotFound
 from enclave.domain.identity.accounts import ApiToken, Role, TokenKind, User
 from enclave.domain.outputs.review import (
     CheckOverride,
@@ -56,6 +57,23 @@ from enclave.domain.queries.budget import Account, Budget, EntryKind, Reservatio
 from enclave.domain.queries.plans import QueryPlan, Release
 
 HEAD_ID = 1
+
+
+def is_unique_violation(exc: IntegrityError) -> bool:
+    """A broken unique constraint (PostgreSQL's SQLSTATE 23505, SQLite's "UNIQUE constraint failed"),
+    as opposed to a foreign key or a check, which only a bug can break."""
+    return getattr(exc.orig, "sqlstate", None) == "23505" or "UNIQUE constraint failed" in str(exc.orig)
+
+
+def _flush(session: Session) -> None:
+    """Send the pending changes; a broken uniqueness rule is the domain's :class:`Conflict`, so no
+    use case sees SQLAlchemy's errors (the transaction is then rolled back by the unit of work)."""
+    try:
+        session.flush()
+    except IntegrityError as exc:
+        if is_unique_violation(exc):
+            raise Conflict("this change conflicts with one already recorded") from exc
+        raise
 
 
 class SqlAuditLog:
@@ -84,7 +102,7 @@ class SqlAuditLog:
         )
         head.seq = chained.seq
         head.hash = chained.hash
-        self._session.flush()
+        _flush(self._session)
         return chained
 
     def get_head(self) -> tuple[int, str]:
@@ -197,41 +215,41 @@ class SqlUserRepository:
             roles=[UserRoleRow(role=r.value) for r in sorted(roles)],
         )
         self._session.add(row)
-        self._session.flush()
+        _flush(self._session)
         self._audit.append(audit)
         return _user(row)
 
     def grant_role(self, user_id: int, role: Role, *, audit: AuditEvent) -> User:
         row = self._row(user_id)
         row.roles.append(UserRoleRow(role=role.value))
-        self._session.flush()
+        _flush(self._session)
         self._audit.append(audit)
         return _user(row)
 
     def revoke_role(self, user_id: int, role: Role, *, audit: AuditEvent) -> User:
         row = self._row(user_id)
         row.roles = [r for r in row.roles if r.role != role.value]
-        self._session.flush()
+        _flush(self._session)
         self._audit.append(audit)
         return _user(row)
 
     def set_accreditation(self, user_id: int, expires: date | None, *, audit: AuditEvent) -> User:
         row = self._row(user_id)
         row.accreditation_expires = expires
-        self._session.flush()
+        _flush(self._session)
         self._audit.append(audit)
         return _user(row)
 
     def set_password_hash(self, user_id: int, password_hash: str, *, audit: AuditEvent) -> None:
         row = self._row(user_id)
         row.password_hash = password_hash
-        self._session.flush()
+        _flush(self._session)
         self._audit.append(audit)
 
     def set_active(self, user_id: int, active: bool, *, audit: AuditEvent) -> User:
         row = self._row(user_id)
         row.active = active
-        self._session.flush()
+        _flush(self._session)
         self._audit.append(audit)
         return _user(row)
 
@@ -282,7 +300,7 @@ class SqlTokenRepository:
             project_id=project_id,
         )
         self._session.add(row)
-        self._session.flush()
+        _flush(self._session)
         self._audit.append(audit)
         return _token(row)
 
@@ -291,7 +309,7 @@ class SqlTokenRepository:
         if row is None:
             raise NotFound(f"no token with id {token_id}")
         row.revoked_at = at
-        self._session.flush()
+        _flush(self._session)
         self._audit.append(audit)
         return _token(row)
 
@@ -397,7 +415,7 @@ class SqlCatalogRepository:
             updated_at=created_at,
         )
         self._session.add(row)
-        self._session.flush()
+        _flush(self._session)
         self._audit.append(audit)
         dataset = self.get_dataset(name)
         assert dataset is not None
@@ -408,7 +426,7 @@ class SqlCatalogRepository:
         if row is None:
             raise NotFound(f"no dataset with id {dataset_id}")
         row.max_epsilon = str(max_epsilon)
-        self._session.flush()
+        _flush(self._session)
         self._audit.append(audit)
         dataset = self.get_dataset(row.name)
         assert dataset is not None
@@ -450,7 +468,7 @@ class SqlCatalogRepository:
         row.description = description
         row.contribution_bound = contribution_bound
         row.updated_at = version.created_at
-        self._session.flush()
+        _flush(self._session)
         self._audit.append(audit)
         dataset = self.get_dataset(row.name)
         assert dataset is not None
@@ -553,7 +571,7 @@ class SqlAccessRepository:
             project_id=None,
         )
         self._session.add(row)
-        self._session.flush()
+        _flush(self._session)
         self._audit.append(dataclasses.replace(audit, object_id=str(row.id)))
         return self._with_applicant(row)
 
@@ -576,7 +594,7 @@ class SqlAccessRepository:
         row.parts_json = json.dumps([p.as_json() for p in parts])
         row.updated_at = updated_at
         row.project_id = project_id
-        self._session.flush()
+        _flush(self._session)
         self._audit.append(audit)
         return self._with_applicant(row)
 
@@ -606,7 +624,7 @@ class SqlAccessRepository:
             updated_at=project.created_at,
         )
         self._session.add(row)
-        self._session.flush()
+        _flush(self._session)
         self._audit.append(dataclasses.replace(audit, object_id=str(row.id)))
         return _project(row)
 
@@ -621,7 +639,7 @@ class SqlAccessRepository:
         row.conditions_json = json.dumps(project.conditions)
         row.members_json = json.dumps(project.members)
         row.updated_at = at
-        self._session.flush()
+        _flush(self._session)
         self._audit.append(audit)
         return _project(row)
 
@@ -633,7 +651,7 @@ class SqlAccessRepository:
             raise NotFound(f"no project {project_id}")
         row.state = state.value
         row.updated_at = at
-        self._session.flush()
+        _flush(self._session)
         self._audit.append(audit)
         return _project(row)
 
@@ -677,7 +695,7 @@ class SqlBudgetRepository:
             created_at=at,
         )
         self._session.add(entry)
-        self._session.flush()
+        _flush(self._session)
         return entry
 
     def get_account(self, project_id: int, *, lock: bool = False) -> Account | None:
@@ -820,7 +838,7 @@ class SqlReleaseRepository:
             created_at=release.created_at,
         )
         self._session.add(row)
-        self._session.flush()
+        _flush(self._session)
         self._audit.append(dataclasses.replace(audit, object_id=str(row.id)))
         return _release(row)
 
@@ -971,7 +989,7 @@ class SqlOutputRepository:
             submitted_at=None,
         )
         self._session.add(row)
-        self._session.flush()
+        _flush(self._session)
         self._audit.append(dataclasses.replace(audit, object_id=str(row.id)))
         return _output_request(row)
 
@@ -995,7 +1013,7 @@ class SqlOutputRepository:
             row.controls = controls
         if submitted:
             row.submitted_at = at
-        self._session.flush()
+        _flush(self._session)
         self._audit.append(audit)
         return _output_request(row)
 
@@ -1028,7 +1046,7 @@ class SqlOutputRepository:
             )
         row.version += 1
         row.updated_at = at
-        self._session.flush()
+        _flush(self._session)
         self._audit.append(audit)
         return _output_request(row)
 
@@ -1058,7 +1076,7 @@ class SqlOutputRepository:
             created_at=file.created_at,
         )
         self._session.add(row)
-        self._session.flush()
+        _flush(self._session)
         self._audit.append(dataclasses.replace(audit, details={**audit.details, "file": row.id}))
         return _output_file(row)
 
@@ -1067,7 +1085,7 @@ class SqlOutputRepository:
         if row is None:
             raise NotFound(f"no output file {file_id}")
         self._session.delete(row)
-        self._session.flush()
+        _flush(self._session)
         self._audit.append(audit)
 
     def record_checks(
@@ -1087,7 +1105,7 @@ class SqlOutputRepository:
             row.checks_json = record
         request.policy_version = policy_version
         request.policy_json = policy_json
-        self._session.flush()
+        _flush(self._session)
         self._audit.append(audit)
 
     def add_review(self, request_id: int, review: Review, *, audit: AuditEvent) -> Review:
@@ -1101,7 +1119,7 @@ class SqlOutputRepository:
             decided_at=review.decided_at,
         )
         self._session.add(row)
-        self._session.flush()
+        _flush(self._session)
         self._audit.append(audit)
         return _review(row)
 
@@ -1119,7 +1137,7 @@ class SqlOutputRepository:
             withdrawal_reason=None,
         )
         self._session.add(row)
-        self._session.flush()
+        _flush(self._session)
         self._audit.append(dataclasses.replace(audit, details={**audit.details, "released_file": row.id}))
         return _released(row)
 
@@ -1134,6 +1152,6 @@ class SqlOutputRepository:
         row.withdrawn_at = at
         row.withdrawn_by = by
         row.withdrawal_reason = reason
-        self._session.flush()
+        _flush(self._session)
         self._audit.append(audit)
         return _released(row)

@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from enclave.db.repositories import (
@@ -26,7 +27,9 @@ from enclave.db.repositories import (
     SqlReleaseRepository,
     SqlTokenRepository,
     SqlUserRepository,
+    is_unique_violation,
 )
+from enclave.domain.errors import Conflict
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 _WRITE = "enclave_write"
@@ -106,8 +109,15 @@ class Database:
 
     @contextmanager
     def unit_of_work(self, *, write: bool = True) -> Iterator[SqlUnitOfWork]:
-        with self.session(write=write) as session:
-            yield SqlUnitOfWork(session)
+        """A transaction for the domain: a unique rule broken at commit is a :class:`Conflict`, as it is
+        when a repository's write breaks it."""
+        try:
+            with self.session(write=write) as session:
+                yield SqlUnitOfWork(session)
+        except IntegrityError as exc:
+            if is_unique_violation(exc):
+                raise Conflict("this change conflicts with one already recorded") from exc
+            raise
 
     def ping(self) -> None:
         with self.engine.connect() as conn:

@@ -45,6 +45,14 @@ class InvalidState(EnclaveError):
     code = "invalid_state"
 
 
+class Conflict(InvalidState):
+    """The change breaks a uniqueness rule of the records, usually because the same change was just
+    made by someone else (the same plan released, the same review recorded). Repositories raise it
+    instead of their database's error; a use case that expects it says what happened instead."""
+
+    code = "conflict"
+
+
 class BudgetExceeded(InvalidState):
     """The query would spend more privacy budget than the project has left."""
 

@@ -5,6 +5,10 @@ an ``audit: AuditEvent`` keyword argument, and the implementation writes that ev
 transaction as the change. Read methods are named ``get_*``, ``list_*``, ``find_*``, ``count_*`` or
 ``iter_*``. The only writer without an ``audit`` argument is :meth:`AuditLog.append` itself.
 
+Uniqueness: a write that breaks a unique rule of the records (the same release fingerprint, the
+same reviewer's decision on a version, the same file released twice) raises
+:class:`enclave.domain.errors.Conflict`, never the database library's own error.
+
 Lock order: every audited write ends by locking the audit head, so a transaction takes its row
 locks (``get_*(..., lock=True)``) *before* its first audited write. Taking a row lock after an audit
 append can deadlock against a transaction that holds that row and waits for the head.

@@ -21,12 +21,10 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy.exc import IntegrityError
-
 from enclave.domain.access.requests import Project
 from enclave.domain.audit.chain import AuditEvent
 from enclave.domain.clock import Clock, utcnow
-from enclave.domain.errors import InternalError, InvalidInput, NotFound
+from enclave.domain.errors import Conflict, InternalError, InvalidInput, NotFound
 from enclave.domain.identity.accounts import Actor
 from enclave.domain.policy import check_dataset_in_scope, check_query_access
 from enclave.domain.ports import UnitOfWork, UnitOfWorkFactory
@@ -330,7 +328,7 @@ class QueryService:
                         {"reservation": reservation.id, **_loss(plan), "release": recorded.id},
                     ),
                 )
-        except IntegrityError:
+        except Conflict:
             # The same plan was released concurrently: this answer is discarded unseen (no loss),
             # the reservation is given back, and the recorded release is the answer.
             self._budgets.settle(

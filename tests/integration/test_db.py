@@ -9,8 +9,9 @@ from sqlalchemy.exc import DBAPIError
 
 from enclave.config import Settings
 from enclave.db.migrate import alembic_config, current_revision, ensure_schema, head_revision
+from enclave.db.session import SqlUnitOfWork
 from enclave.domain.audit.chain import AuditEvent
-from enclave.domain.errors import ConfigurationError
+from enclave.domain.errors import ConfigurationError, Conflict
 from enclave.domain.identity.accounts import Role, TokenKind
 from enclave.wiring import Services
 from tests.conftest import OPERATOR
@@ -57,6 +58,37 @@ def test_foreign_keys_are_enforced(services: Services) -> None:
             ),
             {"h": "0" * 64, "t": "2026-01-01 00:00:00"},
         )
+
+
+def test_a_broken_unique_rule_reaches_the_domain_as_a_conflict(services: Services) -> None:
+    """A repository write that breaks a unique rule raises the domain's Conflict (never SQLAlchemy's
+    error), and the unit of work rolls back everything of that transaction, its audit event too."""
+    from datetime import UTC, datetime
+
+    def add(uow: SqlUnitOfWork, *usernames: str) -> None:
+        for username in usernames:
+            uow.users.add_user(
+                username=username,
+                display_name="",
+                email="",
+                organisation="",
+                password_hash=None,
+                roles=frozenset({Role.RESEARCHER}),
+                accreditation_expires=None,
+                created_at=datetime(2026, 1, 1, tzinfo=UTC),
+                audit=AuditEvent("user.created", "operator:tests", "user", username, {}),
+            )
+
+    with services.db.unit_of_work() as uow:
+        add(uow, "alice")
+    with (
+        pytest.raises(Conflict, match="conflicts with one already recorded"),
+        services.db.unit_of_work() as uow,
+    ):
+        add(uow, "bob", "alice")
+    with services.db.unit_of_work(write=False) as uow:
+        assert [u.username for u in uow.users.list_users()] == ["alice"]
+        assert [e.object_id for e in uow.audit.iter_events()] == ["alice"]
 
 
 def test_audit_events_are_append_only_in_the_database(services: Services) -> None:
