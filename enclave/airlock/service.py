@@ -89,8 +89,8 @@ from enclave.domain.outputs.review import (
 from enclave.domain.outputs.states import OUTPUT_MACHINE, REVIEWABLE_STATES, AirlockParty, OutputState
 from enclave.domain.ports import UnitOfWork, UnitOfWorkFactory
 from enclave.ingest.bounded import scan_table
-from enclave.ingest.pipeline import DATA_FILE
 from enclave.keys import Pseudonymiser
+from enclave.store.research import DATA_FILE
 
 T = TypeVar("T")
 

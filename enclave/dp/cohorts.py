@@ -60,10 +60,10 @@ from typing import Any, cast
 
 import polars as pl
 
+from enclave.domain.catalog.datasets import MAX_AGE_BAND_START, PERSON_COLUMN
 from enclave.domain.errors import InternalError, InvalidInput
 from enclave.domain.queries.cohorts import (
     CODELISTS_DIR,
-    PERSON_COLUMN,
     AgeBand,
     And,
     AnyOf,
@@ -92,9 +92,8 @@ from enclave.domain.queries.cohorts import (
 )
 from enclave.dp.engine import ColumnMeta, TableMeta, compare
 from enclave.ingest.bounded import BOUND_KEY, scan_table
-from enclave.ingest.spec import MAX_AGE_BAND_START
+from enclave.store.research import DATA_FILE
 
-DATA_FILE = "data.parquet"
 DERIVED_CONTRIBUTION_BOUND = 1  # one row per person: see the module docstring
 _POLARS_TYPES: dict[str, pl.DataType] = {
     "string": pl.String(),

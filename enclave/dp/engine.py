@@ -103,10 +103,10 @@ from opendp.accuracy import summarize_polars_measurement
 from opendp.extras.polars import Margin, dp_len
 from opendp.mod import GLOBAL_FEATURES, OpenDPException, binary_search_param
 
+from enclave.domain.catalog.datasets import PERSON_COLUMN
 from enclave.domain.queries.plans import quantile_label
 from enclave.ingest.bounded import declared_bound, scan_table, table_files, view_path
 
-PERSON_COLUMN = "person_id"
 CONFIDENCE_ALPHA = 0.05
 # Features that weaken OpenDP's guarantees: "honest-but-curious" trusts user code, "floating-point"
 # (renamed "idealized-numerics" in 0.16; enable_features("floating-point") records the new name)

@@ -23,13 +23,14 @@ from typing import Any
 
 from enclave.domain.access.requests import Project
 from enclave.domain.audit.chain import AuditEvent
+from enclave.domain.catalog.datasets import PERSON_COLUMN
 from enclave.domain.clock import Clock, utcnow
 from enclave.domain.errors import Conflict, InternalError, InvalidInput, NotFound
 from enclave.domain.identity.accounts import Actor
 from enclave.domain.policy import check_dataset_in_scope, check_query_access
 from enclave.domain.ports import UnitOfWork, UnitOfWorkFactory
 from enclave.domain.queries.budget_service import BudgetService
-from enclave.domain.queries.cohorts import PERSON_COLUMN, Catalog, Definition, VariableMeta, variable_meta
+from enclave.domain.queries.cohorts import Catalog, Definition, VariableMeta, variable_meta
 from enclave.domain.queries.cohorts import fingerprint as cohort_fingerprint
 from enclave.domain.queries.plans import (
     QueryPlan,
@@ -41,7 +42,7 @@ from enclave.domain.queries.plans import (
 from enclave.dp.cohorts import derive_cached
 from enclave.dp.dummy import dummy_frame
 from enclave.dp.engine import Aggregate, ColumnMeta, DPEngine, Filter, Plan, Query, TableMeta
-from enclave.ingest.pipeline import DATA_FILE
+from enclave.store.research import DATA_FILE
 
 # Stored with each release (at most 100 characters: the column's width).
 MECHANISM = "OpenDP 0.16 Polars: discrete Laplace; rows per person <= bound"

@@ -71,6 +71,7 @@ from sqlglot import Token, Tokenizer, TokenType
 from sqlglot.errors import ParseError, SqlglotError
 from sqlglot.parser import Parser
 
+from enclave.domain.catalog.datasets import PERSON_COLUMN
 from enclave.domain.errors import InvalidInput
 from enclave.domain.queries.plans import (
     MAX_AGGREGATES,
@@ -241,7 +242,7 @@ def _is_person_count(node: exp.Expr | None) -> bool:
     if not isinstance(node, exp.Count) or not isinstance(node.this, exp.Distinct):
         return False
     inner = node.this.expressions
-    return len(inner) == 1 and isinstance(inner[0], exp.Column) and inner[0].name.lower() == "person_id"
+    return len(inner) == 1 and isinstance(inner[0], exp.Column) and inner[0].name.lower() == PERSON_COLUMN
 
 
 def _snippet(node: exp.Expr) -> str:

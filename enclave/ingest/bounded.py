@@ -76,7 +76,8 @@ from typing import Any
 import polars as pl
 import polars.selectors as cs
 
-PERSON_COLUMN = "person_id"
+from enclave.domain.catalog.datasets import PERSON_COLUMN
+
 VIEW_SUFFIX = ".bounded.parquet"
 EXCESS_SUFFIX = ".excess.parquet"
 BOUND_KEY = "enclave.max_rows_per_person"

@@ -47,6 +47,7 @@ from typing import Any, cast
 import numpy as np
 import polars as pl
 
+from enclave.domain.catalog.datasets import MAX_AGE_BAND_START, PERSON_COLUMN
 from enclave.domain.errors import InvalidInput
 from enclave.ingest.bounded import (
     PARQUET,
@@ -63,14 +64,13 @@ from enclave.ingest.bounded import (
 )
 from enclave.ingest.spec import (
     AGE_BAND_EDGES,
-    MAX_AGE_BAND_START,
-    PERSON_COLUMN,
     Column,
     Generalisation,
     LoadedSpec,
     Role,
 )
 from enclave.keys import Pseudonymiser
+from enclave.store.research import DATA_FILE
 
 Fault = Callable[[str], None]
 # Told, in a sentence, what a long ingest is doing now (the CLI shows it beside a spinner).
@@ -87,7 +87,6 @@ HEAVY = "_heavy"
 NTH = "_nth"
 COUNT = "_count"
 DUP = "_duplicate"
-DATA_FILE = "data.parquet"
 
 
 @dataclass

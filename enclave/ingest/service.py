@@ -18,6 +18,7 @@ import polars as pl
 
 from enclave.domain.audit.chain import AuditEvent
 from enclave.domain.catalog.datasets import (
+    PERSON_COLUMN,
     Dataset,
     DatasetVersion,
     check_custodian_of,
@@ -40,7 +41,6 @@ from enclave.ingest.bounded import (
     write_view,
 )
 from enclave.ingest.pipeline import (
-    DATA_FILE,
     Fault,
     IngestReport,
     Progress,
@@ -50,8 +50,9 @@ from enclave.ingest.pipeline import (
     remove_stale_staging,
     stage,
 )
-from enclave.ingest.spec import PERSON_COLUMN, LoadedSpec
+from enclave.ingest.spec import LoadedSpec
 from enclave.keys import KeyStore, Pseudonymiser
+from enclave.store.research import DATA_FILE
 
 NHS_LIKE = re.compile(r"^\d{10}$")
 

@@ -28,11 +28,11 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from enclave.domain.catalog.datasets import PERSON_COLUMN, age_band_domain
 from enclave.domain.errors import InvalidInput
 
 NAME_PATTERN = r"^[a-z][a-z0-9_]{0,62}$"
 Name = Annotated[str, Field(pattern=NAME_PATTERN)]
-PERSON_COLUMN = "person_id"
 BUILTIN_CODELISTS = Path(__file__).resolve().parents[1] / "codelists"
 
 
@@ -188,12 +188,6 @@ def _read_codelist(ref: CodeList, base: Path) -> list[str]:
 
 
 AGE_BAND_EDGES = {Generalisation.AGE_BAND_5: 5, Generalisation.AGE_BAND_10: 10}
-MAX_AGE_BAND_START = 90  # 90+ is one band, so the oldest are not singled out
-
-
-def age_band_domain(width: int) -> list[str]:
-    bands = [f"{a}-{a + width - 1}" for a in range(0, MAX_AGE_BAND_START, width)]
-    return [*bands, f"{MAX_AGE_BAND_START}+"]
 
 
 class LoadedSpec(BaseModel):

@@ -33,7 +33,7 @@ from enclave.domain.access.states import (
     RequestState,
 )
 from enclave.domain.audit.chain import AuditEvent
-from enclave.domain.catalog.datasets import check_custodian_of
+from enclave.domain.catalog.datasets import PERSON_COLUMN, check_custodian_of
 from enclave.domain.clock import Clock, utcnow
 from enclave.domain.errors import InvalidInput, InvalidState, NotFound, PermissionDenied
 from enclave.domain.identity.accounts import Actor, Role
@@ -78,7 +78,9 @@ class AccessService:
                 continue
             version = uow.catalog.get_version(dataset.id, dataset.current_version)
             assert version is not None
-            columns[dataset.name] = frozenset(c["name"] for c in version.columns if c["name"] != "person_id")
+            columns[dataset.name] = frozenset(
+                c["name"] for c in version.columns if c["name"] != PERSON_COLUMN
+            )
             limits[dataset.name] = dataset.max_epsilon
         return CatalogView(columns=columns, max_epsilon=limits)
 

@@ -14,6 +14,18 @@ from typing import Any
 from enclave.domain.errors import PermissionDenied
 from enclave.domain.identity.accounts import Actor, Role
 
+#: The column every table has: the person's keyed pseudonym, on which sources are linked and by
+#: which each person's contribution is bounded.
+PERSON_COLUMN = "person_id"
+#: Ages are released in bands up to this age; 90+ is one band, so the oldest are not singled out.
+MAX_AGE_BAND_START = 90
+
+
+def age_band_domain(width: int) -> list[str]:
+    """The public domain of an age band of ``width`` years: ``0-4``, ``5-9``, ... ``90+``."""
+    bands = [f"{a}-{a + width - 1}" for a in range(0, MAX_AGE_BAND_START, width)]
+    return [*bands, f"{MAX_AGE_BAND_START}+"]
+
 
 @dataclass(frozen=True)
 class Dataset:

@@ -61,12 +61,11 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from enclave.domain.audit.chain import canonical_json
+from enclave.domain.catalog.datasets import PERSON_COLUMN, age_band_domain
 from enclave.domain.errors import InvalidInput
-from enclave.ingest.spec import age_band_domain
 
 NAME_PATTERN = r"^[a-z][a-z0-9_]{0,62}$"
 Name = Annotated[str, Field(pattern=NAME_PATTERN)]
-PERSON_COLUMN = "person_id"
 CODELISTS_DIR = Path(__file__).resolve().parents[2] / "codelists"
 FORMAT_VERSION = 1  # bump when the meaning of a definition changes: it invalidates cached frames
 MAX_VARIABLES = 64
