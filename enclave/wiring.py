@@ -15,8 +15,8 @@ from enclave.domain.audit.service import AuditService
 from enclave.domain.clock import Clock, utcnow
 from enclave.domain.identity.service import IdentityService, TokenPolicy
 from enclave.domain.queries.budget_service import BudgetService
+from enclave.domain.queries.service import QueryService
 from enclave.dp.engine import DPEngine
-from enclave.dp.service import QueryService
 from enclave.ingest.service import CatalogService
 from enclave.keys import KeyStore
 
