@@ -16,9 +16,11 @@ from enclave.domain.clock import Clock, utcnow
 from enclave.domain.identity.service import IdentityService, TokenPolicy
 from enclave.domain.queries.budget_service import BudgetService
 from enclave.domain.queries.service import QueryService
+from enclave.dp.adapter import PolarsQueryEngine
 from enclave.dp.engine import DPEngine
 from enclave.ingest.service import CatalogService
 from enclave.keys import KeyStore
+from enclave.store.research import ResearchStore
 
 
 @dataclass
@@ -58,6 +60,7 @@ def build_services(settings: Settings, *, migrate: bool = True, clock: Clock = u
     # In production the master key must already exist (`enclave keys init`), so a mistyped path
     # never silently starts a new key that links nothing ingested before.
     keys = KeyStore(settings.master_key_file, create=settings.mode != "production")
+    research = ResearchStore(settings.research_store, derived=settings.derived_store)
     budgets = BudgetService(db.unit_of_work, clock=clock)
     identity = IdentityService(db.unit_of_work, policy=policy, clock=clock)
     return Services(
@@ -77,10 +80,8 @@ def build_services(settings: Settings, *, migrate: bool = True, clock: Clock = u
         budgets=budgets,
         queries=QueryService(
             db.unit_of_work,
-            engine=DPEngine(),
-            derived_store=settings.derived_store,
+            engine=PolarsQueryEngine(DPEngine(), research),
             budgets=budgets,
-            research_store=settings.research_store,
             project_key=keys.project_key,
             clock=clock,
         ),

@@ -1,4 +1,8 @@
-"""Repository protocols: what the domain needs from storage.
+"""Ports: what the domain needs from outside, as protocols the adapters implement.
+
+- the metadata repositories and their unit of work (``enclave.db``);
+- the DP query engine, which plans and releases a :class:`QueryPlan` (``enclave.dp``: OpenDP on
+  Polars today).
 
 Rule (checked by ``tests/unit/test_ports.py``): every method of a repository that changes state takes
 an ``audit: AuditEvent`` keyword argument, and the implementation writes that event in the same
@@ -16,11 +20,12 @@ append can deadlock against a transaction that holds that row and waits for the 
 
 from __future__ import annotations
 
-from collections.abc import Generator
+from collections.abc import Generator, Mapping, Sequence
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Protocol
+from typing import Any, Protocol
 
 from enclave.domain.access.form import AccessRequestForm
 from enclave.domain.access.requests import AccessRequest, Part, Project
@@ -31,7 +36,8 @@ from enclave.domain.identity.accounts import ApiToken, Role, TokenKind, User
 from enclave.domain.outputs.review import OutputFile, OutputRequest, ReleasedFile, Review
 from enclave.domain.outputs.states import OutputState
 from enclave.domain.queries.budget import Account, Budget, Reservation
-from enclave.domain.queries.plans import Release
+from enclave.domain.queries.cohorts import Catalog
+from enclave.domain.queries.plans import QueryPlan, Release
 
 
 class AuditLog(Protocol):
@@ -343,4 +349,86 @@ class UnitOfWorkFactory(Protocol):
     def __call__(self, *, write: bool = True) -> AbstractContextManager[UnitOfWork]:
         """Open a transaction. ``write=True`` takes the database's write lock up front, so
         concurrent writers queue instead of failing."""
+        ...
+
+
+# --- the DP query engine ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TableSource:
+    """The table a plan is measured on: a dataset version's table (by its path in the research
+    store), the rows per person a query may use, and the catalog columns of the project's scope."""
+
+    version_path: str
+    contribution_bound: int
+    columns: tuple[Mapping[str, Any], ...]
+
+
+@dataclass(frozen=True)
+class CohortSource:
+    """What a cohort definition reads: each table's catalog columns as the project may see them, its
+    current version number and that version's path in the research store."""
+
+    catalog: Catalog
+    versions: Mapping[str, int]
+    version_paths: Mapping[str, str]
+
+
+@dataclass(frozen=True)
+class AggregateAccuracy:
+    """One released aggregate's noise scale and the half-width of its 95% interval (None where the
+    engine gives none)."""
+
+    name: str
+    noise_scale: float
+    ci95: float | None
+
+
+@dataclass(frozen=True)
+class PlannedQuery:
+    """A plan as the engine will run it, built from the schema alone: the privacy loss its
+    measurement accounts for, the accuracy of each aggregate, the key threshold of a DP key release,
+    how it is made (stored with the release) and the engine's own plan, given back to release."""
+
+    epsilon: Decimal
+    delta: Decimal
+    threshold: int | None
+    aggregates: tuple[AggregateAccuracy, ...]
+    mechanism: str
+    handle: object
+
+
+@dataclass(frozen=True)
+class Answer:
+    """The released values (JSON-ready rows: group keys, aggregates, intervals) and noise scales."""
+
+    values: list[dict[str, Any]]
+    noise_scales: dict[str, float]
+
+
+class QueryEngine(Protocol):
+    """Plans and releases DP answers (the OpenDP/Polars engine today; Spark later, behind the same port).
+
+    ``plan`` reads no row of a dataset (schema and file footers only). For a cohort it derives, or
+    reuses, the definition's per-person frame first: that reads the data inside the enclave and
+    releases nothing. ``release`` runs a planned query once; a refused plan raises
+    :class:`~enclave.domain.errors.InvalidInput` with the reason.
+    """
+
+    def plan(self, plan: QueryPlan, source: TableSource | CohortSource) -> PlannedQuery: ...
+
+    def release(self, planned: PlannedQuery) -> Answer: ...
+
+    def dummy(
+        self,
+        columns: Sequence[Mapping[str, Any]],
+        n: int,
+        *,
+        project_key: bytes,
+        contribution_bound: int = 1,
+        seed: int | None = None,
+    ) -> Any:
+        """``n`` schema-faithful synthetic rows of these catalog columns (a data frame), made from
+        the metadata alone, never from the data."""
         ...

@@ -229,7 +229,7 @@ class Plan:
 
 
 @dataclass(frozen=True)
-class Release:
+class Result:
     data: pl.DataFrame  # group keys, one column per aggregate and "<name>_ci95" for each
     epsilon: Decimal
     noise_scales: Mapping[str, float]
@@ -517,7 +517,7 @@ class DPEngine:
         return calibrated
 
     # --------------------------------------------------------------- release
-    def release(self, plan: Plan) -> Release:
+    def release(self, plan: Plan) -> Result:
         """Run a plan once (a plan's budget is spent by its first release) and post-process it."""
         _refuse_unsafe_features()
         try:
@@ -544,7 +544,7 @@ class DPEngine:
         # A histogram's key column is released under its column's name.
         raw = raw.rename({_bin_key(name): name for name, _ in plan.query.bins})
         names = list(plan.query.group_by)
-        return Release(
+        return Result(
             data=_post_process(plan, raw, names),
             epsilon=plan.epsilon,
             noise_scales=plan.noise_scales,

@@ -91,7 +91,7 @@ def test_epsilon_is_exact() -> None:
 def test_the_mechanism_recorded_with_a_release_fits_its_column() -> None:
     """SQLite would store a longer text; PostgreSQL refuses it, and every release with it."""
     from enclave.db.models import ReleaseRow
-    from enclave.domain.queries.service import KEY_RELEASE, MECHANISM, MECHANISM_PERSONS
+    from enclave.dp.adapter import KEY_RELEASE, MECHANISM, MECHANISM_PERSONS
 
     longest = max(
         len(text + KEY_RELEASE.format(threshold=2**32 - 1)) for text in (MECHANISM, MECHANISM_PERSONS)

@@ -7,7 +7,7 @@ from enclave.domain.clock import Clock, utcnow
 from enclave.domain.errors import NotFound
 from enclave.domain.identity.accounts import Actor
 from enclave.domain.policy import check_spend_budget, check_view_budget
-from enclave.domain.ports import UnitOfWorkFactory
+from enclave.domain.ports import UnitOfWork, UnitOfWorkFactory
 from enclave.domain.queries.budget import Account, Budget, Reservation
 
 
@@ -49,22 +49,40 @@ class BudgetService:
     def settle(self, actor: Actor, reservation: Reservation, *, spent: bool, reference: str) -> Account:
         """Commit the reservation with the release it paid for, or give it back (nothing left)."""
         with self._uow() as uow:
-            uow.budgets.get_account(reservation.project_id, lock=True)
-            return uow.budgets.settle(
-                reservation,
-                spent=spent,
-                reference=reference,
-                at=self._clock(),
-                audit=AuditEvent(
-                    "budget.spent" if spent else "budget.returned",
-                    actor.name,
-                    "project",
-                    str(reservation.project_id),
-                    {
-                        "reservation": reservation.id,
-                        "epsilon": reservation.cost.epsilon,
-                        "delta": reservation.cost.delta,
-                        "reference": reference[:200],
-                    },
-                ),
-            )
+            return self.settle_within(uow, actor, reservation, spent=spent, reference=reference)
+
+    def settle_within(
+        self,
+        uow: UnitOfWork,
+        actor: Actor,
+        reservation: Reservation,
+        *,
+        spent: bool,
+        reference: str,
+        details: dict[str, object] | None = None,
+    ) -> Account:
+        """Settle in the caller's transaction (a release and its debit commit together), audited as
+        ``budget.spent`` or ``budget.returned`` with ``details`` (by default the reservation, its
+        cost and ``reference``). The account row is locked first (taken already by a caller that
+        must lock it before its own writes: the lock order of :mod:`enclave.domain.ports`)."""
+        uow.budgets.get_account(reservation.project_id, lock=True)
+        return uow.budgets.settle(
+            reservation,
+            spent=spent,
+            reference=reference,
+            at=self._clock(),
+            audit=AuditEvent(
+                "budget.spent" if spent else "budget.returned",
+                actor.name,
+                "project",
+                str(reservation.project_id),
+                details
+                if details is not None
+                else {
+                    "reservation": reservation.id,
+                    "epsilon": reservation.cost.epsilon,
+                    "delta": reservation.cost.delta,
+                    "reference": reference[:200],
+                },
+            ),
+        )

@@ -1,4 +1,4 @@
-"""Use cases of the DP query layer: preview, run, releases.
+"""Use cases of the DP query layer: preview, run, releases, dummy data, cohort schemas.
 
 Order of a run, so that invariants 2-4 hold by construction:
 1. the plan is checked against the project's scope and the catalog (schema only);
@@ -9,26 +9,32 @@ Order of a run, so that invariants 2-4 hold by construction:
 5. OpenDP computes the release;
 6. the release and the debit are written in one transaction; if step 5 failed, the reservation is
    given back and the failure is audited: nothing released, nothing spent.
+
+The engine (:class:`enclave.domain.ports.QueryEngine`) does steps 3 and 5; everything else is here.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date, datetime
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 from enclave.domain.access.requests import Project
 from enclave.domain.audit.chain import AuditEvent
 from enclave.domain.catalog.datasets import PERSON_COLUMN
 from enclave.domain.clock import Clock, utcnow
-from enclave.domain.errors import Conflict, InternalError, InvalidInput, NotFound
+from enclave.domain.errors import Conflict, InternalError, NotFound
 from enclave.domain.identity.accounts import Actor
 from enclave.domain.policy import check_dataset_in_scope, check_query_access
-from enclave.domain.ports import UnitOfWork, UnitOfWorkFactory
+from enclave.domain.ports import (
+    CohortSource,
+    PlannedQuery,
+    QueryEngine,
+    TableSource,
+    UnitOfWork,
+    UnitOfWorkFactory,
+)
 from enclave.domain.queries.budget_service import BudgetService
 from enclave.domain.queries.cohorts import Catalog, Definition, VariableMeta, variable_meta
 from enclave.domain.queries.cohorts import fingerprint as cohort_fingerprint
@@ -39,53 +45,29 @@ from enclave.domain.queries.plans import (
     check_cohort_scope,
     check_scope,
 )
-from enclave.dp.cohorts import derive_cached
-from enclave.dp.dummy import dummy_frame
-from enclave.dp.engine import Aggregate, ColumnMeta, DPEngine, Filter, Plan, Query, TableMeta
-from enclave.store.research import DATA_FILE
-
-# Stored with each release (at most 100 characters: the column's width).
-MECHANISM = "OpenDP 0.16 Polars: discrete Laplace; rows per person <= bound"
-MECHANISM_PERSONS = "OpenDP 0.16 Polars: discrete Laplace; one row per person and group"
-KEY_RELEASE = "; key threshold {threshold}"
-
-
-def mechanism(planned: Plan) -> str:
-    """What a release records of how it was made (at most 100 characters)."""
-    text = MECHANISM_PERSONS if planned.query.counts_persons else MECHANISM
-    if planned.threshold is not None:
-        text += KEY_RELEASE.format(threshold=planned.threshold)
-    return text
 
 
 @dataclass(frozen=True)
 class CohortInputs:
     """What a cohort definition reads, as the project may see it: the scoped catalog of each table,
-    the current version and Parquet file of each."""
+    the current version and its path in the research store."""
 
     project: Project
     catalog: Catalog
     versions: dict[str, int]
-    paths: dict[str, Path]
+    version_paths: dict[str, str]
+
+    @property
+    def source(self) -> CohortSource:
+        return CohortSource(self.catalog, self.versions, self.version_paths)
 
 
 @dataclass(frozen=True)
 class Prepared:
     project: Project
     dataset_version: int
-    query: Query | None  # None for a cohort until its frame is derived (see _materialised)
+    source: TableSource | CohortSource
     derived: str | None = None  # a cohort's derived-frame fingerprint
-    cohort: CohortInputs | None = None
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, (date, datetime)):
-        return value.isoformat()
-    if isinstance(value, Decimal):
-        return str(value)
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
 
 
 class QueryService:
@@ -93,19 +75,15 @@ class QueryService:
         self,
         uow: UnitOfWorkFactory,
         *,
-        engine: DPEngine,
+        engine: QueryEngine,
         budgets: BudgetService,
-        research_store: Path,
-        derived_store: Path | None = None,
         project_key: Callable[[int], bytes] | None = None,
         clock: Clock = utcnow,
     ) -> None:
-        self._derived = derived_store if derived_store is not None else research_store.parent / "derived"
         self._project_key = project_key
         self._uow = uow
         self._engine = engine
         self._budgets = budgets
-        self._research = research_store
         self._clock = clock
 
     def _member_project(self, uow: UnitOfWork, actor: Actor, project_id: int) -> Project:
@@ -113,13 +91,13 @@ class QueryService:
         return check_query_access(actor, project_id, uow.access.get_project(project_id), self._clock().date())
 
     def _cohort_inputs(self, actor: Actor, project_id: int, definition: Definition) -> CohortInputs:
-        """The scoped catalog, versions and files of every table a definition reads (schema only)."""
+        """The scoped catalog, versions and paths of every table a definition reads (schema only)."""
         with self._uow(write=False) as uow:
             project = self._member_project(uow, actor, project_id)
             check_cohort_scope(definition, project.scope)
             catalog: dict[str, list[dict[str, Any]]] = {}
             versions: dict[str, int] = {}
-            paths: dict[str, Path] = {}
+            paths: dict[str, str] = {}
             for table in definition.tables():
                 dataset = uow.catalog.get_dataset(table)
                 if dataset is None or dataset.current_version is None:
@@ -131,7 +109,7 @@ class QueryService:
                 # names unknown columns) cannot reveal a column outside the project's scope.
                 catalog[table] = [dict(c) for c in version.columns if c["name"] in allowed]
                 versions[table] = version.version
-                paths[table] = self._research / version.path / DATA_FILE
+                paths[table] = version.path
         return CohortInputs(project, catalog, versions, paths)
 
     def _prepare_cohort(self, actor: Actor, project_id: int, plan: QueryPlan) -> Prepared:
@@ -145,48 +123,14 @@ class QueryService:
         return Prepared(
             inputs.project,
             inputs.versions[plan.dataset],
-            None,
+            inputs.source,
             derived=cohort_fingerprint(plan.cohort, inputs.versions),
-            cohort=inputs,
         )
-
-    def _materialised(self, prepared: Prepared, plan: QueryPlan) -> Query:
-        """The engine's query; for a cohort, derive (or reuse) its per-person frame first."""
-        if prepared.query is not None:
-            return prepared.query
-        assert plan.cohort is not None
-        assert prepared.cohort is not None
-        inputs = prepared.cohort
-        derived = derive_cached(plan.cohort, inputs.paths, inputs.catalog, inputs.versions, self._derived)
-        used = plan.columns()
-        table = TableMeta(
-            path=derived.table.path,
-            contribution_bound=derived.table.contribution_bound,
-            columns={name: meta for name, meta in derived.table.columns.items() if name in used},
-        )
-        return self._query(plan, table)
 
     def _refuse_if_unaffordable(self, actor: Actor, project_id: int, plan: QueryPlan) -> None:
         """A plan that could not be paid for is refused before a cohort is derived from the data
         (the reservation itself, later, is what guarantees the budget under concurrency)."""
         self._budgets.account(actor, project_id).check_can_reserve(plan.cost)
-
-    @staticmethod
-    def _query(plan: QueryPlan, table: TableMeta) -> Query:
-        return Query(
-            table=table,
-            aggregates=tuple(
-                Aggregate(a.kind, a.column, float(a.q) if a.q is not None else None) for a in plan.aggregates
-            ),
-            group_by=tuple(plan.group_by),
-            filters=tuple(
-                Filter(f.column, f.op, tuple(f.value) if isinstance(f.value, list) else f.value)
-                for f in plan.filters
-            ),
-            epsilon=plan.epsilon,
-            delta=plan.delta,
-            bins=tuple(plan.bins.items()),
-        )
 
     def _prepare(self, actor: Actor, project_id: int, plan: QueryPlan) -> Prepared:
         if plan.cohort is not None:
@@ -201,42 +145,29 @@ class QueryService:
         assert version is not None
         columns = {c["name"]: c for c in version.columns}
         check_against_catalog(plan, columns)
-        scoped = {
-            name: ColumnMeta(
-                name=name,
-                type=columns[name]["type"],
-                domain=tuple(columns[name]["domain"]) if columns[name].get("domain") else None,
-                lower=columns[name].get("lower"),
-                upper=columns[name].get("upper"),
-            )
-            for name in project.scope[plan.dataset]
-            if name in columns
-        }
-        table = TableMeta(
-            path=self._research / version.path / DATA_FILE,
+        source = TableSource(
+            version_path=version.path,
             contribution_bound=dataset.contribution_bound,
-            columns=scoped,
+            columns=tuple(columns[name] for name in project.scope[plan.dataset] if name in columns),
         )
-        return Prepared(project, version.version, self._query(plan, table))
+        return Prepared(project, version.version, source)
 
-    def _engine_plan(self, query: Query) -> Plan:
-        try:
-            planned = self._engine.plan(query)
-        except ValueError as exc:
-            raise InvalidInput(str(exc)) from None
+    def _engine_plan(self, plan: QueryPlan, prepared: Prepared) -> PlannedQuery:
+        """The engine's plan (for a cohort, after deriving or reusing its per-person frame)."""
+        planned = self._engine.plan(plan, prepared.source)
         # The ledger charges the epsilon the researcher asked for: exact, and never below the loss
         # OpenDP's privacy map accounts for (which the engine guarantees, and this checks).
-        if planned.epsilon > query.epsilon or planned.delta > query.delta:
+        if planned.epsilon > plan.epsilon or planned.delta > plan.delta:
             raise InternalError(
                 f"OpenDP accounted ({planned.epsilon}, {planned.delta}), above the planned"
-                f" ({query.epsilon}, {query.delta})"
+                f" ({plan.epsilon}, {plan.delta})"
             )
         return planned
 
     def preview(self, actor: Actor, project_id: int, plan: QueryPlan) -> dict[str, Any]:
         """The cost and the accuracy of each aggregate at this epsilon, without spending anything."""
         prepared = self._prepare(actor, project_id, plan)
-        planned = self._engine_plan(self._materialised(prepared, plan))
+        planned = self._engine_plan(plan, prepared)
         account = self._budgets.account(actor, project_id)
         preview: dict[str, Any] = {
             "epsilon": str(plan.epsilon),
@@ -244,7 +175,7 @@ class QueryService:
             "remaining_epsilon": str(account.remaining.epsilon),
             "fits": plan.cost.fits_within(account.remaining),
             "aggregates": [
-                {"name": a.name, "noise_scale": a.noise_scale, "ci95": a.accuracy} for a in planned.aggregates
+                {"name": a.name, "noise_scale": a.noise_scale, "ci95": a.ci95} for a in planned.aggregates
             ],
         }
         if plan.delta:
@@ -263,9 +194,9 @@ class QueryService:
             existing = uow.releases.find_release(project_id, fingerprint)
         if existing is not None:
             return existing, True
-        if prepared.cohort is not None:
+        if isinstance(prepared.source, CohortSource):
             self._refuse_if_unaffordable(actor, project_id, plan)
-        planned = self._engine_plan(self._materialised(prepared, plan))
+        planned = self._engine_plan(plan, prepared)
         cost = plan.cost
         reservation = self._budgets.reserve(actor, project_id, cost, purpose=fingerprint)
         try:
@@ -283,8 +214,7 @@ class QueryService:
                     )
                 )
             raise InternalError("the release failed; nothing was released and nothing was spent") from exc
-        values = [{k: _jsonable(v) for k, v in row.items()} for row in result.data.to_dicts()]
-        accuracy = {a.name: a.accuracy for a in planned.aggregates if a.accuracy is not None}
+        accuracy = {a.name: a.ci95 for a in planned.aggregates if a.ci95 is not None}
         release = Release(
             id=0,
             project_id=project_id,
@@ -294,9 +224,9 @@ class QueryService:
             plan=plan,
             epsilon=plan.epsilon,
             delta=plan.delta,
-            mechanism=mechanism(planned),
-            noise_scales=dict(result.noise_scales),
-            values=values,
+            mechanism=planned.mechanism,
+            noise_scales=result.noise_scales,
+            values=result.values,
             accuracy=accuracy,
             author=actor.name,
             created_at=self._clock(),
@@ -316,18 +246,13 @@ class QueryService:
                         {"project": project_id, "fingerprint": fingerprint, **_loss(plan)},
                     ),
                 )
-                uow.budgets.settle(
+                self._budgets.settle_within(
+                    uow,
+                    actor,
                     reservation,
                     spent=True,
                     reference=f"release {recorded.id}",
-                    at=self._clock(),
-                    audit=AuditEvent(
-                        "budget.spent",
-                        actor.name,
-                        "project",
-                        str(project_id),
-                        {"reservation": reservation.id, **_loss(plan), "release": recorded.id},
-                    ),
+                    details={"reservation": reservation.id, **_loss(plan), "release": recorded.id},
                 )
         except Conflict:
             # The same plan was released concurrently: this answer is discarded unseen (no loss),
@@ -357,7 +282,7 @@ class QueryService:
         assert version is not None
         scope = set(project.scope[dataset])
         columns = [c for c in version.columns if c["name"] in scope or c.get("role") == "person_id"]
-        frame = dummy_frame(
+        frame = self._engine.dummy(
             columns,
             n,
             project_key=self._project_key(project.id),
@@ -388,7 +313,7 @@ class QueryService:
         metas = variable_meta(definition, inputs.catalog)
         columns = [{"name": PERSON_COLUMN, "role": "person_id", "type": "string", "nullable": False}]
         columns += [_catalog_view(meta) for meta in metas.values()]
-        frame = dummy_frame(columns, n, project_key=self._project_key(project_id), seed=seed)
+        frame = self._engine.dummy(columns, n, project_key=self._project_key(project_id), seed=seed)
         self._audit_dummy(actor, project_id, {"cohort": definition.tables(), "rows": n, "seed": seed})
         return frame
 
