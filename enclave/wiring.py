@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -19,7 +20,8 @@ from enclave.domain.queries.service import QueryService
 from enclave.dp.adapter import PolarsQueryEngine
 from enclave.dp.engine import DPEngine
 from enclave.ingest.service import CatalogService
-from enclave.keys import KeyStore
+from enclave.keys import KeyStore, Pseudonymiser
+from enclave.store.files import HoldingStore, ReleaseStore
 from enclave.store.research import ResearchStore
 
 
@@ -39,6 +41,31 @@ class Services:
 
     def close(self) -> None:
         self.db.dispose()
+
+
+def airlock(
+    settings: Settings,
+    db: Database,
+    keys: KeyStore,
+    research: ResearchStore,
+    *,
+    release_on_approval: bool = True,
+    clock: Clock = utcnow,
+) -> AirlockService:
+    """The airlock's use cases over the holding, release and research stores of ``settings``."""
+
+    def project_pseudonyms(project_id: int, values: Sequence[str]) -> list[str]:
+        return Pseudonymiser(keys.project_key(project_id)).many(list(values))
+
+    return AirlockService(
+        db.unit_of_work,
+        holding=HoldingStore(settings.holding_store),
+        releases=ReleaseStore(settings.release_store),
+        research=research,
+        project_pseudonyms=project_pseudonyms,
+        release_on_approval=release_on_approval,
+        clock=clock,
+    )
 
 
 def build_services(settings: Settings, *, migrate: bool = True, clock: Clock = utcnow) -> Services:
@@ -86,12 +113,5 @@ def build_services(settings: Settings, *, migrate: bool = True, clock: Clock = u
             clock=clock,
         ),
         workspaces=WorkspaceService(db.unit_of_work, identity=identity, clock=clock),
-        outputs=AirlockService(
-            db.unit_of_work,
-            holding_store=settings.holding_store,
-            release_store=settings.release_store,
-            research_store=settings.research_store,
-            project_key=keys.project_key,
-            clock=clock,
-        ),
+        outputs=airlock(settings, db, keys, research, clock=clock),
     )

@@ -8,6 +8,8 @@ The flow, and where each rule lives:
 2. submitting freezes the version and runs :func:`enclave.airlock.checks.run_checks` on each file,
    with the project's releases from the ledger, its small-count threshold and the pseudonyms any
    cell might be; the records and the policy are stored with the request;
+   (files are kept by :class:`enclave.store.files.HoldingStore` and released by
+   :class:`enclave.store.files.ReleaseStore`);
 3. two reviewers outside the project decide (:mod:`enclave.domain.outputs.review`); the system moves the
    request to the outcome the decisions settle (:data:`enclave.domain.outputs.states.OUTPUT_MACHINE`);
 4. an approved request is released at once: each file is copied to the *release store* (0400) with
@@ -22,20 +24,14 @@ an authenticated caller is audited too (``output_request.refused``), then raised
 
 from __future__ import annotations
 
-import contextlib
 import csv
-import hashlib
 import io
-import os
 import re
-import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import date
 from pathlib import Path
 from typing import Any, TypeVar
-
-import polars as pl
 
 from enclave.airlock.acro import AcroImportResult, ImportedFile, Upload, load_acro, with_imported_checks
 from enclave.airlock.checks import (
@@ -64,7 +60,6 @@ from enclave.domain.clock import Clock, utcnow
 from enclave.domain.errors import (
     Conflict,
     EnclaveError,
-    InternalError,
     InvalidInput,
     InvalidState,
     NotFound,
@@ -88,9 +83,8 @@ from enclave.domain.outputs.review import (
 )
 from enclave.domain.outputs.states import OUTPUT_MACHINE, REVIEWABLE_STATES, AirlockParty, OutputState
 from enclave.domain.ports import UnitOfWork, UnitOfWorkFactory
-from enclave.ingest.bounded import scan_table
-from enclave.keys import Pseudonymiser
-from enclave.store.research import DATA_FILE
+from enclave.store.files import HoldingStore, ReleaseStore
+from enclave.store.research import ResearchStore
 
 T = TypeVar("T")
 
@@ -143,20 +137,20 @@ class AirlockService:
         self,
         uow: UnitOfWorkFactory,
         *,
-        holding_store: Path,
-        release_store: Path,
-        research_store: Path,
-        project_key: Callable[[int], bytes] | None = None,
+        holding: HoldingStore,
+        releases: ReleaseStore,
+        research: ResearchStore,
+        project_pseudonyms: Callable[[int, Sequence[str]], Sequence[str]] | None = None,
         policy: Policy = DEFAULT_POLICY,
         limits: Limits = DEFAULT_LIMITS,
         release_on_approval: bool = True,
         clock: Clock = utcnow,
     ) -> None:
         self._uow = uow
-        self._holding = holding_store
-        self._releases = release_store
-        self._research = research_store
-        self._project_key = project_key
+        self._holding = holding
+        self._releases = releases
+        self._research = research
+        self._project_pseudonyms = project_pseudonyms
         self.policy = policy
         self.limits = limits
         self._release_on_approval = release_on_approval
@@ -203,18 +197,8 @@ class AirlockService:
     def _member(self, actor: Actor, project: Project, *, frozen_ok: bool = False) -> None:
         policy.check_output_member(actor, project, self._today(), frozen_ok=frozen_ok)
 
-    def _holding_path(self, request_id: int, sha256: str) -> Path:
-        return self._holding / "outputs" / str(request_id) / sha256
-
     def _read_held(self, file: OutputFile) -> bytes:
-        path = self._holding / file.holding_path
-        try:
-            content = path.read_bytes()
-        except OSError as exc:
-            raise InternalError(f"held file {file.id} is missing from the holding store") from exc
-        if hashlib.sha256(content).hexdigest() != file.sha256:
-            raise InternalError(f"held file {file.id} does not match its recorded SHA-256")
-        return content
+        return self._holding.read(file.holding_path, file.sha256, file_id=file.id)
 
     def _sanitised(self, file: OutputFile) -> SanitisedFile:
         return SanitisedFile(
@@ -497,14 +481,11 @@ class AirlockService:
             if version is None:
                 continue
             columns = [c["name"] for c in version.columns if c.get("role") == "person_id"]
-            path = self._research / version.path / DATA_FILE
             for column in columns:
-                values = scan_table(path).select(pl.col(column).unique()).collect().to_series()
-                store.update(str(v) for v in values.to_list() if v is not None)
+                store |= self._research.distinct(version.path, column)
         found = candidates & store
-        if self._project_key is not None and store:
-            derived = Pseudonymiser(self._project_key(project.id)).many(sorted(store))
-            found |= candidates & set(derived)
+        if self._project_pseudonyms is not None and store:
+            found |= candidates & set(self._project_pseudonyms(project.id, sorted(store)))
         return frozenset(found)
 
     def withdraw(self, actor: Actor, request_id: int, reason: str = "") -> OutputRequest:
@@ -652,30 +633,8 @@ class AirlockService:
     def _copy_to_release_store(self, project_id: int, request: OutputRequest, file: OutputFile) -> str:
         """Write the held payload to its release path, read-only, never overwriting: a file left by
         an attempt that did not commit is reused only if its SHA-256 is the recorded one."""
-        content = self._read_held(file)
         relative = f"{project_id}/{request.id}/v{request.version}/{file.name}"
-        target = (self._releases / relative).resolve()
-        base = self._releases.resolve()
-        if not target.is_relative_to(base):
-            raise InternalError(f"release path of file {file.id} escapes the release store")
-        target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        if target.exists():
-            if hashlib.sha256(target.read_bytes()).hexdigest() != file.sha256:
-                raise InternalError(f"{relative} exists in the release store with other content")
-            return relative
-        tmp = target.with_name(f".{target.name}.{secrets.token_hex(4)}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(content)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.chmod(tmp, 0o400)
-            os.link(tmp, target)  # fails if the target exists: never overwrites
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                tmp.unlink()
-        return relative
+        return self._releases.write(relative, file.sha256, self._read_held(file), file_id=file.id)
 
     def _withdraw_release(self, actor: Actor, request_id: int, file_id: int, reason: str) -> ReleasedFile:
         if len(reason) < MIN_WITHDRAWAL_REASON:
@@ -805,13 +764,7 @@ class AirlockService:
                     f"the release of {released.name} was withdrawn on {released.withdrawn_at.date()} by"
                     f" {released.withdrawn_by}: {released.withdrawal_reason}"
                 )
-            path = self._releases / released.path
-            try:
-                content = path.read_bytes()
-            except OSError as exc:
-                raise InternalError(f"released file {released.id} is missing from the release store") from exc
-            if hashlib.sha256(content).hexdigest() != released.sha256:
-                raise InternalError(f"released file {released.id} does not match its recorded SHA-256")
+            content = self._releases.read(released.path, released.sha256, released_id=released.id)
             assert file is not None
             with self._uow() as uow:
                 uow.audit.append(
@@ -862,7 +815,7 @@ class AirlockService:
         actor: Actor,
         request: OutputRequest,
         accepted: SanitisedFile,
-        held: Path,
+        held: str,
         description: str,
         derived_from: tuple[int, ...],
         spec: dict[str, Any],
@@ -883,7 +836,7 @@ class AirlockService:
                 description=description,
                 derived_from=derived_from,
                 spec=spec,
-                holding_path=held.relative_to(self._holding).as_posix(),
+                holding_path=held,
                 changes=accepted.changes,
                 checks=None,
                 created_at=self._clock(),
@@ -904,17 +857,9 @@ class AirlockService:
             ),
         )
 
-    def _hold(self, request_id: int, accepted: SanitisedFile) -> Path:
-        """Write an accepted payload to the holding store (0600), once per content."""
-        held = self._holding_path(request_id, accepted.sha256)
-        held.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        if not held.exists():
-            tmp = held.with_name(f".{accepted.sha256}.{secrets.token_hex(4)}")
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(accepted.content)
-            os.replace(tmp, held)
-        return held
+    def _hold(self, request_id: int, accepted: SanitisedFile) -> str:
+        """Write an accepted payload to the holding store, once per content; its recorded path."""
+        return self._holding.hold(request_id, accepted.sha256, accepted.content)
 
     def import_acro(
         self,

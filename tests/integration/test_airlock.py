@@ -28,7 +28,8 @@ from enclave.domain.queries.plans import QueryPlan, Release
 from enclave.ingest.bounded import scan_table
 from enclave.ingest.pipeline import DATA_FILE
 from enclave.keys import project_pseudonym
-from enclave.wiring import Services
+from enclave.store.research import ResearchStore
+from enclave.wiring import Services, airlock
 from tests.conftest import OPERATOR, Account, LiveServer, make_account
 from tests.factories import make_project
 
@@ -446,12 +447,11 @@ def test_concurrent_releases_of_an_approved_request_write_one_record_and_one_fil
 ) -> None:
     """With release decoupled from approval, eight threads release the same approved request at once:
     each file is copied and recorded exactly once; every caller gets the same records."""
-    outputs = AirlockService(
-        services.db.unit_of_work,
-        holding_store=services.settings.holding_store,
-        release_store=services.settings.release_store,
-        research_store=services.settings.research_store,
-        project_key=services.keys.project_key,
+    outputs = airlock(
+        services.settings,
+        services.db,
+        services.keys,
+        ResearchStore(services.settings.research_store),
         release_on_approval=False,
     )
     request_id = _in_review(services, setting, outputs)
