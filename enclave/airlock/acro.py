@@ -80,10 +80,11 @@ from pydantic import (
     model_validator,
 )
 
-from enclave.airlock.checks import CheckRecord, CheckResult, Rounding, Status
-from enclave.airlock.files import DEFAULT_LIMITS, Limits, validate_file_name
+from enclave.airlock.files import validate_file_name
 from enclave.domain.errors import InternalError, InvalidInput, PayloadTooLarge
-from enclave.domain.outputs.review import OutputFile, OutputRequest
+from enclave.domain.outputs.acro import AcroImport, ImportedFile, Upload
+from enclave.domain.outputs.checks import CheckRecord, CheckResult, Rounding, Status
+from enclave.domain.outputs.files import DEFAULT_LIMITS, Limits
 
 RESULTS_FILE = "results.json"
 CHECKSUMS_FOLDER = "checksums"
@@ -247,8 +248,6 @@ def _problems(exc: ValidationError, limit: int = 5) -> str:
 
 
 # --- reading the folder, or the uploaded files ----------------------------------------------------
-
-Upload = tuple[str, bytes | BinaryIO]
 
 
 class _Folder:
@@ -479,51 +478,6 @@ def _overall(
 
 
 # --- the import -----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ImportedFile:
-    """One file to add to the request: its content (intake still runs), description, rounding and
-    ACRO's verdict (stored as ``spec["acro"]``)."""
-
-    uid: str
-    name: str
-    content: bytes
-    description: str
-    rounding: Rounding | None
-    results: tuple[CheckResult, ...]
-    verdict: Mapping[str, Any]
-    count_columns: tuple[str, ...] | None = None  # a frequency table's cells, all counts
-
-    @property
-    def status(self) -> str:
-        return str(self.verdict["status"])
-
-
-@dataclass(frozen=True)
-class AcroImport:
-    """What an ACRO folder holds for the airlock: the files to add and what was left out, and why."""
-
-    version: str
-    files: tuple[ImportedFile, ...]
-    skipped: tuple[str, ...]
-    mitigations: tuple[str, ...] = ()
-
-    def controls(self) -> str:
-        """The disclosure controls ACRO applied, as a sentence for the request (empty when none)."""
-        if not self.mitigations:
-            return ""
-        return f"Applied by ACRO {self.version}: " + "; ".join(self.mitigations) + "."
-
-
-@dataclass(frozen=True)
-class AcroImportResult:
-    """What :meth:`enclave.airlock.service.AirlockService.import_acro` created."""
-
-    request: OutputRequest
-    version: str
-    files: tuple[OutputFile, ...]
-    skipped: tuple[str, ...]
 
 
 def _checker_only(uid: str, output: AcroOutput) -> bool:

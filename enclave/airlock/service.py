@@ -33,26 +33,9 @@ from datetime import date
 from pathlib import Path
 from typing import Any, TypeVar
 
-from enclave.airlock.acro import AcroImportResult, ImportedFile, Upload, load_acro, with_imported_checks
-from enclave.airlock.checks import (
-    DEFAULT_POLICY,
-    CheckContext,
-    Policy,
-    Rounding,
-    Status,
-    TableSpec,
-    run_checks,
-)
-from enclave.airlock.files import (
-    DEFAULT_LIMITS,
-    MEDIA_TYPES,
-    TABLE_KINDS,
-    FileKind,
-    Limits,
-    SanitisedFile,
-    check_request_limits,
-    intake,
-)
+from enclave.airlock.acro import load_acro, with_imported_checks
+from enclave.airlock.checks import run_checks
+from enclave.airlock.files import check_request_limits, intake
 from enclave.domain import policy
 from enclave.domain.access.requests import Project
 from enclave.domain.audit.chain import AuditEvent, canonical_json
@@ -66,6 +49,16 @@ from enclave.domain.errors import (
     PayloadTooLarge,
 )
 from enclave.domain.identity.accounts import Actor
+from enclave.domain.outputs.acro import AcroImportResult, ImportedFile, Upload
+from enclave.domain.outputs.checks import DEFAULT_POLICY, CheckContext, Policy, Rounding, Status, TableSpec
+from enclave.domain.outputs.files import (
+    DEFAULT_LIMITS,
+    MEDIA_TYPES,
+    TABLE_KINDS,
+    FileKind,
+    Limits,
+    SanitisedFile,
+)
 from enclave.domain.outputs.review import (
     CheckOverride,
     FileDecision,

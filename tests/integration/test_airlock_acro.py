@@ -13,10 +13,10 @@ from typing import Any
 import httpx
 import pytest
 
-from enclave.airlock.files import Limits
 from enclave.client import Workspace
 from enclave.domain.errors import InvalidInput, PermissionDenied
 from enclave.domain.identity.accounts import Actor, Role, TokenKind
+from enclave.domain.outputs.files import Limits
 from enclave.domain.outputs.review import Decision, FileDecision
 from enclave.domain.outputs.states import OutputState
 from enclave.wiring import Services

@@ -17,15 +17,17 @@ from typing import Any
 import pytest
 
 from enclave.airlock.acro import (
-    AcroImport,
     ImportedCheckRecord,
     load_acro,
     parse_results,
     with_imported_checks,
 )
-from enclave.airlock.checks import Rounding, Status, TableSpec, run_checks
-from enclave.airlock.files import Limits, intake
+from enclave.airlock.checks import run_checks
+from enclave.airlock.files import intake
 from enclave.domain.errors import InternalError, InvalidInput, PayloadTooLarge
+from enclave.domain.outputs.acro import AcroImport
+from enclave.domain.outputs.checks import Rounding, Status, TableSpec
+from enclave.domain.outputs.files import Limits
 
 # --- realistic ACRO folders -----------------------------------------------------------------------
 

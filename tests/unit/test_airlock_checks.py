@@ -11,23 +11,26 @@ import pytest
 from PIL import Image
 
 from enclave.airlock.checks import (
-    DEFAULT_POLICY,
-    RECORD_SCHEMA,
-    CheckContext,
-    Contributions,
     Ledger,
-    Policy,
-    Rounding,
-    Status,
-    TableSpec,
     check_file_type,
     count_columns,
     read_table,
     run_checks,
     with_policy_override,
 )
-from enclave.airlock.files import FileKind, SanitisedFile, intake
+from enclave.airlock.files import intake
 from enclave.domain.errors import InvalidInput
+from enclave.domain.outputs.checks import (
+    DEFAULT_POLICY,
+    RECORD_SCHEMA,
+    CheckContext,
+    Contributions,
+    Policy,
+    Rounding,
+    Status,
+    TableSpec,
+)
+from enclave.domain.outputs.files import FileKind, SanitisedFile
 from enclave.domain.queries.plans import AggregateSpec, QueryPlan, Release
 
 

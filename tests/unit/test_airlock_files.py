@@ -12,8 +12,6 @@ import pytest
 from PIL import Image, PngImagePlugin
 
 from enclave.airlock.files import (
-    FileKind,
-    Limits,
     check_request_limits,
     detect_kind,
     intake,
@@ -21,6 +19,7 @@ from enclave.airlock.files import (
     validate_file_name,
 )
 from enclave.domain.errors import InvalidInput, PayloadTooLarge
+from enclave.domain.outputs.files import FileKind, Limits
 
 
 def png_bytes(*, text: dict[str, str] | None = None, exif: bool = False, mode: str = "RGB") -> bytes:

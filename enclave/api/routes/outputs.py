@@ -11,11 +11,11 @@ from fastapi import APIRouter, Depends, File, Form, Query, Response, UploadFile,
 from fastapi import Path as PathParam
 from pydantic import BaseModel, ConfigDict, Field
 
-from enclave.airlock.checks import Rounding
 from enclave.airlock.service import Download, OutputView
 from enclave.api.deps import ServicesDep, requires
 from enclave.api.schemas import MAX_INT, Printable
 from enclave.domain.identity.accounts import Actor, Role
+from enclave.domain.outputs.checks import Rounding
 from enclave.domain.outputs.review import (
     CheckOverride,
     Decision,
