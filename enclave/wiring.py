@@ -6,7 +6,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
-from enclave.airlock.service import AirlockService
 from enclave.config import Settings
 from enclave.db.migrate import ensure_schema
 from enclave.db.session import Database
@@ -15,6 +14,7 @@ from enclave.domain.access.workspaces import WorkspaceService
 from enclave.domain.audit.service import AuditService
 from enclave.domain.clock import Clock, utcnow
 from enclave.domain.identity.service import IdentityService, TokenPolicy
+from enclave.domain.outputs.service import AirlockService
 from enclave.domain.queries.budget_service import BudgetService
 from enclave.domain.queries.service import QueryService
 from enclave.dp.adapter import PolarsQueryEngine

@@ -16,13 +16,13 @@ import httpx
 import pytest
 from PIL import Image
 
-from enclave.airlock.service import AirlockService
 from enclave.client import Workspace
 from enclave.domain.access.states import ProjectState
 from enclave.domain.errors import InvalidState, PermissionDenied
 from enclave.domain.identity.accounts import Actor, Role, TokenKind
 from enclave.domain.outputs.files import Limits
 from enclave.domain.outputs.review import Decision, FileDecision
+from enclave.domain.outputs.service import AirlockService
 from enclave.domain.outputs.states import OutputState
 from enclave.domain.queries.plans import QueryPlan, Release
 from enclave.ingest.bounded import scan_table

@@ -1,6 +1,6 @@
 """The airlock over HTTP: output requests, files, checks, reviews, releases and downloads.
 
-Routes only translate: every rule is in :class:`enclave.airlock.service.AirlockService`.
+Routes only translate: every rule is in :class:`enclave.domain.outputs.service.AirlockService`.
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ from fastapi import APIRouter, Depends, File, Form, Query, Response, UploadFile,
 from fastapi import Path as PathParam
 from pydantic import BaseModel, ConfigDict, Field
 
-from enclave.airlock.service import Download, OutputView
 from enclave.api.deps import ServicesDep, requires
 from enclave.api.schemas import MAX_INT, Printable
 from enclave.domain.identity.accounts import Actor, Role
@@ -24,6 +23,7 @@ from enclave.domain.outputs.review import (
     OutputRequest,
     ReleasedFile,
 )
+from enclave.domain.outputs.service import Download, OutputView
 from enclave.domain.outputs.states import OutputState
 
 router = APIRouter(tags=["outputs"])

@@ -51,7 +51,7 @@ class AcroImport:
 
 @dataclass(frozen=True)
 class AcroImportResult:
-    """What :meth:`enclave.airlock.service.AirlockService.import_acro` created."""
+    """What :meth:`enclave.domain.outputs.service.AirlockService.import_acro` created."""
 
     request: OutputRequest
     version: str
