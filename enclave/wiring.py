@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
+from enclave.airlock.adapter import AirlockChecks
 from enclave.config import Settings
 from enclave.db.migrate import ensure_schema
 from enclave.db.session import Database
@@ -21,8 +22,8 @@ from enclave.dp.adapter import PolarsQueryEngine
 from enclave.dp.engine import DPEngine
 from enclave.ingest.service import CatalogService
 from enclave.keys import KeyStore, Pseudonymiser
-from enclave.store.files import HoldingStore, ReleaseStore
-from enclave.store.research import ResearchStore
+from enclave.store.files import DiskHoldingStore, DiskReleaseStore
+from enclave.store.research import ParquetResearchStore
 
 
 @dataclass
@@ -47,7 +48,7 @@ def airlock(
     settings: Settings,
     db: Database,
     keys: KeyStore,
-    research: ResearchStore,
+    research: ParquetResearchStore,
     *,
     release_on_approval: bool = True,
     clock: Clock = utcnow,
@@ -59,8 +60,9 @@ def airlock(
 
     return AirlockService(
         db.unit_of_work,
-        holding=HoldingStore(settings.holding_store),
-        releases=ReleaseStore(settings.release_store),
+        checks=AirlockChecks(),
+        holding=DiskHoldingStore(settings.holding_store),
+        releases=DiskReleaseStore(settings.release_store),
         research=research,
         project_pseudonyms=project_pseudonyms,
         release_on_approval=release_on_approval,
@@ -87,7 +89,7 @@ def build_services(settings: Settings, *, migrate: bool = True, clock: Clock = u
     # In production the master key must already exist (`enclave keys init`), so a mistyped path
     # never silently starts a new key that links nothing ingested before.
     keys = KeyStore(settings.master_key_file, create=settings.mode != "production")
-    research = ResearchStore(settings.research_store, derived=settings.derived_store)
+    research = ParquetResearchStore(settings.research_store, derived=settings.derived_store)
     budgets = BudgetService(db.unit_of_work, clock=clock)
     identity = IdentityService(db.unit_of_work, policy=policy, clock=clock)
     return Services(

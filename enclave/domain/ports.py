@@ -2,7 +2,9 @@
 
 - the metadata repositories and their unit of work (``enclave.db``);
 - the DP query engine, which plans and releases a :class:`QueryPlan` (``enclave.dp``: OpenDP on
-  Polars today).
+  Polars today);
+- the research store and the airlock's holding and release stores (``enclave.store``);
+- intake and the automated disclosure checks of output files (``enclave.airlock``).
 
 Rule (checked by ``tests/unit/test_ports.py``): every method of a repository that changes state takes
 an ``audit: AuditEvent`` keyword argument, and the implementation writes that event in the same
@@ -25,6 +27,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
+from pathlib import Path
 from typing import Any, Protocol
 
 from enclave.domain.access.form import AccessRequestForm
@@ -33,6 +36,9 @@ from enclave.domain.access.states import ProjectState, RequestState
 from enclave.domain.audit.chain import AuditEvent, ChainedEvent
 from enclave.domain.catalog.datasets import Dataset, DatasetVersion
 from enclave.domain.identity.accounts import ApiToken, Role, TokenKind, User
+from enclave.domain.outputs.acro import AcroImport, Upload
+from enclave.domain.outputs.checks import CheckContext, CheckRecord, Policy, TableSpec
+from enclave.domain.outputs.files import Limits, SanitisedFile
 from enclave.domain.outputs.review import OutputFile, OutputRequest, ReleasedFile, Review
 from enclave.domain.outputs.states import OutputState
 from enclave.domain.queries.budget import Account, Budget, Reservation
@@ -431,4 +437,70 @@ class QueryEngine(Protocol):
     ) -> Any:
         """``n`` schema-faithful synthetic rows of these catalog columns (a data frame), made from
         the metadata alone, never from the data."""
+        ...
+
+
+# --- the stores ------------------------------------------------------------------------------------
+
+
+class ResearchStore(Protocol):
+    """The published versions' tables, read inside the enclave (never released as such)."""
+
+    def distinct(self, version_path: str, column: str) -> set[str]:
+        """The distinct values of one column of the version stored at ``version_path``, as text."""
+        ...
+
+
+class HoldingStore(Protocol):
+    """Output files waiting for review, outside every workspace; reads are checked against the
+    SHA-256 recorded with the file (a missing or changed file is an ``InternalError``)."""
+
+    def hold(self, request_id: int, sha256: str, content: bytes) -> str:
+        """Keep an accepted payload (once per content); returns the path to record with the file."""
+        ...
+
+    def read(self, holding_path: str, sha256: str, *, file_id: int) -> bytes: ...
+
+
+class ReleaseStore(Protocol):
+    """Released files, written once, read-only, never overwritten."""
+
+    def write(self, relative: str, sha256: str, content: bytes, *, file_id: int) -> str:
+        """Write a released file at ``relative`` (an identical one left by an attempt that did not
+        commit is reused); returns ``relative``."""
+        ...
+
+    def read(self, relative: str, sha256: str, *, released_id: int) -> bytes: ...
+
+
+# --- the output checks -----------------------------------------------------------------------------
+
+
+class OutputChecks(Protocol):
+    """What the airlock's use cases need done to a file's content: intake (type from content,
+    sanitising, refusals), the automated disclosure checks, and reading an ACRO results folder."""
+
+    def intake(self, name: str, content: bytes, *, limits: Limits) -> SanitisedFile:
+        """The file as it may be held, or a refusal (``InvalidInput``, ``PayloadTooLarge``) that says why."""
+        ...
+
+    def check_request_limits(self, files: Sequence[tuple[str, int]], *, limits: Limits) -> None:
+        """Refuse a request whose files (name, size) are too many or too large together."""
+        ...
+
+    def check(
+        self,
+        file: SanitisedFile,
+        context: CheckContext,
+        spec: TableSpec,
+        policy: Policy,
+        *,
+        imported: Mapping[str, Any],
+    ) -> CheckRecord:
+        """Every rule that applies to ``file``, with the verdict of an imported tool (the file's
+        stored spec, ``imported["acro"]``) added to its record."""
+        ...
+
+    def load_acro(self, source: Path | Sequence[Upload], *, limits: Limits) -> AcroImport:
+        """The outputs of an ACRO results folder (a folder on this machine, or its files as uploaded)."""
         ...

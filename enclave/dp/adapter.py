@@ -20,7 +20,7 @@ from enclave.domain.queries.plans import QueryPlan
 from enclave.dp.cohorts import derive_cached
 from enclave.dp.dummy import dummy_frame
 from enclave.dp.engine import Aggregate, ColumnMeta, DPEngine, Filter, Plan, Query, TableMeta
-from enclave.store.research import ResearchStore
+from enclave.store.research import ParquetResearchStore
 
 # Stored with each release (at most 100 characters: the column's width).
 MECHANISM = "OpenDP 0.16 Polars: discrete Laplace; rows per person <= bound"
@@ -77,7 +77,7 @@ def engine_query(plan: QueryPlan, table: TableMeta) -> Query:
 class PolarsQueryEngine:
     """Implements :class:`enclave.domain.ports.QueryEngine` with OpenDP on Polars."""
 
-    def __init__(self, engine: DPEngine, store: ResearchStore) -> None:
+    def __init__(self, engine: DPEngine, store: ParquetResearchStore) -> None:
         self.engine = engine
         self.store = store
 

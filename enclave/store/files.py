@@ -30,7 +30,7 @@ def _verified(path: Path, sha256: str, what: str, store: str) -> bytes:
     return content
 
 
-class HoldingStore:
+class DiskHoldingStore:
     def __init__(self, root: Path) -> None:
         self.root = root
 
@@ -50,7 +50,7 @@ class HoldingStore:
         return _verified(self.root / holding_path, sha256, f"held file {file_id}", "holding store")
 
 
-class ReleaseStore:
+class DiskReleaseStore:
     def __init__(self, root: Path) -> None:
         self.root = root
 

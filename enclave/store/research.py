@@ -2,7 +2,7 @@
 
 A version's folder (``DatasetVersion.path``, relative to the store) holds its table under the name
 :data:`DATA_FILE`. As ingest writes it, that table is two files: the bounded view and the rows beyond
-each person's bound (``enclave/ingest/bounded.py``: ``table_files``); :meth:`ResearchStore.scan`
+each person's bound (``enclave/ingest/bounded.py``: ``table_files``); :meth:`ParquetResearchStore.scan`
 reads it whole either way. Derived cohort frames are cached in a store of their own, by fingerprint.
 """
 
@@ -21,7 +21,7 @@ from enclave.ingest.bounded import scan_table
 DATA_FILE = "data.parquet"
 
 
-class ResearchStore:
+class ParquetResearchStore:
     def __init__(self, root: Path, *, derived: Path | None = None) -> None:
         self.root = root
         self.derived = derived if derived is not None else root.parent / "derived"

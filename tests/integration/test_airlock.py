@@ -28,7 +28,7 @@ from enclave.domain.queries.plans import QueryPlan, Release
 from enclave.ingest.bounded import scan_table
 from enclave.ingest.pipeline import DATA_FILE
 from enclave.keys import project_pseudonym
-from enclave.store.research import ResearchStore
+from enclave.store.research import ParquetResearchStore
 from enclave.wiring import Services, airlock
 from tests.conftest import OPERATOR, Account, LiveServer, make_account
 from tests.factories import make_project
@@ -451,7 +451,7 @@ def test_concurrent_releases_of_an_approved_request_write_one_record_and_one_fil
         services.settings,
         services.db,
         services.keys,
-        ResearchStore(services.settings.research_store),
+        ParquetResearchStore(services.settings.research_store),
         release_on_approval=False,
     )
     request_id = _in_review(services, setting, outputs)

@@ -2,20 +2,22 @@
 
 The flow, and where each rule lives:
 
-1. a project member creates a request (a draft) and adds files: :func:`enclave.airlock.files.intake`
-   refuses what must not leave and sanitises the rest; the payload is kept in the *holding store*
-   (0600, outside every workspace), the record in the metadata database;
-2. submitting freezes the version and runs :func:`enclave.airlock.checks.run_checks` on each file,
-   with the project's releases from the ledger, its small-count threshold and the pseudonyms any
-   cell might be; the records and the policy are stored with the request;
-   (files are kept by :class:`enclave.store.files.HoldingStore` and released by
-   :class:`enclave.store.files.ReleaseStore`);
+1. a project member creates a request (a draft) and adds files: intake refuses what must not leave
+   and sanitises the rest; the payload is kept in the *holding store* (0600, outside every
+   workspace), the record in the metadata database;
+2. submitting freezes the version and runs the automated disclosure checks on each file, with the
+   project's releases from the ledger, its small-count threshold and the pseudonyms any cell might
+   be; the records and the policy are stored with the request;
 3. two reviewers outside the project decide (:mod:`enclave.domain.outputs.review`); the system moves the
    request to the outcome the decisions settle (:data:`enclave.domain.outputs.states.OUTPUT_MACHINE`);
 4. an approved request is released at once: each file is copied to the *release store* (0400) with
    its SHA-256, under a row lock on the request and a unique constraint per file, so a file is
    released exactly once whoever approves or retries concurrently;
 5. members download released files with their personal token; every download is audited.
+
+Intake and the checks (:class:`enclave.domain.ports.OutputChecks`: ``enclave/airlock/``) and the
+holding, release and research stores (``enclave/store/``) are ports; who may do what is
+:mod:`enclave.domain.policy`.
 
 A frozen project (suspended, revoked, expired; or a member whose accreditation lapsed) cannot
 create, add, submit or download. Every change is audited with its transaction, and every refusal of
@@ -33,9 +35,6 @@ from datetime import date
 from pathlib import Path
 from typing import Any, TypeVar
 
-from enclave.airlock.acro import load_acro, with_imported_checks
-from enclave.airlock.checks import run_checks
-from enclave.airlock.files import check_request_limits, intake
 from enclave.domain import policy
 from enclave.domain.access.requests import Project
 from enclave.domain.audit.chain import AuditEvent, canonical_json
@@ -75,9 +74,14 @@ from enclave.domain.outputs.review import (
     visible_reviews,
 )
 from enclave.domain.outputs.states import OUTPUT_MACHINE, REVIEWABLE_STATES, AirlockParty, OutputState
-from enclave.domain.ports import UnitOfWork, UnitOfWorkFactory
-from enclave.store.files import HoldingStore, ReleaseStore
-from enclave.store.research import ResearchStore
+from enclave.domain.ports import (
+    HoldingStore,
+    OutputChecks,
+    ReleaseStore,
+    ResearchStore,
+    UnitOfWork,
+    UnitOfWorkFactory,
+)
 
 T = TypeVar("T")
 
@@ -130,6 +134,7 @@ class AirlockService:
         self,
         uow: UnitOfWorkFactory,
         *,
+        checks: OutputChecks,
         holding: HoldingStore,
         releases: ReleaseStore,
         research: ResearchStore,
@@ -140,6 +145,7 @@ class AirlockService:
         clock: Clock = utcnow,
     ) -> None:
         self._uow = uow
+        self._checks = checks
         self._holding = holding
         self._releases = releases
         self._research = research
@@ -279,7 +285,7 @@ class AirlockService:
                     f"{name[:200]!r} is over the size limit: files are limited to"
                     f" {self.limits.max_file_bytes} bytes"
                 )
-            accepted = intake(name, content, limits=self.limits)
+            accepted = self._checks.intake(name, content, limits=self.limits)
             spec: dict[str, Any] = {"rounding": (rounding or Rounding()).to_dict()}
             if count_columns is not None:
                 if accepted.kind not in TABLE_KINDS:
@@ -306,7 +312,9 @@ class AirlockService:
                     for f in uow.outputs.list_files(request_id)
                     if f.version == request.version and f.name != accepted.name
                 ]
-                check_request_limits([*others, (accepted.name, len(accepted.content))], limits=self.limits)
+                self._checks.check_request_limits(
+                    [*others, (accepted.name, len(accepted.content))], limits=self.limits
+                )
                 return self._record_file(
                     uow, actor, request, accepted, held, clean_description, tuple(derived_from), spec
                 )
@@ -398,8 +406,10 @@ class AirlockService:
                     count_columns=tuple(f.spec["count_columns"]) if "count_columns" in f.spec else None,
                     rounding=Rounding(**f.spec.get("rounding", {})),
                 )
-                checked = run_checks(sanitised[f.id], check_context, spec, self.policy)
-                records[f.id] = with_imported_checks(checked, f.spec)  # an ACRO verdict, if imported
+                # with an ACRO verdict, if the file was imported with one
+                records[f.id] = self._checks.check(
+                    sanitised[f.id], check_context, spec, self.policy, imported=f.spec
+                )
             with self._uow() as uow:
                 current, project = self._load(uow, actor, request_id, lock=True)
                 self._member(actor, project)
@@ -879,16 +889,18 @@ class AirlockService:
                 policy.check_output_project(
                     actor, project_id, uow.access.get_project(project_id), self._today()
                 )
-            found = load_acro(source, limits=self.limits)
+            found = self._checks.load_acro(source, limits=self.limits)
             accepted: list[tuple[ImportedFile, SanitisedFile]] = []
             for item in found.files:
                 try:
-                    accepted.append((item, intake(item.name, item.content, limits=self.limits)))
+                    accepted.append((item, self._checks.intake(item.name, item.content, limits=self.limits)))
                 except PayloadTooLarge as exc:
                     raise PayloadTooLarge(f"ACRO output {item.uid!r}: {exc.detail}") from None
                 except InvalidInput as exc:
                     raise InvalidInput(f"ACRO output {item.uid!r}: {exc.detail}") from None
-            check_request_limits([(a.name, len(a.content)) for _, a in accepted], limits=self.limits)
+            self._checks.check_request_limits(
+                [(a.name, len(a.content)) for _, a in accepted], limits=self.limits
+            )
             with self._uow() as uow:
                 policy.check_output_project(
                     actor, project_id, uow.access.get_project(project_id), self._today()
