@@ -13,6 +13,7 @@ from enclave.db.session import Database
 from enclave.domain.access.service import AccessService
 from enclave.domain.access.workspaces import WorkspaceService
 from enclave.domain.audit.service import AuditService
+from enclave.domain.catalog.service import CatalogService
 from enclave.domain.clock import Clock, utcnow
 from enclave.domain.identity.service import IdentityService, TokenPolicy
 from enclave.domain.outputs.service import AirlockService
@@ -20,7 +21,6 @@ from enclave.domain.queries.budget_service import BudgetService
 from enclave.domain.queries.service import QueryService
 from enclave.dp.adapter import PolarsQueryEngine
 from enclave.dp.engine import DPEngine
-from enclave.ingest.service import CatalogService
 from enclave.keys import KeyStore, Pseudonymiser
 from enclave.store.files import DiskHoldingStore, DiskReleaseStore
 from enclave.store.research import ParquetResearchStore

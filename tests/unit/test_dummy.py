@@ -28,7 +28,7 @@ def keys(tmp_path: Path) -> KeyStore:
 
 def catalog_columns(loaded: LoadedSpec) -> list[dict[str, Any]]:
     """The column metadata exactly as the ingest service records it in the catalog
-    (``DatasetVersion.columns``, see ``enclave.ingest.service``)."""
+    (``DatasetVersion.columns``, see ``enclave.domain.catalog.service``)."""
     return [c.model_dump(mode="json") for c in loaded.columns]
 
 
