@@ -14,9 +14,9 @@ from datetime import date, timedelta
 from pathlib import Path
 
 from enclave.domain.access.requests import Project
+from enclave.domain.catalog.reports import IngestReport
 from enclave.domain.identity.accounts import Actor, Role, generate_password
 from enclave.domain.queries.plans import Release
-from enclave.ingest.pipeline import IngestReport
 from enclave.wiring import Services
 
 

@@ -21,6 +21,7 @@ from enclave.domain.queries.budget_service import BudgetService
 from enclave.domain.queries.service import QueryService
 from enclave.dp.adapter import PolarsQueryEngine
 from enclave.dp.engine import DPEngine
+from enclave.ingest.adapter import PolarsIngest
 from enclave.keys import KeyStore, Pseudonymiser
 from enclave.store.files import DiskHoldingStore, DiskReleaseStore
 from enclave.store.research import ParquetResearchStore
@@ -99,11 +100,7 @@ def build_services(settings: Settings, *, migrate: bool = True, clock: Clock = u
         audit=AuditService(db.unit_of_work),
         keys=keys,
         catalog=CatalogService(
-            db.unit_of_work,
-            keys=keys,
-            research_store=settings.research_store,
-            quarantine_store=settings.quarantine_store,
-            clock=clock,
+            db.unit_of_work, ingest=PolarsIngest(keys, research, settings.quarantine_store), clock=clock
         ),
         access=AccessService(db.unit_of_work, clock=clock),
         budgets=budgets,

@@ -4,7 +4,9 @@
 - the DP query engine, which plans and releases a :class:`QueryPlan` (``enclave.dp``: OpenDP on
   Polars today);
 - the research store and the airlock's holding and release stores (``enclave.store``);
-- intake and the automated disclosure checks of output files (``enclave.airlock``).
+- intake and the automated disclosure checks of output files (``enclave.airlock``);
+- the ingest pipeline: staging, publishing and viewing versions of the research store
+  (``enclave.ingest``).
 
 Rule (checked by ``tests/unit/test_ports.py``): every method of a repository that changes state takes
 an ``audit: AuditEvent`` keyword argument, and the implementation writes that event in the same
@@ -22,7 +24,7 @@ append can deadlock against a transaction that holds that row and waits for the 
 
 from __future__ import annotations
 
-from collections.abc import Generator, Mapping, Sequence
+from collections.abc import Callable, Generator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -35,6 +37,7 @@ from enclave.domain.access.requests import AccessRequest, Part, Project
 from enclave.domain.access.states import ProjectState, RequestState
 from enclave.domain.audit.chain import AuditEvent, ChainedEvent
 from enclave.domain.catalog.datasets import Dataset, DatasetVersion
+from enclave.domain.catalog.reports import IngestReport
 from enclave.domain.identity.accounts import ApiToken, Role, TokenKind, User
 from enclave.domain.outputs.acro import AcroImport, Upload
 from enclave.domain.outputs.checks import CheckContext, CheckRecord, Policy, TableSpec
@@ -503,4 +506,111 @@ class OutputChecks(Protocol):
 
     def load_acro(self, source: Path | Sequence[Upload], *, limits: Limits) -> AcroImport:
         """The outputs of an ACRO results folder (a folder on this machine, or its files as uploaded)."""
+        ...
+
+
+# --- the ingest pipeline ---------------------------------------------------------------------------
+
+#: A test's hook, told each step of an ingest by name ("before_publish", "published", "recorded").
+Fault = Callable[[str], None]
+#: Told, in a sentence, what a long ingest is doing now (the CLI shows it beside a spinner).
+Progress = Callable[[str], None]
+
+
+class DatasetSpec(Protocol):
+    """What the catalog's use cases read of a validated source spec."""
+
+    @property
+    def dataset(self) -> str: ...
+
+    @property
+    def custodian(self) -> str: ...
+
+    @property
+    def population(self) -> str: ...
+
+    @property
+    def title(self) -> str: ...
+
+    @property
+    def description(self) -> str: ...
+
+    @property
+    def contribution_bound(self) -> int: ...
+
+    @property
+    def sha256(self) -> str: ...
+
+    @property
+    def text(self) -> str: ...
+
+    def catalog_columns(self) -> list[dict[str, Any]]:
+        """The output columns as the catalog records them."""
+        ...
+
+
+class StagedVersion(Protocol):
+    """A validated, written, not yet published version, with its report."""
+
+    @property
+    def report(self) -> IngestReport: ...
+
+
+class IngestPipeline(Protocol):
+    """Reads extracts into the research store (validated, pseudonymised, linked, bounded) and answers
+    what the catalog's use cases need of it. Key material stays inside: callers get pseudonyms and
+    the key's fingerprint, never a key."""
+
+    def lock(self, dataset: str) -> AbstractContextManager[None]:
+        """One writer per dataset at a time, across processes."""
+        ...
+
+    def stage(
+        self,
+        spec: Any,
+        source: Path,
+        *,
+        opt_outs: Sequence[str],
+        source_name: str | None = None,
+        fault: Fault | None = None,
+        progress: Progress | None = None,
+    ) -> StagedVersion:
+        """Validate ``source`` against ``spec`` (an adapter's spec; :class:`DatasetSpec` is what the
+        domain reads of it) and write it, people of ``opt_outs`` left out, beside the published ones."""
+        ...
+
+    def publish(self, staged: Any, number: int) -> str:
+        """Make a staged version version ``number`` (one rename); its path as the catalog records it."""
+        ...
+
+    def discard(self, staged: Any, published: str | None) -> None:
+        """Remove what an attempt that did not commit wrote, published or not."""
+        ...
+
+    def key_fingerprint(self) -> str: ...
+
+    def pseudonymise(self, identifiers: Sequence[str]) -> list[str]:
+        """The linkage pseudonyms of normalised identifiers."""
+        ...
+
+    def read_identifiers(self, source: Path) -> list[str]:
+        """The identifiers of an opt-out file, normalised (``InvalidInput`` if it cannot be read)."""
+        ...
+
+    def table_file(self, version_path: str) -> Path:
+        """The full data file by which the version's table is named."""
+        ...
+
+    def needs_view(self, version_path: str, bound: int) -> bool:
+        """Whether the version lacks a bounded view for ``bound`` (and has the rows to build one)."""
+        ...
+
+    def build_view(
+        self, dataset: str, version_path: str, bound: int, categories: dict[str, list[str]]
+    ) -> None:
+        """Write the version's bounded view, atomically (under :meth:`lock`)."""
+        ...
+
+    def linkage(self, tables: Mapping[str, str]) -> tuple[dict[str, int], dict[tuple[str, str], int]]:
+        """Persons in each table (dataset -> version path), and persons in both of each sorted pair."""
         ...

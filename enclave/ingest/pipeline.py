@@ -37,9 +37,8 @@ import os
 import shutil
 import time
 import uuid
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import Any, cast
@@ -48,7 +47,9 @@ import numpy as np
 import polars as pl
 
 from enclave.domain.catalog.datasets import MAX_AGE_BAND_START, PERSON_COLUMN
+from enclave.domain.catalog.reports import IngestReport
 from enclave.domain.errors import InvalidInput
+from enclave.domain.ports import Fault, Progress
 from enclave.ingest.bounded import (
     PARQUET,
     as_enums,
@@ -72,9 +73,6 @@ from enclave.ingest.spec import (
 from enclave.keys import Pseudonymiser
 from enclave.store.research import DATA_FILE
 
-Fault = Callable[[str], None]
-# Told, in a sentence, what a long ingest is doing now (the CLI shows it beside a spinner).
-Progress = Callable[[str], None]
 REASON = "_reason"
 NORM = "_norm_id"
 KEY = "_id_key"
@@ -87,46 +85,6 @@ HEAVY = "_heavy"
 NTH = "_nth"
 COUNT = "_count"
 DUP = "_duplicate"
-
-
-@dataclass
-class IngestReport:
-    dataset: str
-    source_name: str
-    source_sha256: str
-    rows_read: int = 0
-    rows_written: int = 0
-    rows_quarantined: int = 0
-    rows_opted_out: int = 0
-    persons: int = 0
-    # The bounded view (enclave/ingest/bounded.py): rows beyond their person's contribution bound,
-    # which DP queries do not use, and the persons who have such rows.
-    rows_over_bound: int = 0
-    persons_over_bound: int = 0
-    clamped: dict[str, int] = field(default_factory=dict)
-    reasons: dict[str, int] = field(default_factory=dict)
-    quarantine_file: str | None = None
-    seconds: float = 0.0
-    version: int | None = None
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "dataset": self.dataset,
-            "version": self.version,
-            "source_name": self.source_name,
-            "source_sha256": self.source_sha256,
-            "rows_read": self.rows_read,
-            "rows_written": self.rows_written,
-            "rows_quarantined": self.rows_quarantined,
-            "rows_opted_out": self.rows_opted_out,
-            "persons": self.persons,
-            "rows_over_bound": self.rows_over_bound,
-            "persons_over_bound": self.persons_over_bound,
-            "clamped": self.clamped,
-            "reasons": self.reasons,
-            "quarantine_file": self.quarantine_file,
-            "seconds": round(self.seconds, 3),
-        }
 
 
 def sha256_file(path: Path) -> str:

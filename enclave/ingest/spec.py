@@ -204,6 +204,32 @@ class LoadedSpec(BaseModel):
     def dataset(self) -> str:
         return self.spec.dataset
 
+    # What the catalog's use cases read of a spec (:class:`enclave.domain.ports.DatasetSpec`).
+
+    @property
+    def custodian(self) -> str:
+        return self.spec.custodian
+
+    @property
+    def population(self) -> str:
+        return self.spec.population
+
+    @property
+    def title(self) -> str:
+        return self.spec.title
+
+    @property
+    def description(self) -> str:
+        return self.spec.description
+
+    @property
+    def contribution_bound(self) -> int:
+        return self.spec.contribution_bound
+
+    def catalog_columns(self) -> list[dict[str, Any]]:
+        """The output columns as the catalog records them (``DatasetVersion.columns``)."""
+        return [c.model_dump(mode="json") for c in self.columns]
+
 
 def resolve(spec: SourceSpec, base: Path) -> list[ResolvedColumn]:
     resolved: list[ResolvedColumn] = []

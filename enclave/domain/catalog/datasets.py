@@ -6,6 +6,7 @@ a dataset's custodian (and admins) see everything about it.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -17,6 +18,8 @@ from enclave.domain.identity.accounts import Actor, Role
 #: The column every table has: the person's keyed pseudonym, on which sources are linked and by
 #: which each person's contribution is bounded.
 PERSON_COLUMN = "person_id"
+#: The shape of an NHS number as an opt-out list carries it (ten digits, spaces and dashes removed).
+NHS_LIKE = re.compile(r"^\d{10}$")
 #: Ages are released in bands up to this age; 90+ is one band, so the oldest are not singled out.
 MAX_AGE_BAND_START = 90
 

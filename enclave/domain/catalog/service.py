@@ -2,23 +2,14 @@
 
 from __future__ import annotations
 
-import csv
-import fcntl
-import os
-import re
-import secrets
-import shutil
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import polars as pl
-
 from enclave.domain.audit.chain import AuditEvent
 from enclave.domain.catalog.datasets import (
-    PERSON_COLUMN,
+    NHS_LIKE,
     Dataset,
     DatasetVersion,
     check_custodian_of,
@@ -26,35 +17,11 @@ from enclave.domain.catalog.datasets import (
     check_manage_opt_outs,
     is_custodian_of,
 )
+from enclave.domain.catalog.reports import IngestReport
 from enclave.domain.clock import Clock, utcnow
 from enclave.domain.errors import InvalidInput, NotFound, PermissionDenied
 from enclave.domain.identity.accounts import Actor, Role
-from enclave.domain.ports import UnitOfWorkFactory
-from enclave.ingest.bounded import (
-    PARQUET,
-    declared_bound,
-    excess_path,
-    scan_table,
-    table_files,
-    view_path,
-    view_seeds,
-    write_view,
-)
-from enclave.ingest.pipeline import (
-    Fault,
-    IngestReport,
-    Progress,
-    discard,
-    fsync_path,
-    publish,
-    remove_stale_staging,
-    stage,
-)
-from enclave.ingest.spec import LoadedSpec
-from enclave.keys import KeyStore, Pseudonymiser
-from enclave.store.research import DATA_FILE
-
-NHS_LIKE = re.compile(r"^\d{10}$")
+from enclave.domain.ports import DatasetSpec, Fault, IngestPipeline, Progress, UnitOfWorkFactory
 
 
 @dataclass(frozen=True)
@@ -92,40 +59,23 @@ class CatalogService:
         self,
         uow: UnitOfWorkFactory,
         *,
-        keys: KeyStore,
-        research_store: Path,
-        quarantine_store: Path,
+        ingest: IngestPipeline,
         clock: Clock = utcnow,
     ) -> None:
         self._uow = uow
-        self._keys = keys
-        self._research = research_store
-        self._quarantine = quarantine_store
+        self._ingest = ingest
         self._clock = clock
 
     # --- ingest ---------------------------------------------------------------------------
 
-    @contextmanager
-    def _dataset_lock(self, name: str) -> Iterator[None]:
-        """One ingest per dataset at a time, across processes."""
-        self._research.mkdir(parents=True, exist_ok=True)
-        lock = self._research / f".{name}.lock"
-        with lock.open("a") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
-
-    def _opt_out_frame(self) -> pl.DataFrame:
+    def _opt_outs(self) -> list[str]:
         with self._uow(write=False) as uow:
-            values = uow.opt_outs.list_opt_outs()
-        return pl.DataFrame({PERSON_COLUMN: values}, schema={PERSON_COLUMN: pl.String})
+            return uow.opt_outs.list_opt_outs()
 
     def ingest(
         self,
         actor: Actor,
-        spec: LoadedSpec,
+        spec: DatasetSpec,
         source: Path,
         *,
         source_name: str | None = None,
@@ -137,58 +87,53 @@ class CatalogService:
         name = spec.dataset
         with self._uow(write=False) as uow:
             dataset = uow.catalog.get_dataset(name)
-            custodian = uow.users.get_by_username(spec.spec.custodian)
-        check_ingest(actor, dataset, spec.spec.custodian)
+            custodian = uow.users.get_by_username(spec.custodian)
+        check_ingest(actor, dataset, spec.custodian)
         if custodian is None or not custodian.has_role(Role.CUSTODIAN):
             raise InvalidInput(
-                f"spec names {spec.spec.custodian!r} as custodian, who is not a user with the custodian role"
+                f"spec names {spec.custodian!r} as custodian, who is not a user with the custodian role"
             )
-        if dataset is not None and dataset.population != spec.spec.population:
+        if dataset is not None and dataset.population != spec.population:
             raise InvalidInput(
                 f"{name} belongs to population {dataset.population!r}; a spec cannot move it to"
-                f" {spec.spec.population!r}"
+                f" {spec.population!r}"
             )
-        with self._dataset_lock(name):
-            dataset_dir = self._research / name
-            remove_stale_staging(dataset_dir)
-            staged = stage(
+        with self._ingest.lock(name):
+            staged = self._ingest.stage(
                 spec,
                 source,
-                linkage_key=self._keys.linkage_key(),
-                opt_outs=self._opt_out_frame(),
-                dataset_dir=dataset_dir,
-                quarantine_dir=self._quarantine / name,
+                opt_outs=self._opt_outs(),
                 source_name=source_name,
                 fault=fault,
                 progress=progress,
             )
             report = staged.report
-            published: Path | None = None
+            published: str | None = None
             try:
                 with self._uow() as uow:
                     current = uow.catalog.get_dataset(name)
                     if current is None:
                         current = uow.catalog.add_dataset(
                             name=name,
-                            title=spec.spec.title,
-                            description=spec.spec.description,
-                            population=spec.spec.population,
+                            title=spec.title,
+                            description=spec.description,
+                            population=spec.population,
                             custodian_id=custodian.id,
-                            contribution_bound=spec.spec.contribution_bound,
+                            contribution_bound=spec.contribution_bound,
                             created_at=self._clock(),
                             audit=AuditEvent(
                                 "dataset.created",
                                 actor.name,
                                 "dataset",
                                 name,
-                                {"custodian": custodian.username, "population": spec.spec.population},
+                                {"custodian": custodian.username, "population": spec.population},
                             ),
                         )
                     number = max((v.version for v in uow.catalog.list_versions(current.id)), default=0) + 1
                     report.version = number
                     if fault:
                         fault("before_publish")
-                    path = published = publish(staged, number)
+                    path = published = self._ingest.publish(staged, number)
                     if fault:
                         fault("published")
                     uow.catalog.publish_version(
@@ -196,22 +141,22 @@ class CatalogService:
                         DatasetVersion(
                             dataset_id=current.id,
                             version=number,
-                            path=str(path.relative_to(self._research)),
+                            path=path,
                             created_at=self._clock(),
                             created_by=actor.name,
                             source_name=report.source_name,
                             source_sha256=report.source_sha256,
                             spec_sha256=spec.sha256,
                             spec_yaml=spec.text,
-                            columns=[c.model_dump(mode="json") for c in spec.columns],
+                            columns=spec.catalog_columns(),
                             report=report.as_dict(),
                             rows_written=report.rows_written,
                             persons=report.persons,
-                            key_fingerprint=self._keys.fingerprint(),
+                            key_fingerprint=self._ingest.key_fingerprint(),
                         ),
-                        title=spec.spec.title,
-                        description=spec.spec.description,
-                        contribution_bound=spec.spec.contribution_bound,
+                        title=spec.title,
+                        description=spec.description,
+                        contribution_bound=spec.contribution_bound,
                         audit=AuditEvent(
                             "dataset.version_published",
                             actor.name,
@@ -234,9 +179,7 @@ class CatalogService:
             except BaseException:
                 # Nothing committed: the catalog still points at the previous version. Remove what
                 # this attempt wrote, published or not.
-                discard(staged)
-                if published is not None:
-                    shutil.rmtree(published, ignore_errors=True)
+                self._ingest.discard(staged, published)
                 raise
         return report
 
@@ -247,10 +190,10 @@ class CatalogService:
         ``nhs_number``, or one identifier per line). Stored as linkage pseudonyms only.
         Returns (stored, rejected as malformed)."""
         check_manage_opt_outs(actor)
-        raw = _read_identifiers(source)
+        raw = self._ingest.read_identifiers(source)
         valid = [v for v in raw if NHS_LIKE.match(v)]
         rejected = len(raw) - len(valid)
-        pseudonyms = Pseudonymiser(self._keys.linkage_key()).many(valid)
+        pseudonyms = self._ingest.pseudonymise(valid)
         with self._uow() as uow:
             stored = uow.opt_outs.replace_opt_outs(
                 pseudonyms,
@@ -287,18 +230,15 @@ class CatalogService:
             version = versions.get(dataset.name)
             if version is None:
                 continue
-            data = self._research / version.path / DATA_FILE
-            declared = declared_bound(view_path(data))
-            has_rows = all(f.is_file() for f in table_files(data))
-            if (declared is not None and declared[0] == dataset.contribution_bound) or not has_rows:
+            if not self._ingest.needs_view(version.path, dataset.contribution_bound):
                 continue
             categories = {
                 str(c["name"]): [str(v) for v in c["domain"]]
                 for c in version.columns
                 if c.get("role") == "category" and c.get("domain")
             }
-            with self._dataset_lock(dataset.name):
-                self._write_view_atomically(data, dataset, categories)
+            with self._ingest.lock(dataset.name):
+                self._ingest.build_view(dataset.name, version.path, dataset.contribution_bound, categories)
             built.append(dataset.name)
             with self._uow() as uow:
                 uow.audit.append(
@@ -311,39 +251,6 @@ class CatalogService:
                     )
                 )
         return built
-
-    def _write_view_atomically(self, data: Path, dataset: Dataset, categories: dict[str, list[str]]) -> None:
-        """Build the view in a private directory beside the version (a hard link to its data file)
-        and rename it into place, so a reader sees the old state or the whole view, never half.
-
-        A version as ingest writes it has no full data file: each row is in its view or among the rows
-        beyond the bound (``table_files``). Its full file is written back first, by one rename, and
-        from then on the table is read from it; only then is the view replaced and the file of rows
-        beyond the old bound removed. A crash between any two steps leaves every reader a whole table
-        and a view that is either the old one (which the engine no longer uses, its bound being
-        stale) or the new one."""
-        seeds = view_seeds(self._keys.linkage_key(), dataset.name)
-        if not data.is_file():
-            partial = data.with_name(f".{data.name}.{secrets.token_hex(8)}.partial")
-            try:
-                scan_table(data).sink_parquet(partial, engine="streaming", sync_on_close="all", **PARQUET)
-                os.replace(partial, data)
-                fsync_path(data.parent)
-            finally:
-                partial.unlink(missing_ok=True)
-        work = data.parent / f".view-{secrets.token_hex(8)}"
-        work.mkdir(mode=0o700)
-        try:
-            os.link(data, work / data.name)
-            try:
-                view = write_view(work / data.name, dataset.contribution_bound, seeds, categories)
-            except pl.exceptions.PolarsError:
-                # a value outside a recorded domain (an older ingest): keep the columns as text
-                view = write_view(work / data.name, dataset.contribution_bound, seeds)
-            os.replace(view.path, view_path(data))
-        finally:
-            shutil.rmtree(work, ignore_errors=True)
-        excess_path(data).unlink(missing_ok=True)
 
     def list_datasets(self, actor: Actor) -> list[dict[str, Any]]:
         with self._uow(write=False) as uow:
@@ -401,14 +308,15 @@ class CatalogService:
 
     def current_parquet(self, name: str) -> Path:
         """The current version's full data file, by which its table is named (for the engine and the
-        linkage report). A version as ingest writes it has no such file: read it with ``scan_table``."""
+        linkage report). A version as ingest writes it has no such file: read it with
+        ``enclave.ingest.bounded.scan_table``."""
         with self._uow(write=False) as uow:
             dataset = uow.catalog.get_dataset(name)
             if dataset is None or dataset.current_version is None:
                 raise NotFound(f"no dataset named {name!r} with data")
             version = uow.catalog.get_version(dataset.id, dataset.current_version)
         assert version is not None
-        return self._research / version.path / DATA_FILE
+        return self._ingest.table_file(version.path)
 
     # --- linkage --------------------------------------------------------------------------
 
@@ -420,6 +328,11 @@ class CatalogService:
             raise PermissionDenied("a workspace token cannot read linkage reports")
         with self._uow(write=False) as uow:
             datasets = [d for d in uow.catalog.list_datasets() if d.current_version is not None]
+            paths: Mapping[str, str] = {
+                d.name: version.path
+                for d in datasets
+                if (version := uow.catalog.get_version(d.id, d.current_version)) is not None  # type: ignore[arg-type]
+            }
         if population is not None:
             datasets = [d for d in datasets if d.population == population]
         visible = [d for d in datasets if is_custodian_of(actor, d)]
@@ -428,32 +341,12 @@ class CatalogService:
             populations.setdefault(d.population, []).append(d)
         result: dict[str, Any] = {}
         for pop, members in sorted(populations.items()):
-            persons = {
-                d.name: scan_table(self.current_parquet(d.name)).select(PERSON_COLUMN).unique()
-                for d in members
-            }
-            counts = {
-                n: int(v)
-                for n, v in zip(
-                    persons,
-                    (f.item() for f in pl.collect_all([lf.select(pl.len()) for lf in persons.values()])),
-                    strict=True,
-                )
-            }
-            names = sorted(persons)
+            counts, matched = self._ingest.linkage({d.name: paths[d.name] for d in members})
+            names = sorted(counts)
             pairs = [(a, b) for i, a in enumerate(names) for b in names[i + 1 :]]
-            matched = pl.collect_all(
-                [
-                    persons[a].join(persons[b], on=PERSON_COLUMN, how="inner").select(pl.len())
-                    for a, b in pairs
-                ]
-            )
             result[pop] = {
                 "datasets": counts,
-                "pairs": [
-                    LinkagePair(a, b, counts[a], counts[b], int(m.item())).as_dict()
-                    for (a, b), m in zip(pairs, matched, strict=True)
-                ],
+                "pairs": [LinkagePair(a, b, counts[a], counts[b], matched[a, b]).as_dict() for a, b in pairs],
             }
         return result
 
@@ -530,20 +423,3 @@ def _public_column(column: dict[str, Any]) -> dict[str, Any]:
         "last",
     )
     return {k: column.get(k) for k in keys if column.get(k) is not None}
-
-
-def _read_identifiers(source: Path) -> list[str]:
-    if not source.is_file():
-        raise InvalidInput(f"{source} does not exist")
-    try:
-        text = source.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise InvalidInput(f"{source.name} is not UTF-8 text") from None
-    rows = [r for r in csv.reader(text.splitlines()) if any(cell.strip() for cell in r)]
-    if not rows:
-        raise InvalidInput(f"{source.name} is empty")
-    header = [h.strip().lower() for h in rows[0]]
-    column = header.index("nhs_number") if "nhs_number" in header else None
-    body = rows[1:] if column is not None or not NHS_LIKE.match(rows[0][0].replace(" ", "")) else rows
-    idx = column or 0
-    return [r[idx].replace(" ", "").replace("-", "").strip() for r in body if len(r) > idx and r[idx].strip()]
