@@ -1,7 +1,8 @@
-"""The airlock's content handling: file intake (:mod:`enclave.airlock.files`) and the automated
-disclosure checks (:mod:`enclave.airlock.checks`).
+"""The airlock's content handling, an adapter behind :class:`enclave.domain.ports.OutputChecks`:
+file intake (:mod:`enclave.airlock.files`: type from content, sanitising with PIL, nh3 and
+defusedxml), the automated disclosure rules (:mod:`enclave.airlock.checks`, on pandas) and the ACRO
+results reader (:mod:`enclave.airlock.acro`), offered to the use cases by :mod:`enclave.airlock.adapter`.
 
-Both are plain Python over bytes and values, with no database or web imports, so the service, the
-API, the CLI and an ACRO importer all run the same code. The review rules and the request state
-machine live in :mod:`enclave.domain.outputs.review` and :mod:`enclave.domain.outputs.states`.
+The request's states, the review rules, the check record and the use cases are the domain's
+(:mod:`enclave.domain.outputs`).
 """
