@@ -39,7 +39,7 @@ from enclave.domain.access.form import AccessRequestForm
 from enclave.domain.access.requests import AccessRequest, Part, Project
 from enclave.domain.access.states import ProjectState, RequestState
 from enclave.domain.audit.chain import GENESIS_HASH, AuditEvent, ChainedEvent, chain_event
-from enclave.domain.catalog.datasets import Dataset, DatasetVersion
+from enclave.domain.catalog.datasets import CatalogColumn, Dataset, DatasetVersion
 from enclave.domain.clock import utcnow
 from enclave.domain.errors import Conflict, InternalError, InvalidState, NotFound
 from enclave.domain.identity.accounts import ApiToken, Role, TokenKind, User
@@ -351,7 +351,7 @@ def _version(row: DatasetVersionRow) -> DatasetVersion:
         source_sha256=row.source_sha256,
         spec_sha256=row.spec_sha256,
         spec_yaml=row.spec_yaml,
-        columns=json.loads(row.columns_json),
+        columns=tuple(CatalogColumn.from_json(c) for c in json.loads(row.columns_json)),
         report=json.loads(row.report_json),
         rows_written=row.rows_written,
         persons=row.persons,
@@ -456,7 +456,7 @@ class SqlCatalogRepository:
                 source_sha256=version.source_sha256,
                 spec_sha256=version.spec_sha256,
                 spec_yaml=version.spec_yaml,
-                columns_json=json.dumps(version.columns, default=str),
+                columns_json=json.dumps([c.as_json() for c in version.columns], default=str),
                 report_json=json.dumps(version.report, default=str),
                 rows_written=version.rows_written,
                 persons=version.persons,

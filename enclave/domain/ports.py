@@ -36,7 +36,7 @@ from enclave.domain.access.form import AccessRequestForm
 from enclave.domain.access.requests import AccessRequest, Part, Project
 from enclave.domain.access.states import ProjectState, RequestState
 from enclave.domain.audit.chain import AuditEvent, ChainedEvent
-from enclave.domain.catalog.datasets import Dataset, DatasetVersion
+from enclave.domain.catalog.datasets import CatalogColumn, Dataset, DatasetVersion
 from enclave.domain.catalog.reports import IngestReport
 from enclave.domain.identity.accounts import ApiToken, Role, TokenKind, User
 from enclave.domain.outputs.acro import AcroImport, Upload
@@ -371,7 +371,7 @@ class TableSource:
 
     version_path: str
     contribution_bound: int
-    columns: tuple[Mapping[str, Any], ...]
+    columns: tuple[CatalogColumn, ...]
 
 
 @dataclass(frozen=True)
@@ -544,7 +544,7 @@ class DatasetSpec(Protocol):
     @property
     def text(self) -> str: ...
 
-    def catalog_columns(self) -> list[dict[str, Any]]:
+    def catalog_columns(self) -> tuple[CatalogColumn, ...]:
         """The output columns as the catalog records them."""
         ...
 

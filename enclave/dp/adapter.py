@@ -14,6 +14,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
+from enclave.domain.catalog.datasets import CatalogColumn
 from enclave.domain.errors import InvalidInput
 from enclave.domain.ports import AggregateAccuracy, Answer, CohortSource, PlannedQuery, TableSource
 from enclave.domain.queries.plans import QueryPlan
@@ -46,13 +47,13 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def _column(column: Mapping[str, Any]) -> ColumnMeta:
+def _column(column: CatalogColumn) -> ColumnMeta:
     return ColumnMeta(
-        name=column["name"],
-        type=column["type"],
-        domain=tuple(column["domain"]) if column.get("domain") else None,
-        lower=column.get("lower"),
-        upper=column.get("upper"),
+        name=column.name,
+        type=column.type,  # type: ignore[arg-type]
+        domain=column.domain or None,
+        lower=column.lower,
+        upper=column.upper,
     )
 
 
@@ -86,7 +87,7 @@ class PolarsQueryEngine:
             return TableMeta(
                 path=self.store.table(source.version_path),
                 contribution_bound=source.contribution_bound,
-                columns={c["name"]: _column(c) for c in source.columns},
+                columns={c.name: _column(c) for c in source.columns},
             )
         assert plan.cohort is not None
         paths = {table: self.store.table(path) for table, path in source.version_paths.items()}

@@ -28,7 +28,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from enclave.domain.catalog.datasets import PERSON_COLUMN, age_band_domain
+from enclave.domain.catalog.datasets import PERSON_COLUMN, CatalogColumn, age_band_domain
 from enclave.domain.errors import InvalidInput
 
 NAME_PATTERN = r"^[a-z][a-z0-9_]{0,62}$"
@@ -226,9 +226,9 @@ class LoadedSpec(BaseModel):
     def contribution_bound(self) -> int:
         return self.spec.contribution_bound
 
-    def catalog_columns(self) -> list[dict[str, Any]]:
+    def catalog_columns(self) -> tuple[CatalogColumn, ...]:
         """The output columns as the catalog records them (``DatasetVersion.columns``)."""
-        return [c.model_dump(mode="json") for c in self.columns]
+        return tuple(CatalogColumn.from_json(c.model_dump(mode="json")) for c in self.columns)
 
 
 def resolve(spec: SourceSpec, base: Path) -> list[ResolvedColumn]:

@@ -78,9 +78,7 @@ class AccessService:
                 continue
             version = uow.catalog.get_version(dataset.id, dataset.current_version)
             assert version is not None
-            columns[dataset.name] = frozenset(
-                c["name"] for c in version.columns if c["name"] != PERSON_COLUMN
-            )
+            columns[dataset.name] = frozenset(c.name for c in version.columns if c.name != PERSON_COLUMN)
             limits[dataset.name] = dataset.max_epsilon
         return CatalogView(columns=columns, max_epsilon=limits)
 

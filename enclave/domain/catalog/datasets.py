@@ -7,6 +7,7 @@ a dataset's custodian (and admins) see everything about it.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -28,6 +29,84 @@ def age_band_domain(width: int) -> list[str]:
     """The public domain of an age band of ``width`` years: ``0-4``, ``5-9``, ... ``90+``."""
     bands = [f"{a}-{a + width - 1}" for a in range(0, MAX_AGE_BAND_START, width)]
     return [*bands, f"{MAX_AGE_BAND_START}+"]
+
+
+#: The fields of a catalog column, in the order the catalog records them.
+COLUMN_FIELDS = (
+    "name",
+    "source",
+    "role",
+    "type",
+    "description",
+    "nullable",
+    "domain",
+    "lower",
+    "upper",
+    "unit",
+    "first",
+    "last",
+)
+
+
+@dataclass(frozen=True)
+class CatalogColumn(Mapping[str, Any]):
+    """One column of a dataset version, as the spec declares it and the catalog records it, carried
+    to the engine unchanged: its role (``person_id``, ``category``, ``numeric``, ``date``,
+    ``quasi_identifier``), its type, and what the DP layer may use as public: a category's domain, a
+    numeric column's bounds, a date column's range (ISO dates).
+
+    It reads as the mapping of its recorded JSON as well, key for key, for the code that takes the
+    catalog record as it is stored (the cohort language, dummy data, the public catalog view).
+    """
+
+    name: str
+    source: str
+    role: str
+    type: str
+    description: str
+    nullable: bool
+    domain: tuple[str, ...] | None = None
+    lower: float | None = None
+    upper: float | None = None
+    unit: str | None = None
+    first: str | None = None
+    last: str | None = None
+
+    @classmethod
+    def from_json(cls, raw: Mapping[str, Any]) -> CatalogColumn:
+        values: dict[str, Any] = {k: raw[k] for k in COLUMN_FIELDS if k in raw}
+        if values.get("domain") is not None:
+            values["domain"] = tuple(str(v) for v in values["domain"])
+        for bound in ("lower", "upper"):
+            if values.get(bound) is not None:
+                values[bound] = float(values[bound])
+        for day in ("first", "last"):
+            if values.get(day) is not None:
+                values[day] = str(values[day])
+        values.setdefault("source", raw.get("name", ""))
+        values.setdefault("description", "")
+        values.setdefault("nullable", True)
+        return cls(**values)
+
+    def as_json(self) -> dict[str, Any]:
+        """The column as the catalog records it (the domain as a list)."""
+        return {k: self[k] for k in COLUMN_FIELDS}
+
+    @property
+    def is_bounded_numeric(self) -> bool:
+        return self.role == "numeric" and self.lower is not None and self.upper is not None
+
+    def __getitem__(self, key: str) -> Any:
+        if key not in COLUMN_FIELDS:
+            raise KeyError(key)
+        value = getattr(self, key)
+        return list(value) if key == "domain" and value is not None else value
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(COLUMN_FIELDS)
+
+    def __len__(self) -> int:
+        return len(COLUMN_FIELDS)
 
 
 @dataclass(frozen=True)
@@ -57,7 +136,7 @@ class DatasetVersion:
     source_sha256: str
     spec_sha256: str
     spec_yaml: str
-    columns: list[dict[str, Any]]
+    columns: tuple[CatalogColumn, ...]
     report: dict[str, Any]
     rows_written: int
     persons: int

@@ -233,9 +233,7 @@ class CatalogService:
             if not self._ingest.needs_view(version.path, dataset.contribution_bound):
                 continue
             categories = {
-                str(c["name"]): [str(v) for v in c["domain"]]
-                for c in version.columns
-                if c.get("role") == "category" and c.get("domain")
+                c.name: list(c.domain) for c in version.columns if c.role == "category" and c.domain
             }
             with self._ingest.lock(dataset.name):
                 self._ingest.build_view(dataset.name, version.path, dataset.contribution_bound, categories)
@@ -389,8 +387,8 @@ class CatalogService:
                     "dcat:keyword": [d.population],
                     "dct:conformsTo": [
                         {
-                            "dct:title": f"{c['name']} ({c['role']}, {c['type']})",
-                            "dct:description": c["description"],
+                            "dct:title": f"{c.name} ({c.role}, {c.type})",
+                            "dct:description": c.description,
                         }
                         for c in columns[d.name]
                     ],

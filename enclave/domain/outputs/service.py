@@ -483,7 +483,7 @@ class AirlockService:
             version = uow.catalog.get_version(dataset.id, dataset.current_version)
             if version is None:
                 continue
-            columns = [c["name"] for c in version.columns if c.get("role") == "person_id"]
+            columns = [c.name for c in version.columns if c.role == "person_id"]
             for column in columns:
                 store |= self._research.distinct(version.path, column)
         found = candidates & store

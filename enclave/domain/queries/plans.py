@@ -9,6 +9,7 @@ returns the recorded release at no further cost, so averaging repeated answers g
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -212,7 +213,7 @@ def check_cohort_scope(definition: Definition, scope: dict[str, list[str]]) -> N
             )
 
 
-def check_against_catalog(plan: QueryPlan, columns: dict[str, dict[str, Any]]) -> None:
+def check_against_catalog(plan: QueryPlan, columns: Mapping[str, Mapping[str, Any]]) -> None:
     """Roles and types from the catalog: group keys need a public domain, sums and means a bounded
     numeric, filters a known column. The sentence names the column and the rule."""
     subject, thing = ("the cohort", "variable") if plan.cohort is not None else (plan.dataset, "column")

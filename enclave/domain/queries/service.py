@@ -107,7 +107,7 @@ class QueryService:
                 allowed = set(project.scope[table]) | {PERSON_COLUMN}
                 # Only the approved columns are visible to the definition, so validation (which
                 # names unknown columns) cannot reveal a column outside the project's scope.
-                catalog[table] = [dict(c) for c in version.columns if c["name"] in allowed]
+                catalog[table] = [c.as_json() for c in version.columns if c.name in allowed]
                 versions[table] = version.version
                 paths[table] = version.path
         return CohortInputs(project, catalog, versions, paths)
@@ -143,7 +143,7 @@ class QueryService:
                 raise NotFound(f"dataset {plan.dataset!r} has no data yet")
             version = uow.catalog.get_version(dataset.id, dataset.current_version)
         assert version is not None
-        columns = {c["name"]: c for c in version.columns}
+        columns = {c.name: c for c in version.columns}
         check_against_catalog(plan, columns)
         source = TableSource(
             version_path=version.path,
@@ -281,7 +281,7 @@ class QueryService:
             version = uow.catalog.get_version(found.id, found.current_version)
         assert version is not None
         scope = set(project.scope[dataset])
-        columns = [c for c in version.columns if c["name"] in scope or c.get("role") == "person_id"]
+        columns = [c for c in version.columns if c.name in scope or c.role == "person_id"]
         frame = self._engine.dummy(
             columns,
             n,
