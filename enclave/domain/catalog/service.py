@@ -10,6 +10,7 @@ from typing import Any
 from enclave.domain.audit.chain import AuditEvent
 from enclave.domain.catalog.datasets import (
     NHS_LIKE,
+    CatalogColumn,
     Dataset,
     DatasetVersion,
     check_custodian_of,
@@ -406,18 +407,6 @@ class CatalogService:
         }
 
 
-def _public_column(column: dict[str, Any]) -> dict[str, Any]:
-    keys = (
-        "name",
-        "role",
-        "type",
-        "description",
-        "nullable",
-        "domain",
-        "lower",
-        "upper",
-        "unit",
-        "first",
-        "last",
-    )
-    return {k: column.get(k) for k in keys if column.get(k) is not None}
+def _public_column(column: CatalogColumn) -> dict[str, Any]:
+    """A column as researchers see it: every recorded field that is set, but where it came from."""
+    return {k: v for k, v in column.as_json().items() if k != "source" and v is not None}
