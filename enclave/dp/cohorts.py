@@ -91,8 +91,7 @@ from enclave.domain.queries.cohorts import (
     variable_meta,
 )
 from enclave.dp.engine import ColumnMeta, TableMeta, compare
-from enclave.ingest.bounded import BOUND_KEY, scan_table
-from enclave.store.research import DATA_FILE
+from enclave.store.layout import BOUND_KEY, DATA_FILE, scan_table
 
 DERIVED_CONTRIBUTION_BOUND = 1  # one row per person: see the module docstring
 _POLARS_TYPES: dict[str, pl.DataType] = {

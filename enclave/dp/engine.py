@@ -105,7 +105,7 @@ from opendp.mod import GLOBAL_FEATURES, OpenDPException, binary_search_param
 
 from enclave.domain.catalog.datasets import PERSON_COLUMN
 from enclave.domain.queries.plans import quantile_label
-from enclave.ingest.bounded import declared_bound, scan_table, table_files, view_path
+from enclave.store.layout import declared_bound, scan_table, table_files, view_path
 
 CONFIDENCE_ALPHA = 0.05
 # Features that weaken OpenDP's guarantees: "honest-but-curious" trusts user code, "floating-point"

@@ -21,16 +21,7 @@ import polars as pl
 from enclave.domain.catalog.datasets import NHS_LIKE, PERSON_COLUMN
 from enclave.domain.errors import InvalidInput
 from enclave.domain.ports import Fault, Progress
-from enclave.ingest.bounded import (
-    PARQUET,
-    declared_bound,
-    excess_path,
-    scan_table,
-    table_files,
-    view_path,
-    view_seeds,
-    write_view,
-)
+from enclave.ingest.bounded import PARQUET, view_seeds, write_view
 from enclave.ingest.pipeline import (
     Staged,
     discard,
@@ -41,6 +32,7 @@ from enclave.ingest.pipeline import (
 )
 from enclave.ingest.spec import LoadedSpec
 from enclave.keys import KeyStore, Pseudonymiser
+from enclave.store.layout import declared_bound, excess_path, scan_table, table_files, view_path
 from enclave.store.research import ParquetResearchStore
 
 

@@ -74,15 +74,15 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
-import polars.selectors as cs
 
 from enclave.domain.catalog.datasets import PERSON_COLUMN
+from enclave.store.layout import (
+    BOUND_KEY,
+    EXCESS_OF_KEY,
+    VIEW_OF_KEY,
+    view_path,
+)
 
-VIEW_SUFFIX = ".bounded.parquet"
-EXCESS_SUFFIX = ".excess.parquet"
-BOUND_KEY = "enclave.max_rows_per_person"
-VIEW_OF_KEY = "enclave.view_of"
-EXCESS_OF_KEY = "enclave.excess_of"
 # zstd at level 1: files a few per cent larger than at the default level, written 1.5 times faster
 # (the 32-character pseudonyms are most of the cost) and read faster too. No minimum and maximum per
 # row group: rows are in the extract's order, so they would skip nothing, and comparing every
@@ -106,37 +106,6 @@ class BoundedView:
     persons: int  # distinct persons (in the view and in the full file alike)
     rows_dropped: int  # rows of the full file beyond their person's bound
     persons_over_bound: int  # persons with more than ``bound`` rows in the full file
-
-
-def view_path(data: Path) -> Path:
-    """Where the bounded view of ``data`` lives: ``data.parquet`` -> ``data.bounded.parquet``."""
-    return data.with_name(data.name.removesuffix(".parquet") + VIEW_SUFFIX)
-
-
-def excess_path(data: Path) -> Path:
-    """Where ingest writes the rows of ``data`` beyond their person's bound: ``data.excess.parquet``."""
-    return data.with_name(data.name.removesuffix(".parquet") + EXCESS_SUFFIX)
-
-
-def table_files(data: Path) -> list[Path]:
-    """The files that together hold every row of the table whose full file is ``data``.
-
-    That is ``data`` itself where it exists (a version built before ingest wrote views, or one whose
-    bound changed since: ``build_views`` writes it back). A version as ingest writes it has no such
-    file: its rows are its bounded view plus the rows beyond the bound, so that each row is written
-    once."""
-    if data.is_file():
-        return [data]
-    return [view_path(data), excess_path(data)]
-
-
-def scan_table(data: Path) -> pl.LazyFrame:
-    """Every row of the table whose full file is ``data`` (see ``table_files``), with the schema of a
-    full file: category columns stored as ``pl.Enum`` in the view are read back as text."""
-    files = table_files(data)
-    scan = pl.scan_parquet(files)
-    # A selector, resolved when the query runs: building the scan reads no footer.
-    return scan if len(files) == 1 else scan.with_columns(cs.enum().cast(pl.String))
 
 
 def excess_metadata(data_name: str) -> dict[str, str]:
@@ -165,20 +134,6 @@ def domain_enum(domain: Sequence[str]) -> pl.Enum:
 def as_enums(categories: Mapping[str, Sequence[str]] | None) -> list[pl.Expr]:
     """Casts of category columns to ``pl.Enum`` of their public domain; a value outside it is an error."""
     return [pl.col(c).cast(domain_enum(d), strict=True) for c, d in (categories or {}).items()]
-
-
-def declared_bound(path: Path) -> tuple[int, str | None] | None:
-    """The bound of rows per person a file's footer declares, with the file it is a view of (None for
-    a file that declares its own rows bounded, such as a table of one row per person); None if the
-    file declares no bound."""
-    try:
-        meta = pl.read_parquet_metadata(path)
-    except (OSError, pl.exceptions.PolarsError):
-        return None
-    raw = meta.get(BOUND_KEY)
-    if raw is None or not raw.isdigit() or int(raw) < 1:
-        return None
-    return int(raw), meta.get(VIEW_OF_KEY)
 
 
 def ranked(

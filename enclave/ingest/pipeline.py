@@ -14,7 +14,7 @@ becomes its quarantine reason. Then, in this order:
    pseudonym, direct identifiers dropped and quasi-identifiers generalised. Each row is written once:
    into the version's bounded view, where each person keeps at most the dataset's contribution bound
    of rows and which DP queries run on, or, for the few rows beyond their person's bound, into a file
-   of their own; the two together are the table (``enclave/ingest/bounded.py``: ``table_files``).
+   of their own; the two together are the table (``enclave/store/layout.py``: ``table_files``).
 
 The source is read three times and nothing is read back: pass 1a reads the identifier column (the
 distinct identifiers, each one's row count and each row's person number, all from one sort), pass 1b
@@ -56,10 +56,8 @@ from enclave.ingest.bounded import (
     beyond,
     domain_enum,
     excess_metadata,
-    excess_path,
     ranked,
     view_metadata,
-    view_path,
     view_seeds,
     within,
 )
@@ -71,7 +69,7 @@ from enclave.ingest.spec import (
     Role,
 )
 from enclave.keys import Pseudonymiser
-from enclave.store.research import DATA_FILE
+from enclave.store.layout import DATA_FILE, excess_path, view_path
 
 REASON = "_reason"
 NORM = "_norm_id"

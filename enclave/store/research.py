@@ -2,7 +2,7 @@
 
 A version's folder (``DatasetVersion.path``, relative to the store) holds its table under the name
 :data:`DATA_FILE`. As ingest writes it, that table is two files: the bounded view and the rows beyond
-each person's bound (``enclave/ingest/bounded.py``: ``table_files``); :meth:`ParquetResearchStore.scan`
+each person's bound (``enclave/store/layout.py``: ``table_files``); :meth:`ParquetResearchStore.scan`
 reads it whole either way. Derived cohort frames are cached in a store of their own, by fingerprint.
 """
 
@@ -15,10 +15,7 @@ from pathlib import Path
 
 import polars as pl
 
-from enclave.ingest.bounded import scan_table
-
-#: The file name by which a version's table is known (and under which a derived frame is cached).
-DATA_FILE = "data.parquet"
+from enclave.store.layout import DATA_FILE, scan_table
 
 
 class ParquetResearchStore:

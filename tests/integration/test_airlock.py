@@ -25,9 +25,8 @@ from enclave.domain.outputs.review import Decision, FileDecision
 from enclave.domain.outputs.service import AirlockService
 from enclave.domain.outputs.states import OutputState
 from enclave.domain.queries.plans import QueryPlan, Release
-from enclave.ingest.bounded import scan_table
-from enclave.ingest.pipeline import DATA_FILE
 from enclave.keys import project_pseudonym
+from enclave.store.layout import DATA_FILE, scan_table
 from enclave.store.research import ParquetResearchStore
 from enclave.wiring import Services, airlock
 from tests.conftest import OPERATOR, Account, LiveServer, make_account

@@ -7,7 +7,7 @@ import pytest
 
 from enclave.client import EnclaveClientError, connect
 from enclave.domain.identity.accounts import TokenKind
-from enclave.ingest.bounded import scan_table
+from enclave.store.layout import scan_table
 from enclave.wiring import Services
 from tests.conftest import OPERATOR, LiveServer
 from tests.factories import make_project

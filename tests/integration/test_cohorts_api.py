@@ -37,9 +37,9 @@ from enclave.domain.access.requests import Decision
 from enclave.domain.identity.accounts import Role, TokenKind
 from enclave.domain.queries.cohorts import CODELISTS_DIR
 from enclave.dp.dummy import is_dummy_person_id
-from enclave.ingest.bounded import declared_bound
 from enclave.ingest.spec import parse_spec
 from enclave.keys import Pseudonymiser
+from enclave.store.layout import declared_bound
 from enclave.synth import nhs_check_digit
 from enclave.wiring import Services
 from tests.conftest import OPERATOR, LiveServer

@@ -17,9 +17,9 @@ from enclave.db.models import DatasetRow
 from enclave.domain.errors import InvalidInput, PermissionDenied
 from enclave.domain.identity.accounts import Actor, Role
 from enclave.dp.engine import Aggregate, ColumnMeta, DPEngine, Query, TableMeta
-from enclave.ingest.bounded import declared_bound, excess_path, scan_table, view_path
 from enclave.ingest.spec import load_spec
 from enclave.keys import project_pseudonym, reference_hmac
+from enclave.store.layout import declared_bound, excess_path, scan_table, view_path
 from enclave.wiring import Services
 from tests.conftest import OPERATOR, make_account
 

@@ -11,7 +11,8 @@ import polars as pl
 import pytest
 
 from enclave.dp.engine import Aggregate, ColumnMeta, DPEngine, Filter, Query, TableMeta
-from enclave.ingest.bounded import BOUND_KEY, VIEW_OF_KEY, view_path, view_seeds, write_view
+from enclave.ingest.bounded import view_seeds, write_view
+from enclave.store.layout import BOUND_KEY, VIEW_OF_KEY, view_path
 
 COLUMNS = {
     "sex": ColumnMeta("sex", "string", domain=("F", "M", "X")),

@@ -11,7 +11,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from enclave.ingest.bounded import (
+from enclave.ingest.bounded import view_seeds, write_view
+from enclave.store.layout import (
     BOUND_KEY,
     VIEW_OF_KEY,
     declared_bound,
@@ -19,8 +20,6 @@ from enclave.ingest.bounded import (
     scan_table,
     table_files,
     view_path,
-    view_seeds,
-    write_view,
 )
 
 SEEDS = view_seeds(b"k" * 32, "admissions")

@@ -13,10 +13,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from enclave.ingest.bounded import declared_bound, excess_path, scan_table, view_path, view_seeds, write_view
-from enclave.ingest.pipeline import DATA_FILE, REASON, Staged, _first_failed, _reason_text, stage
+from enclave.ingest.bounded import view_seeds, write_view
+from enclave.ingest.pipeline import REASON, Staged, _first_failed, _reason_text, stage
 from enclave.ingest.spec import LoadedSpec, load_spec, parse_spec
 from enclave.keys import reference_hmac
+from enclave.store.layout import DATA_FILE, declared_bound, excess_path, scan_table, view_path
 
 SPEC = Path(__file__).resolve().parents[2] / "enclave" / "specs" / "admissions.yaml"
 KEY = b"k" * 32
