@@ -9,7 +9,8 @@ The subpackages follow the data as it flows through the enclave:
 - :mod:`~enclave.domain.outputs`: output requests through the airlock, reviews and release;
 - :mod:`~enclave.domain.audit`: the hash-chained audit log every change above is written to.
 
-Beside them, :mod:`~enclave.domain.errors` (the one exception hierarchy), :mod:`~enclave.domain.clock`
-and :mod:`~enclave.domain.ports`, the protocols adapters (``enclave.db``, ``enclave.api``,
-``enclave.cli``) implement or call through.
+Beside them, :mod:`~enclave.domain.policy` (who may use a project: the one access policy),
+:mod:`~enclave.domain.ports` (the protocols the adapters implement: the repositories, the DP engine,
+the stores, the output checks, the ingest pipeline), :mod:`~enclave.domain.errors` (the one exception
+hierarchy) and :mod:`~enclave.domain.clock`.
 """
