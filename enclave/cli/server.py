@@ -8,6 +8,7 @@ app.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from typing import Annotated, Any
@@ -104,10 +105,19 @@ def _serve(settings: Settings, s: Services, host: str, port: int) -> None:
     # bind-mounted into, whose accounts must be able to connect.
     path.chmod(0o666)
     unix.listen(128)
+    # uvicorn shuts down gracefully on SIGTERM, then raises the signal again once its own handlers are
+    # restored: with the default action the process would die there, before any `finally` (the demo's
+    # hub and proxy would be left running). Exiting with the conventional status runs them.
+    previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
         server.run(sockets=[tcp, unix])
     finally:
+        signal.signal(signal.SIGTERM, previous)
         path.unlink(missing_ok=True)
+
+
+def _exit_on_sigterm(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 def serve(

@@ -124,6 +124,54 @@ def test_demo_prints_logins_that_work(settings: Settings, tmp_path: Path) -> Non
     assert researcher["password"] in again.stdout
 
 
+def test_demo_stopped_by_sigterm_stops_its_hub_and_removes_its_socket(settings: Settings) -> None:
+    """A service manager stops the demo with SIGTERM, not Ctrl-C: the API shuts down, the workspace
+    hub and its proxy go with it, and the API's socket file is removed, with the status 143."""
+    port, hub_port = free_port(), free_port_pair()
+    env = _env(settings, ENCLAVE_API_PORT=str(port), ENCLAVE_HUB_PORT=str(hub_port))
+    url, hub_url = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{hub_port}"
+    proc = subprocess.Popen(
+        [*ENCLAVE, "demo", "--persons", "3000"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        _wait_healthy(url, proc, timeout=300)
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                if httpx.get(f"{hub_url}/hub/login", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            time.sleep(0.2)
+        else:
+            raise AssertionError(
+                f"the hub did not come up: {(settings.hub_dir / 'hub.log').read_text()[-2000:]}"
+            )
+        socket_file = settings.api_socket
+        assert socket_file.exists()
+        proc.send_signal(signal.SIGTERM)
+        _out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 128 + signal.SIGTERM, err[-2000:]
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(f"{hub_url}/hub/login", timeout=1)
+        except httpx.TransportError:
+            break
+        time.sleep(0.2)
+    else:
+        raise AssertionError(f"the hub still answers after the demo stopped: {err[-2000:]}")
+    assert not socket_file.exists()
+
+
 def test_two_api_processes_write_one_audit_chain(settings: Settings) -> None:
     """Two `enclave serve` processes on one database, 8 client threads hitting both with actions
     that each write audit events; afterwards `enclave audit verify` finds one intact chain."""
