@@ -20,6 +20,7 @@ from enclave.api.routes import (
     users,
     workspaces,
 )
+from enclave.portal.app import mount_portal
 from enclave.wiring import Services
 
 ROUTERS = (
@@ -91,6 +92,7 @@ def create_app(services: Services) -> FastAPI:
     install_error_handlers(app)
     for router in ROUTERS:
         app.include_router(router)
+    mount_portal(app)
     build_openapi = app.openapi
 
     def openapi() -> dict[str, Any]:

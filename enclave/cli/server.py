@@ -233,6 +233,10 @@ def demo(
                 f"API            : {url}   (OpenAPI: {url}/openapi.json, docs: {url}/docs)", highlight=False
             )
             out.print(
+                f"portal         : {url}/portal/   (the public register and dataset catalogue)",
+                highlight=False,
+            )
+            out.print(
                 "logins (also in " + str(settings.key_store / "demo-credentials.json") + "):", highlight=False
             )
             table = Table("username", "roles", "password")

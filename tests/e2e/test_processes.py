@@ -111,7 +111,11 @@ def test_demo_prints_logins_that_work(settings: Settings, tmp_path: Path) -> Non
         assert hub.login(researcher["password"]).status_code == 302
         assert "Regional variation in type 2 diabetes control" in hub.home()
         hub.close()
+        register = c.get("/portal/register")  # the portal, served by the same process
+        assert register.status_code == 200
+        assert "Regional variation in type 2 diabetes control" in register.text
     assert url in output.stdout
+    assert f"portal         : {url}/portal/" in output.stdout
     assert f"workspaces     : http://127.0.0.1:{hub_port}" in output.stdout
     assert researcher["password"] in output.stdout
     assert "5 datasets" in output.stdout

@@ -284,6 +284,39 @@ class CatalogService:
             view["persons"] = current.persons if current else 0
         return view
 
+    def public_catalogue(self) -> list[dict[str, Any]]:
+        """What anyone may read of the published datasets (no login): description, custodian, the
+        current version's columns with their roles and public domains, the versions' numbers and
+        dates. Never a count of rows or persons, an ingest report or a quarantine."""
+        with self._uow(write=False) as uow:
+            entries = []
+            for dataset in uow.catalog.list_datasets():
+                if dataset.current_version is None:
+                    continue
+                versions = uow.catalog.list_versions(dataset.id)
+                current = next(v for v in versions if v.version == dataset.current_version)
+                entries.append(
+                    {
+                        "name": dataset.name,
+                        "title": dataset.title,
+                        "description": dataset.description,
+                        "population": dataset.population,
+                        "custodian": dataset.custodian,
+                        "contribution_bound": dataset.contribution_bound,
+                        "updated_at": dataset.updated_at.isoformat(),
+                        "columns": [_public_column(c) for c in current.columns],
+                        "versions": [
+                            {
+                                "version": v.version,
+                                "current": v.version == dataset.current_version,
+                                "published_at": v.created_at.isoformat(),
+                            }
+                            for v in versions
+                        ],
+                    }
+                )
+        return entries
+
     def versions(self, actor: Actor, name: str) -> list[dict[str, Any]]:
         with self._uow(write=False) as uow:
             dataset = uow.catalog.get_dataset(name)
