@@ -22,7 +22,7 @@ from enclave.domain.catalog.reports import IngestReport
 from enclave.domain.clock import Clock, utcnow
 from enclave.domain.errors import InvalidInput, NotFound, PermissionDenied
 from enclave.domain.identity.accounts import Actor, Role
-from enclave.domain.ports import DatasetSpec, Fault, IngestPipeline, Progress, UnitOfWorkFactory
+from enclave.domain.ports import DatasetSpec, Fault, IngestPipeline, Progress, UnitOfWork, UnitOfWorkFactory
 
 
 @dataclass(frozen=True)
@@ -262,12 +262,8 @@ class CatalogService:
                 raise NotFound(f"no dataset named {name!r}")
             return self._view(uow, actor, dataset)
 
-    def _view(self, uow: Any, actor: Actor, dataset: Dataset) -> dict[str, Any]:
-        current = (
-            uow.catalog.get_version(dataset.id, dataset.current_version)
-            if dataset.current_version is not None
-            else None
-        )
+    def _view(self, uow: UnitOfWork, actor: Actor, dataset: Dataset) -> dict[str, Any]:
+        current = _current(uow, dataset)
         view: dict[str, Any] = {
             "name": dataset.name,
             "title": dataset.title,
@@ -341,7 +337,7 @@ class CatalogService:
     def current_parquet(self, name: str) -> Path:
         """The current version's full data file, by which its table is named (for the engine and the
         linkage report). A version as ingest writes it has no such file: read it with
-        ``enclave.ingest.bounded.scan_table``."""
+        ``enclave.store.layout.scan_table``."""
         with self._uow(write=False) as uow:
             dataset = uow.catalog.get_dataset(name)
             if dataset is None or dataset.current_version is None:
@@ -361,9 +357,7 @@ class CatalogService:
         with self._uow(write=False) as uow:
             datasets = [d for d in uow.catalog.list_datasets() if d.current_version is not None]
             paths: Mapping[str, str] = {
-                d.name: version.path
-                for d in datasets
-                if (version := uow.catalog.get_version(d.id, d.current_version)) is not None  # type: ignore[arg-type]
+                d.name: version.path for d in datasets if (version := _current(uow, d)) is not None
             }
         if population is not None:
             datasets = [d for d in datasets if d.population == population]
@@ -388,10 +382,7 @@ class CatalogService:
         """Dataset metadata as DCAT-AP JSON-LD for national data portals (no counts, no data)."""
         with self._uow(write=False) as uow:
             datasets = [d for d in uow.catalog.list_datasets() if d.current_version is not None]
-            columns = {
-                d.name: uow.catalog.get_version(d.id, d.current_version).columns  # type: ignore[union-attr, arg-type]
-                for d in datasets
-            }
+            columns = {d.name: version.columns for d in datasets if (version := _current(uow, d)) is not None}
         return {
             "@context": {
                 "dcat": "http://www.w3.org/ns/dcat#",
@@ -438,6 +429,13 @@ class CatalogService:
                 for d in datasets
             ],
         }
+
+
+def _current(uow: UnitOfWork, dataset: Dataset) -> DatasetVersion | None:
+    """The dataset's current version, if it has one."""
+    if dataset.current_version is None:
+        return None
+    return uow.catalog.get_version(dataset.id, dataset.current_version)
 
 
 def _public_column(column: CatalogColumn) -> dict[str, Any]:
