@@ -55,7 +55,7 @@ def catalogue(request: Request, services: ServicesDep) -> HTMLResponse:
 
 @router.get("/datasets/{name}", response_class=HTMLResponse)
 def dataset(request: Request, name: str, services: ServicesDep) -> HTMLResponse:
-    found = next((d for d in services.catalog.public_catalogue() if d["name"] == name), None)
+    found = next(iter(services.catalog.public_catalogue(name)), None)
     if found is None:
         return not_found(request)
     return pages_of(request).render(request, "dataset.html", title=found["title"], dataset=found)

@@ -264,53 +264,40 @@ class CatalogService:
 
     def _view(self, uow: UnitOfWork, actor: Actor, dataset: Dataset) -> dict[str, Any]:
         current = _current(uow, dataset)
-        view: dict[str, Any] = {
-            "name": dataset.name,
-            "title": dataset.title,
-            "description": dataset.description,
-            "population": dataset.population,
-            "custodian": dataset.custodian,
-            "contribution_bound": dataset.contribution_bound,
-            "updated_at": dataset.updated_at.isoformat(),
-            "columns": [_public_column(c) for c in current.columns] if current else [],
-        }
+        view = _public_view(dataset, current)
         if is_custodian_of(actor, dataset):
             view["current_version"] = dataset.current_version
             view["rows"] = current.rows_written if current else 0
             view["persons"] = current.persons if current else 0
         return view
 
-    def public_catalogue(self) -> list[dict[str, Any]]:
-        """What anyone may read of the published datasets (no login): description, custodian, the
-        current version's columns with their roles and public domains, the versions' numbers and
-        dates. Never a count of rows or persons, an ingest report or a quarantine."""
+    def public_catalogue(self, name: str | None = None) -> list[dict[str, Any]]:
+        """What anyone may read of the published datasets (no login), or of the one named ``name``:
+        description, custodian, the current version's columns with their roles and public domains,
+        the versions' numbers and dates. Never a count of rows or persons, an ingest report or a
+        quarantine."""
         with self._uow(write=False) as uow:
+            if name is None:
+                datasets = uow.catalog.list_datasets()
+            else:
+                found = uow.catalog.get_dataset(name)
+                datasets = [found] if found is not None else []
             entries = []
-            for dataset in uow.catalog.list_datasets():
+            for dataset in datasets:
                 if dataset.current_version is None:
                     continue
                 versions = uow.catalog.list_versions(dataset.id)
                 current = next(v for v in versions if v.version == dataset.current_version)
-                entries.append(
+                entry = _public_view(dataset, current)
+                entry["versions"] = [
                     {
-                        "name": dataset.name,
-                        "title": dataset.title,
-                        "description": dataset.description,
-                        "population": dataset.population,
-                        "custodian": dataset.custodian,
-                        "contribution_bound": dataset.contribution_bound,
-                        "updated_at": dataset.updated_at.isoformat(),
-                        "columns": [_public_column(c) for c in current.columns],
-                        "versions": [
-                            {
-                                "version": v.version,
-                                "current": v.version == dataset.current_version,
-                                "published_at": v.created_at.isoformat(),
-                            }
-                            for v in versions
-                        ],
+                        "version": v.version,
+                        "current": v.version == dataset.current_version,
+                        "published_at": v.created_at.isoformat(),
                     }
-                )
+                    for v in versions
+                ]
+                entries.append(entry)
         return entries
 
     def versions(self, actor: Actor, name: str) -> list[dict[str, Any]]:
@@ -436,6 +423,20 @@ def _current(uow: UnitOfWork, dataset: Dataset) -> DatasetVersion | None:
     if dataset.current_version is None:
         return None
     return uow.catalog.get_version(dataset.id, dataset.current_version)
+
+
+def _public_view(dataset: Dataset, current: DatasetVersion | None) -> dict[str, Any]:
+    """What any signed-in user, and the public catalogue, read of a dataset."""
+    return {
+        "name": dataset.name,
+        "title": dataset.title,
+        "description": dataset.description,
+        "population": dataset.population,
+        "custodian": dataset.custodian,
+        "contribution_bound": dataset.contribution_bound,
+        "updated_at": dataset.updated_at.isoformat(),
+        "columns": [_public_column(c) for c in current.columns] if current else [],
+    }
 
 
 def _public_column(column: CatalogColumn) -> dict[str, Any]:
