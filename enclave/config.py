@@ -66,7 +66,18 @@ class Settings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: int = Field(8400, ge=1, le=65535)
     public_url: str | None = Field(None, description="URL users reach the API at, if behind a proxy")
-    session_ttl_hours: int = Field(12, ge=1, le=24 * 7)
+    session_ttl_hours: int = Field(
+        12, ge=1, le=24 * 7, description="lifetime of an API login's token and longest portal session"
+    )
+    portal_idle_minutes: int = Field(
+        30, ge=1, le=24 * 60, description="a portal session ends after this many minutes unused"
+    )
+    login_max_failures: int = Field(
+        5, ge=1, le=100, description="failed logins in a row that lock an account"
+    )
+    login_lockout_minutes: int = Field(
+        15, ge=1, le=24 * 60, description="how long a locked account stays locked"
+    )
     token_default_days: int = Field(30, ge=1, le=365)
     token_max_days: int = Field(365, ge=1, le=3650)
     log_level: Literal["debug", "info", "warning", "error"] = "info"

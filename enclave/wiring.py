@@ -86,6 +86,9 @@ def build_services(settings: Settings, *, migrate: bool = True, clock: Clock = u
         session_ttl=timedelta(hours=settings.session_ttl_hours),
         personal_default_ttl=timedelta(days=settings.token_default_days),
         max_ttl=timedelta(days=settings.token_max_days),
+        web_idle=timedelta(minutes=settings.portal_idle_minutes),
+        max_failed_logins=settings.login_max_failures,
+        lockout=timedelta(minutes=settings.login_lockout_minutes),
     )
     # In production the master key must already exist (`enclave keys init`), so a mistyped path
     # never silently starts a new key that links nothing ingested before.

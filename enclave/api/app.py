@@ -92,7 +92,7 @@ def create_app(services: Services) -> FastAPI:
     install_error_handlers(app)
     for router in ROUTERS:
         app.include_router(router)
-    mount_portal(app)
+    mount_portal(app, services)
     build_openapi = app.openapi
 
     def openapi() -> dict[str, Any]:

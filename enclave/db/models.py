@@ -102,6 +102,8 @@ class UserRow(Base):
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     accreditation_expires: Mapped[date | None]
     created_at: Mapped[datetime]
+    failed_logins: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    locked_until: Mapped[datetime | None]
 
     roles: Mapped[list[UserRoleRow]] = relationship(
         back_populates="user", cascade="all, delete-orphan", lazy="selectin", order_by="UserRoleRow.role"
@@ -130,6 +132,7 @@ class ApiTokenRow(Base):
     expires_at: Mapped[datetime]
     revoked_at: Mapped[datetime | None]
     project_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    last_seen_at: Mapped[datetime | None]
 
     __table_args__ = (UniqueConstraint("token_hash"),)
 

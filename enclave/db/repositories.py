@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections.abc import Generator
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 
 from sqlalchemy import Select, delete, func, insert, select, update
@@ -148,6 +148,8 @@ def _user(row: UserRow) -> User:
         active=row.active,
         accreditation_expires=row.accreditation_expires,
         created_at=row.created_at,
+        locked_until=row.locked_until,
+        failed_logins=row.failed_logins or 0,
     )
 
 
@@ -162,6 +164,7 @@ def _token(row: ApiTokenRow) -> ApiToken:
         expires_at=row.expires_at,
         revoked_at=row.revoked_at,
         project_id=row.project_id,
+        last_seen_at=row.last_seen_at,
     )
 
 
@@ -253,6 +256,33 @@ class SqlUserRepository:
         self._audit.append(audit)
         return _user(row)
 
+    def record_login_failure(
+        self, user_id: int, at: datetime, *, limit: int, lock_for: timedelta, audit: AuditEvent
+    ) -> User:
+        row = self._session.execute(
+            select(UserRow).where(UserRow.id == user_id).with_for_update()
+        ).scalar_one()
+        row.failed_logins = (row.failed_logins or 0) + 1
+        locked = row.failed_logins >= limit
+        if locked:
+            row.locked_until = at + lock_for
+            row.failed_logins = 0
+        _flush(self._session)
+        self._audit.append(
+            dataclasses.replace(
+                audit, details={**audit.details, "locked_until": row.locked_until if locked else None}
+            )
+        )
+        return _user(row)
+
+    def reset_login_failures(self, user_id: int, *, audit: AuditEvent) -> User:
+        row = self._row(user_id)
+        row.failed_logins = 0
+        row.locked_until = None
+        _flush(self._session)
+        self._audit.append(audit)
+        return _user(row)
+
 
 class SqlTokenRepository:
     def __init__(self, session: Session, audit: SqlAuditLog) -> None:
@@ -313,12 +343,18 @@ class SqlTokenRepository:
         self._audit.append(audit)
         return _token(row)
 
-    def revoke_all_for_user(self, user_id: int, at: datetime, *, audit: AuditEvent) -> int:
-        result = self._session.execute(
-            update(ApiTokenRow)
-            .where(ApiTokenRow.user_id == user_id, ApiTokenRow.revoked_at.is_(None))
-            .values(revoked_at=at)
+    def touch(self, token_id: int, at: datetime) -> None:
+        self._session.execute(update(ApiTokenRow).where(ApiTokenRow.id == token_id).values(last_seen_at=at))
+
+    def revoke_all_for_user(
+        self, user_id: int, at: datetime, *, audit: AuditEvent, kind: TokenKind | None = None
+    ) -> int:
+        statement = update(ApiTokenRow).where(
+            ApiTokenRow.user_id == user_id, ApiTokenRow.revoked_at.is_(None)
         )
+        if kind is not None:
+            statement = statement.where(ApiTokenRow.kind == kind.value)
+        result = self._session.execute(statement.values(revoked_at=at))
         self._audit.append(audit)
         return int(getattr(result, "rowcount", 0) or 0)
 

@@ -27,7 +27,7 @@ from __future__ import annotations
 from collections.abc import Callable, Generator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Protocol
@@ -92,6 +92,15 @@ class UserRepository(Protocol):
 
     def set_active(self, user_id: int, active: bool, *, audit: AuditEvent) -> User: ...
 
+    def record_login_failure(
+        self, user_id: int, at: datetime, *, limit: int, lock_for: timedelta, audit: AuditEvent
+    ) -> User:
+        """Count a failed login; the ``limit``-th in a row locks the account for ``lock_for`` (and
+        starts the count again). The event's details get ``locked_until``."""
+        ...
+
+    def reset_login_failures(self, user_id: int, *, audit: AuditEvent) -> User: ...
+
 
 class TokenRepository(Protocol):
     def get_by_hash(self, token_hash: str) -> ApiToken | None: ...
@@ -116,7 +125,13 @@ class TokenRepository(Protocol):
 
     def revoke_token(self, token_id: int, at: datetime, *, audit: AuditEvent) -> ApiToken: ...
 
-    def revoke_all_for_user(self, user_id: int, at: datetime, *, audit: AuditEvent) -> int: ...
+    def touch(self, token_id: int, at: datetime) -> None:
+        """Record a use of the token (the idle expiry of web sessions counts from it)."""
+        ...
+
+    def revoke_all_for_user(
+        self, user_id: int, at: datetime, *, audit: AuditEvent, kind: TokenKind | None = None
+    ) -> int: ...
 
 
 class CatalogRepository(Protocol):

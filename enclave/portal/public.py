@@ -8,6 +8,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
 from enclave.api.deps import ServicesDep
+from enclave.portal.sessions import Public
 from enclave.portal.web import PREFIX, pages_of
 
 router = APIRouter(prefix=PREFIX, include_in_schema=False)
@@ -22,13 +23,13 @@ STATE_TAGS = {
 }
 
 
-@router.get("/", response_class=HTMLResponse)
-def home(request: Request, services: ServicesDep) -> HTMLResponse:
+@router.get("/", response_class=HTMLResponse, name="home")
+def home(request: Request, services: ServicesDep, actor: Public) -> HTMLResponse:
     return pages_of(request).render(request, "home.html", title="Enclave")
 
 
-@router.get("/register", response_class=HTMLResponse)
-def register(request: Request, services: ServicesDep) -> HTMLResponse:
+@router.get("/register", response_class=HTMLResponse, name="register")
+def register(request: Request, services: ServicesDep, actor: Public) -> HTMLResponse:
     projects = sorted(services.access.register(), key=lambda p: p["id"], reverse=True)
     return pages_of(request).render(
         request, "register.html", title="Register of approved projects", projects=projects, tags=STATE_TAGS
@@ -36,7 +37,7 @@ def register(request: Request, services: ServicesDep) -> HTMLResponse:
 
 
 @router.get("/register/{project_id}", response_class=HTMLResponse)
-def project(request: Request, project_id: str, services: ServicesDep) -> HTMLResponse:
+def project(request: Request, project_id: str, services: ServicesDep, actor: Public) -> HTMLResponse:
     wanted = int(project_id) if project_id.isdigit() and len(project_id) <= 12 else None
     found = next((p for p in services.access.register() if p["id"] == wanted), None)
     if found is None:
@@ -46,15 +47,15 @@ def project(request: Request, project_id: str, services: ServicesDep) -> HTMLRes
     )
 
 
-@router.get("/datasets", response_class=HTMLResponse)
-def catalogue(request: Request, services: ServicesDep) -> HTMLResponse:
+@router.get("/datasets", response_class=HTMLResponse, name="catalogue")
+def catalogue(request: Request, services: ServicesDep, actor: Public) -> HTMLResponse:
     return pages_of(request).render(
         request, "catalogue.html", title="Dataset catalogue", datasets=services.catalog.public_catalogue()
     )
 
 
 @router.get("/datasets/{name}", response_class=HTMLResponse)
-def dataset(request: Request, name: str, services: ServicesDep) -> HTMLResponse:
+def dataset(request: Request, name: str, services: ServicesDep, actor: Public) -> HTMLResponse:
     found = next(iter(services.catalog.public_catalogue(name)), None)
     if found is None:
         return not_found(request)
@@ -71,5 +72,5 @@ fallback = APIRouter(prefix=PREFIX, include_in_schema=False)
 
 
 @fallback.get("/{rest:path}", response_class=HTMLResponse)
-def anything_else(request: Request, rest: str) -> HTMLResponse:
+def anything_else(request: Request, rest: str, actor: Public) -> HTMLResponse:
     return not_found(request)

@@ -9,13 +9,17 @@ from __future__ import annotations
 
 import hashlib
 import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import HTMLResponse
+from fastapi.routing import APIRoute
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.datastructures import MutableHeaders
+from starlette.routing import BaseRoute
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -76,12 +80,87 @@ class Pages:
         )
         self.asset_base = f"{PREFIX}/assets/{assets_digest(assets)}"
         self.environment.globals.update(prefix=PREFIX, assets=self.asset_base, version=__version__)
+        self.environment.filters["capitalize_first"] = capitalize_first
 
     def render(self, request: Request, template: str, *, status: int = 200, **context: Any) -> HTMLResponse:
+        """Render a page for the signed-in user (if any): the navigation shows only the pages their
+        roles open, and every form gets the session's CSRF token."""
+        actor = getattr(request.state, "actor", None)
         body = self.environment.get_template(template).render(
-            request=request, path=request.url.path, **context
+            request=request,
+            path=request.url.path,
+            actor=actor,
+            navigation=navigation(request, actor),
+            csrf_token=getattr(request.state, "csrf", ""),
+            **context,
         )
-        return HTMLResponse(body, status_code=status)
+        return HTMLResponse(body, status_code=status, headers={"Cache-Control": "no-store"})
+
+
+def capitalize_first(sentence: str) -> str:
+    """A domain error's sentence (lower case, no full stop) as a sentence on a page."""
+    sentence = sentence.strip().rstrip(".")
+    return sentence[:1].upper() + sentence[1:]
+
+
+@dataclass(frozen=True)
+class Link:
+    href: str
+    label: str
+
+
+#: The service navigation: (label, the name of the page route it opens). An entry is shown only to
+#: a user the page's own access declaration admits, so the menu and the pages cannot disagree.
+NAVIGATION: tuple[tuple[str, str], ...] = (
+    ("Approved projects", "register"),
+    ("Datasets", "catalogue"),
+    ("Your account", "account"),
+    ("My datasets", "custodian_datasets"),
+    ("Access requests", "custodian_requests"),
+    ("Users", "admin_users"),
+    ("Audit log", "admin_audit"),
+    ("Status", "admin_status"),
+)
+
+
+def page_access(route: BaseRoute) -> Any:
+    """The access a page route declares (a ``PageAccess``, or ``public_page``), or None."""
+    if not isinstance(route, APIRoute):
+        return None
+    for dependency in route.dependant.dependencies:
+        call = dependency.call
+        if getattr(call, "admits", None) is not None or getattr(call, "__name__", "") == "public_page":
+            return call
+    return None
+
+
+@dataclass(frozen=True)
+class PageRoute:
+    path: str
+    access: Any
+
+
+def index_pages(app: FastAPI, routers: Sequence[APIRouter]) -> None:
+    """Remember each named page route's address and declared access, for the navigation."""
+    pages: dict[str, PageRoute] = {}
+    for router in routers:
+        for route in router.routes:
+            if isinstance(route, APIRoute) and "GET" in (route.methods or ()):
+                pages[route.name] = PageRoute(route.path_format, page_access(route))
+    app.state.page_routes = pages
+
+
+def navigation(request: Request, actor: Any) -> list[Link]:
+    pages: dict[str, PageRoute] = getattr(request.app.state, "page_routes", {})
+    links = []
+    for label, name in NAVIGATION:
+        page = pages.get(name)
+        if page is None or page.access is None:
+            continue
+        admits = getattr(page.access, "admits", None)
+        if admits is None or admits(actor):
+            links.append(Link(page.path, label))
+    return links
 
 
 def install(app: FastAPI) -> Pages:

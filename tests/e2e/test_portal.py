@@ -7,30 +7,21 @@ never committed) and checked for what it must never show.
 
 from __future__ import annotations
 
-import json
-import os
 import re
-import shutil
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
 from enclave.domain.access.states import ProjectState
-from enclave.portal.web import ASSET_CACHE, SECURITY_HEADERS, assets_dir
+from enclave.portal.web import ASSET_CACHE, SECURITY_HEADERS
 from enclave.wiring import Services
 from tests.conftest import OPERATOR, LiveServer
 from tests.factories import make_project
+from tests.helpers.portal import HOSTILE, check_page
 
 pytestmark = pytest.mark.slow
-
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-AXE = Path(sys.prefix) / "node_modules" / "axe-core" / "axe.min.js"
-SHOTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "portal"
-HOSTILE = '<script>document.title="owned"</script><img src=x onerror="document.title=\'owned\'">'
 
 
 @pytest.fixture
@@ -42,45 +33,6 @@ def portal(services: Services) -> Iterator[tuple[LiveServer, int]]:
     services.access.set_project_state(OPERATOR, other, ProjectState.SUSPENDED, "ethics approval lapsed")
     with LiveServer(services) as server:
         yield server, project
-
-
-@pytest.fixture
-def browser() -> Iterator[Any]:
-    playwright = pytest.importorskip("playwright.sync_api")
-    if not Path(CHROMIUM).exists():
-        if os.environ.get("ENCLAVE_REQUIRE_SANDBOX"):
-            pytest.fail("Chromium is not installed (Debian's chromium package; .ci/run installs it)")
-        pytest.skip("Chromium is not installed")
-    assert AXE.is_file(), "axe-core is not installed: run make setup"
-    assert (assets_dir() / "portal.css").is_file(), "the portal's assets are not built: run make setup"
-    with playwright.sync_playwright() as pw:
-        chromium = pw.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-        )
-        try:
-            yield chromium
-        finally:
-            chromium.close()
-
-
-def check_page(page: Any, name: str) -> None:
-    """No traceback, a real stylesheet, no serious or critical axe-core violation; a screenshot."""
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
-    text = page.inner_text("body")
-    assert "Traceback" not in text
-    font = page.evaluate("getComputedStyle(document.querySelector('main h1')).fontFamily")
-    assert font.startswith("system-ui"), font  # the design system's styles, with a system font stack
-    assert "GDS Transport" not in font
-    # Evaluated over the DevTools protocol: the page's own Content-Security-Policy (no inline script)
-    # would refuse a script tag, as it should.
-    page.evaluate(AXE.read_text())
-    results = page.evaluate("async () => await axe.run(document, {resultTypes: ['violations']})")
-    bad = [v for v in results["violations"] if v["impact"] in ("serious", "critical")]
-    assert not bad, json.dumps(
-        [(v["id"], v["help"], [n["target"] for n in v["nodes"]]) for v in bad], indent=1
-    )
 
 
 def test_the_register_and_the_catalogue_read_well_without_signing_in(

@@ -11,7 +11,13 @@ from enclave.domain import ports
 from enclave.domain.audit.chain import AuditEvent
 
 READ_PREFIXES = ("get_", "list_", "find_", "count_", "iter_")
-EXEMPT = {("AuditLog", "append"), ("SqlAuditLog", "append")}
+EXEMPT = {
+    ("AuditLog", "append"),
+    ("SqlAuditLog", "append"),
+    # A web session's last use (its idle expiry counts from it) is bookkeeping: it changes no right.
+    ("TokenRepository", "touch"),
+    ("SqlTokenRepository", "touch"),
+}
 
 
 def _repository_classes() -> list[type]:

@@ -11,7 +11,7 @@ import hashlib
 import re
 import secrets
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from enum import StrEnum
 
 from enclave.domain.errors import InvalidInput, PermissionDenied
@@ -28,6 +28,7 @@ class TokenKind(StrEnum):
     SESSION = "session"  # issued by a password login, short-lived
     PERSONAL = "personal"  # created by a user or an operator for scripted use
     WORKSPACE = "workspace"  # scoped to one project, injected into a notebook workspace
+    WEB = "web"  # a portal session behind a cookie: idle and absolute expiry, never a bearer token
 
 
 USERNAME_RE = re.compile(r"^[a-z][a-z0-9._-]{1,63}$")
@@ -87,6 +88,12 @@ class User:
     active: bool
     accreditation_expires: date | None
     created_at: datetime
+    locked_until: datetime | None = None
+    failed_logins: int = 0  # failed logins since the last success or lock
+
+    def is_locked(self, now: datetime) -> bool:
+        """Locked after too many failed logins in a row, until the lock runs out (or an admin lifts it)."""
+        return self.locked_until is not None and now < self.locked_until
 
     def has_role(self, role: Role) -> bool:
         return self.active and role in self.roles
@@ -107,13 +114,17 @@ class ApiToken:
     expires_at: datetime
     revoked_at: datetime | None
     project_id: int | None
+    last_seen_at: datetime | None = None
 
-    def problem(self, now: datetime) -> str | None:
-        """Why this token cannot be used at ``now``, or None if it can."""
+    def problem(self, now: datetime, idle: timedelta | None = None) -> str | None:
+        """Why this token cannot be used at ``now``, or None if it can. ``idle`` is the longest
+        pause allowed between two uses (web sessions), counted from the last use or the issue."""
         if self.revoked_at is not None:
             return "revoked"
         if now >= self.expires_at:
             return "expired"
+        if idle is not None and now >= (self.last_seen_at or self.created_at) + idle:
+            return "idle"
         return None
 
 

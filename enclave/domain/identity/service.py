@@ -7,7 +7,7 @@ authentication are audited too (in their own transaction, since nothing else cha
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -45,9 +45,17 @@ from enclave.domain.ports import UnitOfWork, UnitOfWorkFactory
 
 @dataclass(frozen=True)
 class TokenPolicy:
-    session_ttl: timedelta = timedelta(hours=12)
+    """Lifetimes of tokens and sessions, and the login lockout rule."""
+
+    session_ttl: timedelta = timedelta(hours=12)  # an API login's token, and a web session's absolute limit
     personal_default_ttl: timedelta = timedelta(days=30)
     max_ttl: timedelta = timedelta(days=365)
+    web_idle: timedelta = timedelta(minutes=30)  # a web session ends after this long unused
+    max_failed_logins: int = 5  # failed logins in a row that lock an account ...
+    lockout: timedelta = timedelta(minutes=15)  # ... for this long
+
+    #: A web session's last use is written at most this often (not on every page).
+    touch_every = timedelta(minutes=1)
 
 
 @dataclass(frozen=True)
@@ -72,6 +80,13 @@ class IdentityService:
         self._clock = clock
         self._policy = policy or TokenPolicy()
         self._dummy: str | None = None
+
+    @property
+    def policy(self) -> TokenPolicy:
+        return self._policy
+
+    def now(self) -> datetime:
+        return self._clock()
 
     @property
     def _dummy_hash(self) -> str:
@@ -226,9 +241,8 @@ class IdentityService:
 
     def _ttl(self, kind: TokenKind, ttl: timedelta | None) -> timedelta:
         if ttl is None:
-            return (
-                self._policy.session_ttl if kind is TokenKind.SESSION else self._policy.personal_default_ttl
-            )
+            short_lived = kind in (TokenKind.SESSION, TokenKind.WEB)
+            return self._policy.session_ttl if short_lived else self._policy.personal_default_ttl
         if ttl <= timedelta(0):
             raise InvalidInput("a token's lifetime must be positive")
         if ttl > self._policy.max_ttl:
@@ -246,6 +260,7 @@ class IdentityService:
         ttl: timedelta | None,
         project_id: int | None,
         action: str = "token.issued",
+        details: dict[str, object] | None = None,
     ) -> IssuedToken:
         secret = generate_token()
         now = self._clock()
@@ -264,7 +279,7 @@ class IdentityService:
                 actor.name,
                 "user",
                 user.username,
-                {"kind": kind, "name": name, "prefix": prefix, "project_id": project_id},
+                {"kind": kind, "name": name, "prefix": prefix, "project_id": project_id, **(details or {})},
             ),
         )
         return IssuedToken(secret, token)
@@ -283,6 +298,8 @@ class IdentityService:
             raise InvalidInput("a workspace token cannot create tokens")
         if kind is TokenKind.WORKSPACE and project_id is None:
             raise InvalidInput("a workspace token needs a project")
+        if kind is TokenKind.WEB:
+            raise InvalidInput("a portal session is opened by signing in to the portal, not issued")
         with self._uow() as uow:
             user = self._require_user(uow, username)
             if not (actor.user is not None and actor.user.id == user.id):
@@ -331,9 +348,13 @@ class IdentityService:
 
     # --- authentication ------------------------------------------------------------------
 
-    def verify_password(self, username: str, password: str) -> User:
-        """Check a password without issuing anything; every failure looks the same to the caller
-        (an unknown user costs one hash too) and is audited. Used by login and by the hub."""
+    def verify_password(self, username: str, password: str, *, client: str | None = None) -> User:
+        """Check a password without issuing anything. Every failure looks the same to the caller (an
+        unknown user costs one hash too, a locked account is refused after the hash as well) and is
+        audited with the client's address when it is known. The
+        :attr:`TokenPolicy.max_failed_logins`-th failure in a row locks the account for
+        :attr:`TokenPolicy.lockout`. Used by the API's and the portal's login and by the hub."""
+        now = self._clock()
         with self._uow(write=False) as uow:
             user = uow.users.get_by_username(username) if username else None
             stored = uow.users.get_password_hash(user.id) if user is not None else None
@@ -342,13 +363,32 @@ class IdentityService:
             ok = self._hasher.verify(stored or self._dummy_hash, password) and stored is not None
         except (VerificationError, InvalidHashError):
             ok = False
-        if not ok or user is None or not user.active:
-            reason = (
-                "unknown user"
-                if user is None
-                else ("account deactivated" if not user.active and ok else "wrong password")
+        where = {"client": client} if client else {}
+        if user is None:
+            self._record_failure(
+                "auth.login_failed", username[:64] or "-", {"reason": "unknown user", **where}
             )
-            self._record_failure("auth.login_failed", username[:64] or "-", {"reason": reason})
+            raise AuthenticationFailed("unknown user or wrong password")
+        if not ok or not user.active or user.is_locked(now):
+            reason = (
+                "account locked"
+                if user.is_locked(now)
+                else ("account deactivated" if ok else "wrong password")
+            )
+            failed = AuditEvent(
+                "auth.login_failed", "anonymous", "user", user.username, {"reason": reason, **where}
+            )
+            with self._uow() as uow:
+                if reason == "wrong password":
+                    uow.users.record_login_failure(
+                        user.id,
+                        now,
+                        limit=self._policy.max_failed_logins,
+                        lock_for=self._policy.lockout,
+                        audit=failed,
+                    )
+                else:
+                    uow.audit.append(failed)
             raise AuthenticationFailed("unknown user or wrong password")
         if stored is not None and self._hasher.check_needs_rehash(stored):
             with self._uow() as uow:
@@ -357,11 +397,23 @@ class IdentityService:
                     self._hasher.hash(password),
                     audit=AuditEvent("user.password_rehashed", "system", "user", user.username),
                 )
+        if user.failed_logins or user.locked_until is not None:
+            with self._uow() as uow:
+                user = uow.users.reset_login_failures(
+                    user.id,
+                    audit=AuditEvent(
+                        "auth.failures_cleared",
+                        "system",
+                        "user",
+                        user.username,
+                        {"failed": user.failed_logins},
+                    ),
+                )
         return user
 
-    def login(self, username: str, password: str) -> IssuedToken:
-        """Check a password and issue a session token."""
-        user = self.verify_password(username, password)
+    def login(self, username: str, password: str, *, client: str | None = None) -> IssuedToken:
+        """Check a password and issue a session token for the API."""
+        user = self.verify_password(username, password, client=client)
         with self._uow() as uow:
             return self._issue(
                 uow,
@@ -372,10 +424,67 @@ class IdentityService:
                 ttl=None,
                 project_id=None,
                 action="auth.login",
+                details={"client": client} if client else None,
             )
 
-    def authenticate(self, secret: str) -> Actor:
-        """Resolve a bearer token to the acting user. Expiry and revocation count at once."""
+    def start_web_session(self, username: str, password: str, *, client: str | None = None) -> IssuedToken:
+        """Check a password and open a portal session: a token of kind ``web``, which only the
+        portal's cookie carries, ended by :attr:`TokenPolicy.web_idle` unused or
+        :attr:`TokenPolicy.session_ttl` after sign-in, whichever comes first."""
+        user = self.verify_password(username, password, client=client)
+        with self._uow() as uow:
+            return self._issue(
+                uow,
+                Actor.for_user(user),
+                user,
+                kind=TokenKind.WEB,
+                name="portal session",
+                ttl=None,
+                project_id=None,
+                action="auth.login",
+                details={"via": "portal", **({"client": client} if client else {})},
+            )
+
+    def end_web_sessions(self, actor: Actor, *, everywhere: bool = False) -> int:
+        """Sign out: end the actor's own web session, or every web session of theirs (every browser
+        they signed in from). A signed-out cookie never works again, wherever it was copied to."""
+        if actor.user is None or actor.token is None or actor.token.kind is not TokenKind.WEB:
+            raise InvalidInput("only a portal session can be signed out here")
+        now = self._clock()
+        with self._uow() as uow:
+            if everywhere:
+                return uow.tokens.revoke_all_for_user(
+                    actor.user.id,
+                    now,
+                    kind=TokenKind.WEB,
+                    audit=AuditEvent(
+                        "auth.logout", actor.name, "user", actor.user.username, {"everywhere": True}
+                    ),
+                )
+            uow.tokens.revoke_token(
+                actor.token.id,
+                now,
+                audit=AuditEvent(
+                    "auth.logout", actor.name, "user", actor.user.username, {"prefix": actor.token.prefix}
+                ),
+            )
+            return 1
+
+    def unlock(self, actor: Actor, username: str) -> User:
+        """Lift a lockout after failed logins before it runs out (admin)."""
+        check_manage_users(actor)
+        with self._uow() as uow:
+            user = self._require_user(uow, username)
+            if not user.is_locked(self._clock()):
+                raise InvalidState(f"{username}'s account is not locked")
+            return uow.users.reset_login_failures(
+                user.id, audit=AuditEvent("user.unlocked", actor.name, "user", username)
+            )
+
+    def authenticate(self, secret: str, *, web: bool = False) -> Actor:
+        """Resolve a token to the acting user. Expiry and revocation count at once. ``web`` says the
+        secret came in the portal's cookie: only a web session is accepted there, with its idle
+        expiry, and a web session is accepted nowhere else (a copied cookie is no API token)."""
         now = self._clock()
         digest = hash_token(secret)
         with self._uow(write=False) as uow:
@@ -387,12 +496,12 @@ class IdentityService:
                 else None
             )
         problem: str | None
-        if token is None or user is None:
+        if token is None or user is None or (token.kind is TokenKind.WEB) != web:
             problem = "unknown token"
         elif not user.active:
             problem = "account deactivated"
         else:
-            problem = token.problem(now)
+            problem = token.problem(now, self._policy.web_idle if web else None)
         if problem is None and token is not None and token.project_id is not None and user is not None:
             # A workspace token lives only while its project is active and its holder may use it.
             if project is None:
@@ -411,6 +520,7 @@ class IdentityService:
             message = {
                 "unknown token": "invalid token",
                 "expired": "your token has expired; log in again or create a new token",
+                "idle": "your session ended after a time without use; sign in again",
                 "revoked": "this token has been revoked",
                 "account deactivated": "this account is deactivated",
                 "project gone": "this workspace token's project does not exist",
@@ -418,6 +528,9 @@ class IdentityService:
             raise AuthenticationFailed(message)
         assert user is not None
         assert token is not None
+        if web and now - (token.last_seen_at or token.created_at) >= self._policy.touch_every:
+            with self._uow() as uow:
+                uow.tokens.touch(token.id, now)
         return Actor.for_user(user, token)
 
     def record_access_denied(self, actor: Actor, what: str, reason: str) -> None:
