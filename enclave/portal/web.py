@@ -79,7 +79,7 @@ class Pages:
             lstrip_blocks=True,
         )
         self.asset_base = f"{PREFIX}/assets/{assets_digest(assets)}"
-        self.environment.globals.update(prefix=PREFIX, assets=self.asset_base, version=__version__)
+        self.environment.globals.update(prefix=PREFIX, assets=self.asset_base, enclave_version=__version__)
         self.environment.filters["capitalize_first"] = capitalize_first
 
     def render(self, request: Request, template: str, *, status: int = 200, **context: Any) -> HTMLResponse:
@@ -98,8 +98,12 @@ class Pages:
 
 
 def capitalize_first(sentence: str) -> str:
-    """A domain error's sentence (lower case, no full stop) as a sentence on a page."""
+    """A domain error's sentence (lower case, no full stop) as a sentence on a page; a sentence that
+    starts with a name (a file, a column, a user) keeps it as it is."""
     sentence = sentence.strip().rstrip(".")
+    first = sentence.split(" ", 1)[0]
+    if any(c in first for c in "._-/'\"") or any(c.isdigit() for c in first):
+        return sentence
     return sentence[:1].upper() + sentence[1:]
 
 

@@ -89,6 +89,7 @@ def check_page(page: Any, name: str) -> None:
     page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
     text = page.inner_text("body")
     assert "Traceback" not in text
+    assert page.locator('input[name="csrf_token"][value=""]').count() == 0, "a form without its CSRF token"
     font = page.evaluate("getComputedStyle(document.querySelector('main h1')).fontFamily")
     assert font.startswith("system-ui"), font  # the design system's styles, with a system font stack
     assert "GDS Transport" not in font

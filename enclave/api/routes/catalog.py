@@ -9,9 +9,9 @@ from fastapi import Path as PathParam
 
 from enclave.api.deps import ServicesDep, requires
 from enclave.api.schemas import NAME_PATTERN, IngestResult, OptOutResult
-from enclave.domain.errors import InvalidInput, PayloadTooLarge
+from enclave.domain.errors import PayloadTooLarge
 from enclave.domain.identity.accounts import Actor, Role
-from enclave.ingest.spec import parse_spec
+from enclave.ingest.uploads import MAX_SPEC_BYTES, ingest_upload
 
 router = APIRouter(prefix="/catalog", tags=["catalog"])
 optouts_router = APIRouter(prefix="/optouts", tags=["catalog"])
@@ -66,17 +66,13 @@ def ingest(
     limit = services.settings.max_upload_mb << 20
     services.settings.ensure_home()
     with tempfile.TemporaryDirectory(dir=services.settings.holding_store, prefix=".ingest-") as tmp:
-        spec_path = _save(spec, Path(tmp), 1 << 20)
-        try:
-            text = spec_path.read_text(encoding="utf-8")
-        except UnicodeDecodeError:
-            raise InvalidInput("the spec is not UTF-8 text") from None
-        # Uploaded specs may reference only the built-in code lists.
-        loaded = parse_spec(text, base=Path(tmp) / "no-local-codelists", source=spec_path.name)
+        spec_dir = Path(tmp) / "spec"
+        spec_dir.mkdir()
+        spec_path = _save(spec, spec_dir, MAX_SPEC_BYTES)
         extract_dir = Path(tmp) / "extract"
         extract_dir.mkdir()
         extract_path = _save(extract, extract_dir, limit)
-        report = services.catalog.ingest(actor, loaded, extract_path, source_name=extract_path.name)
+        report = ingest_upload(services.catalog, actor, spec_path, extract_path)
     return IngestResult(**report.as_dict())
 
 

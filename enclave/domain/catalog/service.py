@@ -269,6 +269,7 @@ class CatalogService:
             view["current_version"] = dataset.current_version
             view["rows"] = current.rows_written if current else 0
             view["persons"] = current.persons if current else 0
+            view["max_epsilon"] = str(dataset.max_epsilon)
         return view
 
     def public_catalogue(self, name: str | None = None) -> list[dict[str, Any]]:
