@@ -156,6 +156,9 @@ class PageAccess:
     def describe(self) -> str:
         return "any signed-in user" if not self.roles else "role " + " or ".join(sorted(self.roles))
 
+    def admits_role(self, role: Role) -> bool:
+        return not self.roles or role in self.roles
+
     def admits(self, actor: Actor | None) -> bool:
         return actor is not None and (not self.roles or any(actor.has_role(r) for r in self.roles))
 
