@@ -226,14 +226,15 @@ def demo(
             if access.pending_request is not None:
                 out.print(
                     f"awaiting review: access request {access.pending_request}"
-                    f" (enclave request show {access.pending_request})",
+                    f" (sign in to the portal as custodian: {url}/portal/custodian/requests/"
+                    f"{access.pending_request})",
                     highlight=False,
                 )
             out.print(
                 f"API            : {url}   (OpenAPI: {url}/openapi.json, docs: {url}/docs)", highlight=False
             )
             out.print(
-                f"portal         : {url}/portal/   (the public register and dataset catalogue)",
+                f"portal         : {url}/portal/   (sign in with a login below: {url}/portal/sign-in)",
                 highlight=False,
             )
             out.print(
