@@ -121,6 +121,7 @@ NAVIGATION: tuple[tuple[str, str], ...] = (
     ("Your account", "account"),
     ("My datasets", "custodian_datasets"),
     ("Access requests", "custodian_requests"),
+    ("Projects", "custodian_projects"),
     ("Users", "admin_users"),
     ("Audit log", "admin_audit"),
     ("Status", "admin_status"),
