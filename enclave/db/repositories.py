@@ -122,6 +122,49 @@ class SqlAuditLog:
             # server-side cursor open.
             result.close()
 
+    def list_events(
+        self,
+        *,
+        actor: str | None = None,
+        action: str | None = None,
+        object_type: str | None = None,
+        object_id: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        before_seq: int | None = None,
+        after_seq: int | None = None,
+        limit: int = 50,
+    ) -> list[ChainedEvent]:
+        """Events matching every filter given, newest first: the ``limit`` newest older than
+        ``before_seq``, or with ``after_seq`` the ``limit`` oldest newer than it (a keyset on ``seq``,
+        so any page costs what the first does). An ``action`` ending in ``.*`` matches a prefix;
+        ``since`` is inclusive, ``until`` exclusive."""
+        query = select(AuditEventRow)
+        if actor:
+            query = query.where(AuditEventRow.actor == actor)
+        if action:
+            if action.endswith(".*"):
+                prefix = action[:-1].replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+                query = query.where(AuditEventRow.action.like(prefix + "%", escape="\\"))
+            else:
+                query = query.where(AuditEventRow.action == action)
+        if object_type:
+            query = query.where(AuditEventRow.object_type == object_type)
+        if object_id:
+            query = query.where(AuditEventRow.object_id == object_id)
+        if since is not None:
+            query = query.where(AuditEventRow.at >= since)
+        if until is not None:
+            query = query.where(AuditEventRow.at < until)
+        if before_seq is not None:
+            query = query.where(AuditEventRow.seq < before_seq)
+        if after_seq is not None:
+            query = query.where(AuditEventRow.seq > after_seq)
+            rows = self._session.execute(query.order_by(AuditEventRow.seq).limit(limit)).scalars()
+            return [_chained(r) for r in reversed(list(rows))]
+        rows = self._session.execute(query.order_by(AuditEventRow.seq.desc()).limit(limit)).scalars()
+        return [_chained(r) for r in rows]
+
 
 def _chained(row: AuditEventRow) -> ChainedEvent:
     return ChainedEvent(

@@ -58,6 +58,24 @@ class AuditLog(Protocol):
 
     def iter_events(self, after_seq: int = 0, limit: int | None = None) -> Generator[ChainedEvent]: ...
 
+    def list_events(
+        self,
+        *,
+        actor: str | None = None,
+        action: str | None = None,
+        object_type: str | None = None,
+        object_id: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        before_seq: int | None = None,
+        after_seq: int | None = None,
+        limit: int = 50,
+    ) -> list[ChainedEvent]:
+        """Events matching every filter given, newest first, a page at a time (a keyset on ``seq``):
+        the ``limit`` newest older than ``before_seq``, or the ``limit`` oldest newer than
+        ``after_seq``. An ``action`` ending in ``.*`` matches every action of that area."""
+        ...
+
 
 class UserRepository(Protocol):
     def get_by_id(self, user_id: int) -> User | None: ...
