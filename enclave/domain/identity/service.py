@@ -413,36 +413,35 @@ class IdentityService:
 
     def login(self, username: str, password: str, *, client: str | None = None) -> IssuedToken:
         """Check a password and issue a session token for the API."""
-        user = self.verify_password(username, password, client=client)
-        with self._uow() as uow:
-            return self._issue(
-                uow,
-                Actor.for_user(user),
-                user,
-                kind=TokenKind.SESSION,
-                name="login",
-                ttl=None,
-                project_id=None,
-                action="auth.login",
-                details={"client": client} if client else None,
-            )
+        return self._sign_in(username, password, TokenKind.SESSION, "login", client, {})
 
     def start_web_session(self, username: str, password: str, *, client: str | None = None) -> IssuedToken:
         """Check a password and open a portal session: a token of kind ``web``, which only the
         portal's cookie carries, ended by :attr:`TokenPolicy.web_idle` unused or
         :attr:`TokenPolicy.session_ttl` after sign-in, whichever comes first."""
+        return self._sign_in(username, password, TokenKind.WEB, "portal session", client, {"via": "portal"})
+
+    def _sign_in(
+        self,
+        username: str,
+        password: str,
+        kind: TokenKind,
+        name: str,
+        client: str | None,
+        details: dict[str, object],
+    ) -> IssuedToken:
         user = self.verify_password(username, password, client=client)
         with self._uow() as uow:
             return self._issue(
                 uow,
                 Actor.for_user(user),
                 user,
-                kind=TokenKind.WEB,
-                name="portal session",
+                kind=kind,
+                name=name,
                 ttl=None,
                 project_id=None,
                 action="auth.login",
-                details={"via": "portal", **({"client": client} if client else {})},
+                details={**details, **({"client": client} if client else {})} or None,
             )
 
     def end_web_sessions(self, actor: Actor, *, everywhere: bool = False) -> int:
