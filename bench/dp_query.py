@@ -225,7 +225,7 @@ def api_small_query(repeat: int) -> tuple[list[float], list[float]]:
         services.catalog.ingest(
             custodian, load_spec(SPECS / "demographics.yaml"), home / "population" / "demographics.csv"
         )
-        today = services.access._today()
+        today = services.access.today()
         services.identity.set_accreditation(operator, "lead", today + timedelta(days=365))
         form = validate_form(
             {

@@ -51,7 +51,7 @@ def seed(services: Services, requests: int, projects: int, events: int) -> int:
         if i % 100 == 99:
             progress(f"  {i + 1:,} projects ({time.monotonic() - started:.0f} s)")
     researcher = Actor.for_user(services.identity.get_user(OPERATOR, "lead0"))
-    today = services.access._today()
+    today = services.access.today()
     form = validate_form(
         {
             "title": "A request on demographics",
@@ -128,9 +128,13 @@ def main() -> None:
             token = services.identity.issue_token(OPERATOR, owner.username, name="bench").secret
             api_client.headers["Authorization"] = f"Bearer {token}"
             pairs = [
-                ("custodian's queue", "/portal/custodian/requests", "/requests"),
+                (
+                    "custodian's queue",
+                    "/portal/custodian/requests",
+                    "/requests?deciding=true&newest_first=true&limit=50",
+                ),
                 ("a request", f"/portal/custodian/requests/{request_id}", f"/requests/{request_id}"),
-                ("the register", "/portal/register", "/register"),
+                ("the register", "/portal/register", "/register?newest_first=true&limit=50"),
                 ("audit viewer, first page", "/portal/admin/audit", "/audit/events?limit=50"),
             ]
             print(f"{'page':28} {'page p50':>9} {'p95':>8} {'API p50':>9} {'p95':>8} {'page/API':>9}")

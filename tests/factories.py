@@ -45,7 +45,7 @@ def make_project(
     the demographics dataset, approved by its custodian through the real access service."""
     custodian = _user(services, "factory-custodian", Role.CUSTODIAN)
     researcher = _user(services, lead, Role.RESEARCHER)
-    today = services.access._today()
+    today = services.access.today()
     services.identity.set_accreditation(OPERATOR, lead, today + timedelta(days=365))
     with services.db.unit_of_work(write=False) as uow:
         have_data = uow.catalog.get_dataset("demographics") is not None

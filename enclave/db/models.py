@@ -198,6 +198,19 @@ class AccessRequestRow(Base):
     amends_project_id: Mapped[int | None] = mapped_column(Integer, index=True)
 
 
+class AccessRequestPartyRow(Base):
+    """Who stands to a request in which relation (applicant, team member, custodian of a part):
+    derived from the request on every write, so that the requests a user may see are one indexed
+    query."""
+
+    __tablename__ = "access_request_parties"
+    __table_args__ = (Index("ix_access_request_parties_lookup", "username", "relation", "request_id"),)
+
+    request_id: Mapped[int] = mapped_column(ForeignKey("access_requests.id"), primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), primary_key=True)
+    relation: Mapped[str] = mapped_column(String(20), primary_key=True)
+
+
 class ProjectRow(Base):
     __tablename__ = "projects"
 

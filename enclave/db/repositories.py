@@ -11,12 +11,14 @@ import json
 from collections.abc import Generator
 from datetime import date, datetime, timedelta
 from decimal import Decimal
+from typing import TypeVarTuple
 
 from sqlalchemy import Select, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from enclave.db.models import (
+    AccessRequestPartyRow,
     AccessRequestRow,
     ApiTokenRow,
     AuditEventRow,
@@ -36,7 +38,7 @@ from enclave.db.models import (
     UserRow,
 )
 from enclave.domain.access.form import AccessRequestForm
-from enclave.domain.access.requests import AccessRequest, Part, Project
+from enclave.domain.access.requests import AccessRequest, Part, Project, RequestQuery, relations
 from enclave.domain.access.states import ProjectState, RequestState
 from enclave.domain.audit.chain import GENESIS_HASH, AuditEvent, ChainedEvent, chain_event
 from enclave.domain.catalog.datasets import CatalogColumn, Dataset, DatasetVersion
@@ -611,6 +613,9 @@ def _project(row: ProjectRow) -> Project:
     )
 
 
+_Columns = TypeVarTuple("_Columns")
+
+
 class SqlAccessRepository:
     def __init__(self, session: Session, audit: SqlAuditLog) -> None:
         self._session = session
@@ -625,8 +630,53 @@ class SqlAccessRepository:
         return self._with_applicant(row) if row is not None else None
 
     def list_requests(self) -> list[AccessRequest]:
-        rows = self._session.execute(select(AccessRequestRow).order_by(AccessRequestRow.id)).scalars()
-        return [self._with_applicant(r) for r in rows]
+        return self.find_requests(RequestQuery())
+
+    @staticmethod
+    def _selected(statement: Select[*_Columns], query: RequestQuery) -> Select[*_Columns]:
+        if query.party is not None:
+            parties = (
+                select(AccessRequestPartyRow.request_id)
+                .where(AccessRequestPartyRow.username == query.party)
+                .where(AccessRequestPartyRow.relation.in_([r.value for r in query.through]))
+            )
+            statement = statement.where(AccessRequestRow.id.in_(parties))
+        if query.state is not None:
+            statement = statement.where(AccessRequestRow.state == query.state.value)
+        return statement
+
+    def find_requests(self, query: RequestQuery) -> list[AccessRequest]:
+        statement = self._selected(
+            select(AccessRequestRow, UserRow.username).join(
+                UserRow, UserRow.id == AccessRequestRow.applicant_id
+            ),
+            query,
+        )
+        order = AccessRequestRow.id.desc() if query.newest_first else AccessRequestRow.id
+        statement = statement.order_by(order).offset(query.offset).limit(query.limit)
+        return [_request(row, username) for row, username in self._session.execute(statement)]
+
+    def count_requests(self, query: RequestQuery) -> int:
+        statement = self._selected(select(func.count()).select_from(AccessRequestRow), query)
+        return int(self._session.execute(statement).scalar_one())
+
+    def find_request_projects(self, query: RequestQuery) -> set[int]:
+        statement = self._selected(
+            select(AccessRequestRow.project_id, AccessRequestRow.amends_project_id), query
+        )
+        return {pid for pair in self._session.execute(statement) for pid in pair if pid is not None}
+
+    def _record_parties(self, request: AccessRequest) -> None:
+        self._session.execute(
+            delete(AccessRequestPartyRow).where(AccessRequestPartyRow.request_id == request.id)
+        )
+        self._session.execute(
+            insert(AccessRequestPartyRow),
+            [
+                {"request_id": request.id, "username": user, "relation": relation.value}
+                for user, relation in sorted(relations(request))
+            ],
+        )
 
     def add_request(
         self,
@@ -652,7 +702,9 @@ class SqlAccessRepository:
         self._session.add(row)
         _flush(self._session)
         self._audit.append(dataclasses.replace(audit, object_id=str(row.id)))
-        return self._with_applicant(row)
+        created = self._with_applicant(row)
+        self._record_parties(created)
+        return created
 
     def update_request(
         self,
@@ -675,15 +727,23 @@ class SqlAccessRepository:
         row.project_id = project_id
         _flush(self._session)
         self._audit.append(audit)
-        return self._with_applicant(row)
+        updated = self._with_applicant(row)
+        self._record_parties(updated)
+        return updated
 
     def get_project(self, project_id: int, *, lock: bool = False) -> Project | None:
         row = self._session.get(ProjectRow, project_id, with_for_update=lock, populate_existing=lock)
         return _project(row) if row is not None else None
 
-    def list_projects(self) -> list[Project]:
-        rows = self._session.execute(select(ProjectRow).order_by(ProjectRow.id)).scalars()
-        return [_project(r) for r in rows]
+    def list_projects(
+        self, *, newest_first: bool = False, offset: int = 0, limit: int | None = None
+    ) -> list[Project]:
+        order = ProjectRow.id.desc() if newest_first else ProjectRow.id
+        rows = self._session.execute(select(ProjectRow).order_by(order).offset(offset).limit(limit))
+        return [_project(r) for r in rows.scalars()]
+
+    def count_projects(self) -> int:
+        return int(self._session.execute(select(func.count()).select_from(ProjectRow)).scalar_one())
 
     def add_project(self, project: Project, *, audit: AuditEvent) -> Project:
         row = ProjectRow(

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from enclave.domain.access.form import AccessRequestForm
-from enclave.domain.access.requests import AccessRequest, Part, Project
+from enclave.domain.access.requests import AccessRequest, Part, Project, RequestQuery
 from enclave.domain.access.states import ProjectState, RequestState
 from enclave.domain.audit.chain import AuditEvent, ChainedEvent
 from enclave.domain.catalog.datasets import CatalogColumn, Dataset, DatasetVersion
@@ -197,6 +197,18 @@ class AccessRepository(Protocol):
 
     def list_requests(self) -> list[AccessRequest]: ...
 
+    def find_requests(self, query: RequestQuery) -> list[AccessRequest]:
+        """The requests ``query`` selects, ordered by id, paged by its offset and limit."""
+        ...
+
+    def count_requests(self, query: RequestQuery) -> int:
+        """How many requests ``query`` selects, ignoring its offset and limit."""
+        ...
+
+    def find_request_projects(self, query: RequestQuery) -> set[int]:
+        """The projects the selected requests created or amended."""
+        ...
+
     def add_request(
         self,
         *,
@@ -223,7 +235,11 @@ class AccessRepository(Protocol):
 
     def get_project(self, project_id: int, *, lock: bool = False) -> Project | None: ...
 
-    def list_projects(self) -> list[Project]: ...
+    def list_projects(
+        self, *, newest_first: bool = False, offset: int = 0, limit: int | None = None
+    ) -> list[Project]: ...
+
+    def count_projects(self) -> int: ...
 
     def add_project(self, project: Project, *, audit: AuditEvent) -> Project:
         """Insert ``project`` (its ``id`` is ignored and assigned)."""

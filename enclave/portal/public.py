@@ -4,7 +4,9 @@ catalogue's metadata): never a member, a budget, a row count or an ingest report
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse
 
 from enclave.api.deps import ServicesDep
@@ -23,23 +25,44 @@ STATE_TAGS = {
 }
 
 
+#: Projects per page of the register.
+REGISTER_PAGE = 50
+
+
 @router.get("/", response_class=HTMLResponse, name="home")
 def home(request: Request, services: ServicesDep, actor: Public) -> HTMLResponse:
     return pages_of(request).render(request, "home.html", title="Enclave")
 
 
 @router.get("/register", response_class=HTMLResponse, name="register")
-def register(request: Request, services: ServicesDep, actor: Public) -> HTMLResponse:
-    projects = sorted(services.access.register(), key=lambda p: p["id"], reverse=True)
+def register(
+    request: Request,
+    services: ServicesDep,
+    actor: Public,
+    page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
+) -> HTMLResponse:
+    total = services.access.register_size()
+    pages = max(1, -(-total // REGISTER_PAGE))
+    page = min(page, pages)
+    projects = services.access.register(
+        newest_first=True, offset=(page - 1) * REGISTER_PAGE, limit=REGISTER_PAGE
+    )
     return pages_of(request).render(
-        request, "register.html", title="Register of approved projects", projects=projects, tags=STATE_TAGS
+        request,
+        "register.html",
+        title="Register of approved projects",
+        projects=projects,
+        total=total,
+        page=page,
+        pages=pages,
+        tags=STATE_TAGS,
     )
 
 
 @router.get("/register/{project_id}", response_class=HTMLResponse)
 def project(request: Request, project_id: str, services: ServicesDep, actor: Public) -> HTMLResponse:
     wanted = int(project_id) if project_id.isdigit() and len(project_id) <= 12 else None
-    found = next((p for p in services.access.register() if p["id"] == wanted), None)
+    found = services.access.register_entry(wanted) if wanted is not None else None
     if found is None:
         return not_found(request)
     return pages_of(request).render(

@@ -199,20 +199,28 @@ def queue(
     page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
 ) -> HTMLResponse:
     wanted = RequestState(state) if state in set(RequestState) else None
-    touching = [r for r in services.access.list_requests(actor) if _mine(actor, r)]
-    shown = [r for r in touching if wanted is None or r.state is wanted]
-    shown.sort(key=lambda r: (r.created_at, r.id), reverse=True)
-    pages = max(1, -(-len(shown) // QUEUE_PAGE))
+    shown = services.access.count_requests(actor, state=wanted, deciding=True)
+    pages = max(1, -(-shown // QUEUE_PAGE))
     page = min(page, pages)
+    found = services.access.list_requests(
+        actor,
+        state=wanted,
+        deciding=True,
+        newest_first=True,
+        offset=(page - 1) * QUEUE_PAGE,
+        limit=QUEUE_PAGE,
+    )
+    # Only asked when nothing is shown: whether the filter hid everything or there is nothing yet.
+    total = shown if wanted is None or shown else services.access.count_requests(actor, deciding=True)
     return _render(
         request,
         "requests/queue.html",
         title="Access requests",
-        requests=[(r, _mine(actor, r)) for r in shown[(page - 1) * QUEUE_PAGE : page * QUEUE_PAGE]],
-        shown=len(shown),
+        requests=[(r, _mine(actor, r)) for r in found],
+        shown=shown,
         page=page,
         pages=pages,
-        total=len(touching),
+        total=total,
         state=wanted.value if wanted else "",
         states=list(RequestState),
     )
@@ -443,39 +451,21 @@ def decide(
 # --- projects on my datasets ----------------------------------------------------------------------
 
 
-def _my_projects(services: Services, actor: Actor) -> dict[int, Project]:
-    """The projects the actor can see that were granted (or amended) on one of their datasets."""
-    mine = {
-        pid
-        for r in services.access.list_requests(actor)
-        if _mine(actor, r)
-        for pid in (r.project_id, r.amends_project_id)
-        if pid is not None
-    }
-    return {p.id: p for p in services.access.projects(actor) if p.id in mine}
-
-
-def _statuses(services: Services) -> dict[int, ProjectState]:
-    """Each project's state as it counts today (expiry counts from the day after the end date)."""
-    return {e["id"]: ProjectState(e["status"]) for e in services.access.register()}
-
-
 def _project_for(services: Services, actor: Actor, project_id: int) -> Project:
     project = services.access.project(actor, project_id)
-    if project.id not in _my_projects(services, actor):
+    if project.id not in {p.id for p in services.access.custodian_projects(actor)}:
         raise NotFound(f"no project {project_id} on your datasets")
     return project
 
 
 @router.get("/custodian/projects", response_class=HTMLResponse, name="custodian_projects")
 def projects(request: Request, services: ServicesDep, actor: CustodianPage) -> HTMLResponse:
-    found = sorted(_my_projects(services, actor).values(), key=lambda p: p.id, reverse=True)
+    today = services.access.today()
     return _render(
         request,
         "requests/projects.html",
         title="Projects on my datasets",
-        projects=found,
-        statuses=_statuses(services),
+        projects=[(p, p.effective_state(today)) for p in services.access.custodian_projects(actor)],
     )
 
 
@@ -490,7 +480,7 @@ def project_page(
     request: Request, project_id: Id, services: ServicesDep, actor: CustodianPage
 ) -> HTMLResponse:
     project = _project_for(services, actor, project_id)
-    state = _statuses(services).get(project.id, project.state)
+    state = project.effective_state(services.access.today())
     return _render(
         request,
         "requests/project.html",
@@ -540,7 +530,7 @@ def confirm(
 ) -> HTMLResponse:
     chosen = _action(action)
     project = _project_for(services, actor, project_id)
-    state = _statuses(services).get(project.id, project.state)
+    state = project.effective_state(services.access.today())
     return _confirm_page(request, project, state, chosen)
 
 
@@ -563,6 +553,6 @@ def change_state(
     except EnclaveError as exc:
         errors = FormErrors()
         errors.add("reason", _sentence(exc))
-        state = _statuses(services).get(project.id, project.state)
+        state = project.effective_state(services.access.today())
         return _confirm_page(request, project, state, chosen, reason=reason, errors=errors, status=400)
     return RedirectResponse(f"{PREFIX}/custodian/projects/{project.id}?done={chosen.done}", status_code=303)

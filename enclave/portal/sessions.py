@@ -130,13 +130,19 @@ def new_nonce() -> str:
 def current_session(request: Request, services: ServicesDep) -> Actor | None:
     """The signed-in user behind the session cookie, or None; an expired or revoked session is
     remembered on the request so the sign-in page can say why."""
-    secret = request.cookies.get(session_cookie(request, services))
+    name = session_cookie(request, services)
+    secret = request.cookies.get(name)
     if not secret:
         return None
     try:
         actor = services.identity.authenticate(secret, web=True)
     except AuthenticationFailed as exc:
         request.state.session_problem = exc.detail
+        # The browser is told to drop the dead cookie with this response (unless the response
+        # sets a new one), so the refusal is audited once, not on every page it goes on to open.
+        forget = Response()
+        forget_cookie(forget, request, services, name)
+        request.state.stale_cookie = (name, forget.headers["set-cookie"])
         return None
     request.state.actor = actor
     request.state.csrf = csrf_of(request).for_session(secret)

@@ -199,6 +199,12 @@ class PortalHeaders:
                 for name, value in SECURITY_HEADERS.items():
                     if name not in headers:
                         headers[name] = value
+                stale = scope.get("state", {}).get("stale_cookie")
+                if stale is not None:
+                    cookie, forget = stale
+                    setting = [v for v in headers.getlist("set-cookie") if v.startswith(f"{cookie}=")]
+                    if not setting:
+                        headers.append("set-cookie", forget)
             await send(message)
 
         await self.app(scope, receive, send_with_headers)

@@ -14,10 +14,10 @@ import pytest
 import yaml
 
 from enclave.domain.access.form import AccessRequestForm, parse_form
-from enclave.domain.access.requests import Decision
+from enclave.domain.access.requests import Decision, can_view_request
 from enclave.domain.access.states import PROJECT_MACHINE, REQUEST_MACHINE, ProjectState, RequestState
 from enclave.domain.errors import InvalidInput, InvalidState, NotFound, PermissionDenied
-from enclave.domain.identity.accounts import Actor, Role
+from enclave.domain.identity.accounts import Actor, ApiToken, Role, TokenKind
 from enclave.domain.policy import check_member_access
 from enclave.ingest.spec import parse_spec
 from enclave.synth import generate
@@ -396,3 +396,53 @@ def test_amendments_go_through_the_same_custodians(world: Services) -> None:
     world.access.set_project_state(OPERATOR, pid, ProjectState.SUSPENDED, "pause")
     with pytest.raises(InvalidState, match="only an active project can be amended"):
         world.access.amend(researcher, pid, amended_form)
+
+
+def test_paged_reads_show_each_user_exactly_what_the_rule_allows(world: Services) -> None:
+    """The paged, indexed query (applicant, team member, custodian of a part) agrees with the policy
+    function applied to every request, for every kind of actor, across edits of the team; pages are
+    newest first, counted whatever the page, and filtered by state."""
+    world.identity.grant_role(OPERATOR, "cora", Role.RESEARCHER)
+    world.identity.set_accreditation(OPERATOR, "cora", date(2028, 1, 1))
+    demographics = [{"dataset": "demographics", "columns": ["sex", "region"], "justification": "x" * 25}]
+    alone = submitted(world, datasets=demographics)
+    team = [{"username": "researcher", "role": "lead"}, {"username": "cora", "role": "analyst"}]
+    with_cora = submitted(world, datasets=demographics, team=team)
+    everything = submitted(world)
+    world.access.decide(actor(world, "carl"), everything, "demographics", Decision.REJECTED, "no")
+    # Cora leaves the team of the second request: a resubmission rewrites who stands to it.
+    world.access.decide(actor(world, "carl"), with_cora, "demographics", Decision.CHANGES_REQUESTED, "who?")
+    researcher = actor(world, "researcher")
+    world.access.edit(researcher, with_cora, example_form(datasets=demographics))
+    world.access.submit(researcher, with_cora)
+
+    operator_sees = world.access.list_requests(OPERATOR)
+    assert [r.id for r in operator_sees] == [alone, with_cora, everything]
+    for name in ("carl", "cora", "researcher", "rival", "admin"):
+        who = actor(world, name)
+        expected = [r.id for r in operator_sees if can_view_request(who, r)]
+        assert [r.id for r in world.access.list_requests(who)] == expected, name
+        assert world.access.count_requests(who) == len(expected), name
+    assert [r.id for r in world.access.list_requests(actor(world, "cora"))] == [everything]
+    # The custodian's queue: only requests with a part on their datasets, even for an admin.
+    assert world.access.list_requests(actor(world, "admin"), deciding=True) == []
+    carl = actor(world, "carl")
+    assert [r.id for r in world.access.list_requests(carl, deciding=True, newest_first=True)] == [
+        everything,
+        with_cora,
+        alone,
+    ]
+    page = world.access.list_requests(carl, deciding=True, newest_first=True, offset=1, limit=1)
+    assert [r.id for r in page] == [with_cora]
+    assert world.access.count_requests(carl, deciding=True, state=RequestState.REJECTED) == 1
+    assert [r.id for r in world.access.list_requests(carl, state=RequestState.SUBMITTED)] == [
+        alone,
+        with_cora,
+    ]
+    # A workspace token sees no request at all.
+    assert researcher.user is not None
+    now = world.identity.now()
+    token = ApiToken(
+        1, researcher.user.id, TokenKind.WORKSPACE, "nb", "enc_", now, now + timedelta(days=1), None, 1
+    )
+    assert world.access.list_requests(Actor.for_user(researcher.user, token)) == []

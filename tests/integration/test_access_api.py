@@ -79,3 +79,36 @@ def test_refusals_over_http(world: Services) -> None:  # noqa: F811
         r = c.get(f"/requests/{rid}", headers=headers(world, "rival"))
         assert r.status_code == 404
         assert c.get("/requests", headers=headers(world, "dora")).json() == []
+
+
+def test_request_lists_and_the_register_page_over_http(world: Services) -> None:  # noqa: F811
+    """``GET /requests`` and ``GET /register`` take a page (offset, limit, newest first), a state and
+    the custodian's own queue, and say in ``X-Total-Count`` how many match whatever the page."""
+    with LiveServer(world) as api, api.client() as c:
+        researcher = headers(world, "researcher")
+        ids = [
+            c.post("/requests", params={"submit": "true"}, json=FORM, headers=researcher).json()["id"]
+            for _ in range(3)
+        ]
+        c.post(f"/requests/{ids[0]}/withdraw", json={"reason": "a duplicate"}, headers=researcher)
+        carl = headers(world, "carl")
+        page = c.get(
+            "/requests", params={"deciding": "true", "newest_first": "true", "limit": 2}, headers=carl
+        )
+        assert page.status_code == 200
+        assert [r["id"] for r in page.json()] == [ids[2], ids[1]]
+        assert page.headers["X-Total-Count"] == "3"
+        rest = c.get("/requests", params={"state": "withdrawn", "offset": 0}, headers=carl)
+        assert [r["id"] for r in rest.json()] == [ids[0]]
+        assert rest.headers["X-Total-Count"] == "1"
+        # The admin sees every request, but has no queue of their own.
+        admin = headers(world, "admin")
+        assert c.get("/requests", headers=admin).headers["X-Total-Count"] == "3"
+        assert c.get("/requests", params={"deciding": "true"}, headers=admin).json() == []
+        for bad in ({"limit": 0}, {"limit": 1001}, {"offset": -1}, {"state": "lost"}):
+            refused = c.get("/requests", params=bad, headers=carl)
+            assert refused.status_code == 422, bad
+            assert refused.json()["error"] == "validation_error", bad
+        register = c.get("/register", params={"limit": 1})
+        assert register.status_code == 200
+        assert register.json() == [] and register.headers["X-Total-Count"] == "0"

@@ -162,7 +162,7 @@ def linked_project(
     scope = scope or SCOPE
     custodian = _user(services, "factory-custodian", Role.CUSTODIAN)
     researcher = _user(services, "lead", Role.RESEARCHER)
-    today = services.access._today()
+    today = services.access.today()
     services.identity.set_accreditation(OPERATOR, "lead", today + timedelta(days=365))
     sources = _write_sources(tmp_path / "sources")
     for name, source in sources.items():

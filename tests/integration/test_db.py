@@ -10,11 +10,13 @@ from sqlalchemy.exc import DBAPIError
 from enclave.config import Settings
 from enclave.db.migrate import alembic_config, current_revision, ensure_schema, head_revision
 from enclave.db.session import SqlUnitOfWork
+from enclave.domain.access.requests import relations
 from enclave.domain.audit.chain import AuditEvent
 from enclave.domain.errors import ConfigurationError, Conflict
-from enclave.domain.identity.accounts import Role, TokenKind
+from enclave.domain.identity.accounts import Actor, Role, TokenKind
 from enclave.wiring import Services
 from tests.conftest import OPERATOR
+from tests.factories import make_project
 
 
 def test_migrations_match_the_models(settings: Settings) -> None:
@@ -152,3 +154,24 @@ def test_every_identity_change_is_audited(services: Services) -> None:
         "user.deactivated",
     ]
     assert services.audit.verify(OPERATOR).verified == len(actions)
+
+
+def test_upgrading_to_0008_records_who_stands_to_each_existing_request(services: Services) -> None:
+    """A database with requests from before 0008 gets the same parties the repository writes."""
+    make_project(services, "lead0", title="A project before the upgrade")
+    researcher = Actor.for_user(services.identity.get_user(OPERATOR, "lead0"))
+    mine = services.access.list_requests(researcher)
+    assert mine, "the factory made a request"
+
+    def recorded() -> set[tuple[int, str, str]]:
+        with services.db.engine.connect() as conn:
+            rows = conn.execute(text("SELECT request_id, username, relation FROM access_request_parties"))
+            return {(r, u, rel) for r, u, rel in rows}
+
+    written = recorded()
+    assert written == {(r.id, u, rel.value) for r in mine for u, rel in relations(r)}
+    config = alembic_config(services.settings.database)
+    services.db.engine.dispose()
+    command.downgrade(config, "0007")
+    command.upgrade(config, "head")
+    assert recorded() == written

@@ -168,6 +168,12 @@ def test_idle_and_absolute_expiry_send_the_user_back_to_sign_in(
         assert ended.status_code == 303
         assert ended.headers["location"] == "/portal/sign-in?next=/portal/account&ended=1"
         assert "Your session has ended" in c.get(ended.headers["location"]).text
+        # The dead cookie was dropped with that answer: later pages do not refuse (and audit) it again.
+        assert "enclave-session" not in c.cookies
+        refusals = len(events(services, "auth.token_rejected"))
+        for _ in range(3):
+            assert c.get("/portal/register").status_code == 200
+        assert len(events(services, "auth.token_rejected")) == refusals
         sign_in_http(c, custodian)
         step = policy.web_idle - timedelta(minutes=1)
         used = timedelta(0)

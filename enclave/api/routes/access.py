@@ -4,7 +4,7 @@ from datetime import date
 from decimal import Decimal
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, Query, status
+from fastapi import APIRouter, Body, Depends, Query, Response, status
 from fastapi import Path as PathParam
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -12,7 +12,7 @@ from enclave.api.deps import ServicesDep, requires
 from enclave.api.schemas import MAX_INT, NAME_PATTERN, Text200
 from enclave.domain.access.form import AccessRequestForm
 from enclave.domain.access.requests import AccessRequest, Decision, Project
-from enclave.domain.access.states import ProjectState
+from enclave.domain.access.states import ProjectState, RequestState
 from enclave.domain.identity.accounts import Actor, Role
 
 router = APIRouter(prefix="/requests", tags=["access requests"])
@@ -102,9 +102,33 @@ def create_request(
     return request_view(services.access.create(actor, form, submit=submit))
 
 
-@router.get("", summary="Requests you can see (your own; custodians: those touching your datasets)")
-def list_requests(actor: AnyUser, services: ServicesDep) -> list[dict[str, Any]]:
-    return [request_view(r) for r in services.access.list_requests(actor)]
+@router.get(
+    "",
+    summary="Requests you can see (your own; custodians: those touching your datasets)",
+    description=(
+        "Oldest first unless `newest_first`; `deciding=true` keeps only the requests with a part on one"
+        " of your datasets (the custodian's queue). Without `limit`, every request; the"
+        " `X-Total-Count` header says how many match, whatever the page."
+    ),
+)
+def list_requests(
+    actor: AnyUser,
+    services: ServicesDep,
+    response: Response,
+    state: RequestState | None = None,
+    deciding: bool = False,
+    newest_first: bool = False,
+    offset: Annotated[int, Query(ge=0, le=MAX_INT)] = 0,
+    limit: Annotated[int | None, Query(ge=1, le=1000)] = None,
+) -> list[dict[str, Any]]:
+    found = services.access.list_requests(
+        actor, state=state, deciding=deciding, newest_first=newest_first, offset=offset, limit=limit
+    )
+    total = len(found) if limit is None and offset == 0 else None
+    if total is None:
+        total = services.access.count_requests(actor, state=state, deciding=deciding)
+    response.headers["X-Total-Count"] = str(total)
+    return [request_view(r) for r in found]
 
 
 @router.get("/{request_id}", summary="One request with each dataset's decision")
@@ -213,10 +237,20 @@ def get_budget(project_id: Id, actor: WorkspaceOrUser, services: ServicesDep) ->
 @register_router.get("/register", summary="The public register of approved projects (no login)")
 def public_register(
     services: ServicesDep,
+    response: Response,
     status_filter: Annotated[ProjectState | None, Query(alias="status")] = None,
+    newest_first: bool = False,
+    offset: Annotated[int, Query(ge=0, le=MAX_INT)] = 0,
+    limit: Annotated[int | None, Query(ge=1, le=1000)] = None,
 ) -> list[dict[str, Any]]:
-    entries = services.access.register()
-    return [e for e in entries if status_filter is None or e["status"] == status_filter.value]
+    if status_filter is None:
+        response.headers["X-Total-Count"] = str(services.access.register_size())
+        return services.access.register(newest_first=newest_first, offset=offset, limit=limit)
+    # A project's status counts its end date as of today, so the filter is applied here.
+    entries = services.access.register(newest_first=newest_first)
+    matching = [e for e in entries if e["status"] == status_filter.value]
+    response.headers["X-Total-Count"] = str(len(matching))
+    return matching[offset : offset + limit if limit is not None else None]
 
 
 @register_router.put(

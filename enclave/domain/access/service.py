@@ -17,12 +17,15 @@ from enclave.domain.access.requests import (
     Decision,
     Part,
     Project,
+    Relation,
+    RequestQuery,
     approved_scope,
     can_view_request,
     check_can_decide,
     merge_conditions,
     narrow,
     parties,
+    seen_through,
     unaccredited,
 )
 from enclave.domain.access.states import (
@@ -49,7 +52,8 @@ class AccessService:
         self._uow = uow
         self._clock = clock
 
-    def _today(self) -> date:
+    def today(self) -> date:
+        """Today, by the service's clock (a project expires the day after its end date)."""
         return self._clock().date()
 
     # --- helpers --------------------------------------------------------------------------
@@ -93,7 +97,7 @@ class AccessService:
         return out
 
     def _validate(self, uow: UnitOfWork, form: AccessRequestForm) -> tuple[Part, ...]:
-        problems = check_against(form, self._catalog_view(uow), self._people(uow, form), on=self._today())
+        problems = check_against(form, self._catalog_view(uow), self._people(uow, form), on=self.today())
         if problems:
             raise InvalidInput("the request cannot be submitted: " + "; ".join(problems))
         parts = []
@@ -173,7 +177,7 @@ class AccessService:
                 raise NotFound(f"no project {project_id} that you can see")
             if actor.user is None or project.members.get(actor.user.username) != "lead":
                 raise PermissionDenied("only the project's lead can ask for an amendment")
-            state = project.effective_state(self._today())
+            state = project.effective_state(self.today())
             if state is not ProjectState.ACTIVE:
                 raise InvalidState(f"project {project_id} is {state}: only an active project can be amended")
             if form.start_date != project.start_date:
@@ -328,7 +332,7 @@ class AccessService:
 
     def _approve(self, uow: UnitOfWork, actor: Actor, request: AccessRequest) -> AccessRequest:
         names = [m.username for m in request.form.team]
-        lapsed = unaccredited([uow.users.get_by_username(n) for n in names], names, self._today())
+        lapsed = unaccredited([uow.users.get_by_username(n) for n in names], names, self.today())
         if lapsed:
             raise InvalidInput(
                 "the request cannot be approved: no valid accreditation for "
@@ -398,7 +402,7 @@ class AccessService:
         assert request.amends_project_id is not None
         project = uow.access.get_project(request.amends_project_id, lock=True)
         assert project is not None
-        state = project.effective_state(self._today())
+        state = project.effective_state(self.today())
         if state is not ProjectState.ACTIVE:
             raise InvalidState(f"project {project.id} is {state}: the amendment can no longer be applied")
         conditions = merge_conditions(request.parts)
@@ -464,9 +468,65 @@ class AccessService:
         with self._uow(write=False) as uow:
             return self._load(uow, actor, request_id)
 
-    def list_requests(self, actor: Actor) -> list[AccessRequest]:
+    @staticmethod
+    def _query(actor: Actor, *, deciding: bool, **page: Any) -> RequestQuery | None:
+        """The repository query for the requests ``actor`` may see (``deciding``: only those with a
+        part on one of the actor's datasets); ``None`` when there is none to see."""
+        through = seen_through(actor)
+        name = actor.user.username if actor.user is not None else None
+        if deciding:
+            custodian = actor.has_role(Role.CUSTODIAN) if through is None else Relation.CUSTODIAN in through
+            if name is None or not custodian:
+                return None
+            return RequestQuery(party=name, through=frozenset({Relation.CUSTODIAN}), **page)
+        if through is None:
+            return RequestQuery(**page)
+        if not through or name is None:
+            return None
+        return RequestQuery(party=name, through=through, **page)
+
+    def list_requests(
+        self,
+        actor: Actor,
+        *,
+        state: RequestState | None = None,
+        deciding: bool = False,
+        newest_first: bool = False,
+        offset: int = 0,
+        limit: int | None = None,
+    ) -> list[AccessRequest]:
+        """The requests ``actor`` may see, oldest first unless ``newest_first``; ``deciding``: only
+        those with a part on one of the actor's datasets (the custodian's queue)."""
+        query = self._query(
+            actor, deciding=deciding, state=state, newest_first=newest_first, offset=offset, limit=limit
+        )
+        if query is None:
+            return []
         with self._uow(write=False) as uow:
-            return [r for r in uow.access.list_requests() if can_view_request(actor, r)]
+            # The query applies the rule; checking each row again costs nothing and keeps one rule.
+            return [r for r in uow.access.find_requests(query) if can_view_request(actor, r)]
+
+    def count_requests(
+        self, actor: Actor, *, state: RequestState | None = None, deciding: bool = False
+    ) -> int:
+        query = self._query(actor, deciding=deciding, state=state)
+        if query is None:
+            return 0
+        with self._uow(write=False) as uow:
+            return uow.access.count_requests(query)
+
+    def custodian_projects(self, actor: Actor) -> list[Project]:
+        """The projects, newest first, that a request with a part on one of the actor's datasets
+        created or amended, as far as the actor may see them."""
+        query = self._query(actor, deciding=True)
+        if query is None:
+            return []
+        with self._uow(write=False) as uow:
+            found = (
+                uow.access.get_project(pid)
+                for pid in sorted(uow.access.find_request_projects(query), reverse=True)
+            )
+            return [p for p in found if p is not None and self._can_view_project(uow, actor, p)]
 
     # --- projects -----------------------------------------------------------------------------
 
@@ -502,7 +562,7 @@ class AccessService:
             project = uow.access.get_project(project_id, lock=True)
             if project is None or not self._can_view_project(uow, actor, project):
                 raise NotFound(f"no project {project_id} that you can see")
-            current = project.effective_state(self._today())
+            current = project.effective_state(self.today())
             mine = self._project_parties(uow, actor, project)
             transition = PROJECT_MACHINE.find(current.value, target.value)
             party = next((p for p in sorted(mine) if transition and p in transition.parties), Party.APPLICANT)
@@ -523,7 +583,7 @@ class AccessService:
     def expire_due(self) -> list[int]:
         """Record the expiry of every project whose end date has passed (expiry already counts
         before this runs: see ``Project.effective_state``)."""
-        today = self._today()
+        today = self.today()
         expired = []
         with self._uow() as uow:
             for project in uow.access.list_projects():
@@ -549,23 +609,24 @@ class AccessService:
                     expired.append(project.id)
         return expired
 
-    def register(self) -> list[dict[str, Any]]:
+    def register(
+        self, *, newest_first: bool = False, offset: int = 0, limit: int | None = None
+    ) -> list[dict[str, Any]]:
         """The public register of approved projects (no login): what, who, which data, when, status."""
-        today = self._today()
+        today = self.today()
         with self._uow(write=False) as uow:
-            return [
-                {
-                    "id": p.id,
-                    "title": p.title,
-                    "lay_summary": p.lay_summary,
-                    "organisation": p.organisation,
-                    "datasets": sorted(p.scope),
-                    "start_date": p.start_date.isoformat(),
-                    "end_date": p.end_date.isoformat(),
-                    "status": p.effective_state(today).value,
-                }
-                for p in uow.access.list_projects()
-            ]
+            found = uow.access.list_projects(newest_first=newest_first, offset=offset, limit=limit)
+            return [_register_entry(p, today) for p in found]
+
+    def register_size(self) -> int:
+        with self._uow(write=False) as uow:
+            return uow.access.count_projects()
+
+    def register_entry(self, project_id: int) -> dict[str, Any] | None:
+        """One project's entry in the public register, or ``None``."""
+        with self._uow(write=False) as uow:
+            found = uow.access.get_project(project_id)
+            return _register_entry(found, self.today()) if found is not None else None
 
     def set_dataset_policy(self, actor: Actor, dataset: str, max_epsilon: Decimal) -> None:
         """A custodian caps the epsilon any one request may ask of their dataset."""
@@ -587,3 +648,17 @@ class AccessService:
                     {"max_epsilon": max_epsilon, "previous": found.max_epsilon},
                 ),
             )
+
+
+def _register_entry(project: Project, today: date) -> dict[str, Any]:
+    """What the public may know of a project: never its members or its budget."""
+    return {
+        "id": project.id,
+        "title": project.title,
+        "lay_summary": project.lay_summary,
+        "organisation": project.organisation,
+        "datasets": sorted(project.scope),
+        "start_date": project.start_date.isoformat(),
+        "end_date": project.end_date.isoformat(),
+        "status": project.effective_state(today).value,
+    }
