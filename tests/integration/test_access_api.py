@@ -111,4 +111,5 @@ def test_request_lists_and_the_register_page_over_http(world: Services) -> None:
             assert refused.json()["error"] == "validation_error", bad
         register = c.get("/register", params={"limit": 1})
         assert register.status_code == 200
-        assert register.json() == [] and register.headers["X-Total-Count"] == "0"
+        assert register.json() == []
+        assert register.headers["X-Total-Count"] == "0"
