@@ -19,7 +19,6 @@ import tempfile
 import time
 import warnings
 from collections.abc import Callable
-from datetime import timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -30,12 +29,11 @@ from fastapi.testclient import TestClient  # noqa: E402
 
 from enclave.api.app import create_app  # noqa: E402
 from enclave.config import Settings  # noqa: E402
-from enclave.domain.access.form import validate_form  # noqa: E402
 from enclave.domain.audit.chain import AuditEvent  # noqa: E402
 from enclave.domain.identity.accounts import Actor, Role  # noqa: E402
 from enclave.wiring import Services, build_services  # noqa: E402
 from tests.conftest import OPERATOR, Account  # noqa: E402
-from tests.factories import make_project  # noqa: E402
+from tests.factories import demographics_form, make_project  # noqa: E402
 from tests.helpers.portal import sign_in_http  # noqa: E402
 
 
@@ -51,31 +49,7 @@ def seed(services: Services, requests: int, projects: int, events: int) -> int:
         if i % 100 == 99:
             progress(f"  {i + 1:,} projects ({time.monotonic() - started:.0f} s)")
     researcher = Actor.for_user(services.identity.get_user(OPERATOR, "lead0"))
-    today = services.access.today()
-    form = validate_form(
-        {
-            "title": "A request on demographics",
-            "lay_summary": "A request made by the portal benchmark, waiting for its custodian.",
-            "organisation": "Bench organisation",
-            "purpose": "To measure the custodian's queue with many requests.",
-            "public_benefit": "Pages that stay fast on a busy service.",
-            "legal_basis": "gdpr_6_1_e_and_9_2_j",
-            "ethics_reference": "BENCH-001",
-            "datasets": [
-                {
-                    "dataset": "demographics",
-                    "columns": ["sex", "region"],
-                    "justification": "Needed to measure the queue.",
-                }
-            ],
-            "team": [{"username": "lead0", "role": "lead"}],
-            "start_date": today,
-            "end_date": today + timedelta(days=200),
-            "budget": {"epsilon": "1.0"},
-            "analysis_plan": "Counts by region, through the DP layer.",
-            "output_plan": "No outputs: a benchmark request only.",
-        }
-    )
+    form = demographics_form(services, "lead0", title="A request on demographics")
     last = 0
     for i in range(requests - projects):
         last = services.access.create(researcher, form, submit=True).id

@@ -7,7 +7,7 @@ from datetime import timedelta
 from functools import cache
 from pathlib import Path
 
-from enclave.domain.access.form import validate_form
+from enclave.domain.access.form import AccessRequestForm, validate_form
 from enclave.domain.access.requests import Decision
 from enclave.domain.identity.accounts import Actor, Role
 from enclave.ingest.spec import parse_spec
@@ -31,6 +31,43 @@ def _user(services: Services, username: str, *roles: Role) -> Actor:
     if not exists:
         make_account(services, username, *roles)
     return Actor.for_user(services.identity.get_user(OPERATOR, username))
+
+
+def demographics_form(
+    services: Services,
+    lead: str,
+    *,
+    title: str = "A test project on demographics",
+    columns: list[str] | None = None,
+    budget: dict[str, str] | None = None,
+) -> AccessRequestForm:
+    """A complete access request for ``columns`` of demographics (sex and region by default), led by
+    ``lead``, from today for 200 days."""
+    today = services.access.today()
+    return validate_form(
+        {
+            "title": title,
+            "lay_summary": "A project created by the test factories to reach an active state.",
+            "organisation": "Test organisation",
+            "purpose": "To exercise the services that need an active project in tests.",
+            "public_benefit": "Better tested software for trusted research environments.",
+            "legal_basis": "gdpr_6_1_e_and_9_2_j",
+            "ethics_reference": "TEST-001",
+            "datasets": [
+                {
+                    "dataset": "demographics",
+                    "columns": columns or ["sex", "region"],
+                    "justification": "Needed for the tests.",
+                }
+            ],
+            "team": [{"username": lead, "role": "lead"}],
+            "start_date": today,
+            "end_date": today + timedelta(days=200),
+            "budget": budget or {"epsilon": "1.0"},
+            "analysis_plan": "Counts by region, computed through the DP layer in tests.",
+            "output_plan": "No outputs leave; this project exists for tests only.",
+        }
+    )
 
 
 def make_project(
@@ -58,30 +95,7 @@ def make_project(
         services.catalog.ingest(
             custodian, parse_spec(text, base=SPECS), tiny_population() / "demographics.csv"
         )
-    form = validate_form(
-        {
-            "title": title,
-            "lay_summary": "A project created by the test factories to reach an active state.",
-            "organisation": "Test organisation",
-            "purpose": "To exercise the services that need an active project in tests.",
-            "public_benefit": "Better tested software for trusted research environments.",
-            "legal_basis": "gdpr_6_1_e_and_9_2_j",
-            "ethics_reference": "TEST-001",
-            "datasets": [
-                {
-                    "dataset": "demographics",
-                    "columns": columns or ["sex", "region"],
-                    "justification": "Needed for the tests.",
-                }
-            ],
-            "team": [{"username": lead, "role": "lead"}],
-            "start_date": today,
-            "end_date": today + timedelta(days=200),
-            "budget": budget or {"epsilon": "1.0"},
-            "analysis_plan": "Counts by region, computed through the DP layer in tests.",
-            "output_plan": "No outputs leave; this project exists for tests only.",
-        }
-    )
+    form = demographics_form(services, lead, title=title, columns=columns, budget=budget)
     request = services.access.create(researcher, form, submit=True)
     request = services.access.decide(custodian, request.id, "demographics", Decision.APPROVED, "ok for tests")
     assert request.project_id is not None

@@ -17,7 +17,7 @@ and one page of events (a keyset on ``seq``, so every page costs what the first 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Annotated, Any
@@ -27,7 +27,6 @@ from fastapi import APIRouter, Depends, Request
 from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse
 from sqlalchemy.exc import SQLAlchemyError
-from starlette.datastructures import FormData
 from starlette.responses import RedirectResponse, Response
 
 from enclave.api.deps import ServicesDep
@@ -35,9 +34,9 @@ from enclave.db.migrate import current_revision, head_revision
 from enclave.domain.audit.chain import ChainedEvent
 from enclave.domain.errors import EnclaveError, NotFound
 from enclave.domain.identity.accounts import Actor, ApiToken, Role, generate_password
-from enclave.portal.forms import FormErrors
+from enclave.portal.forms import DateFields, FormErrors, text_field
 from enclave.portal.sessions import CheckedForm, signed_in
-from enclave.portal.web import PREFIX, capitalize_first, pages_of
+from enclave.portal.web import PREFIX, capitalize_first, long_date, pages_of
 from enclave.wiring import Services
 
 router = APIRouter(prefix=PREFIX, include_in_schema=False)
@@ -70,25 +69,6 @@ AUDIT_PAGE = 50
 VERIFY_COMMAND = "enclave audit verify"
 
 
-def long_date(value: date | None) -> str:
-    return f"{value.day} {value:%B %Y}" if value is not None else ""
-
-
-def long_time(value: datetime | None) -> str:
-    if value is None:
-        return ""
-    value = value.astimezone(UTC)
-    return f"{value.day} {value:%B %Y %H:%M} UTC"
-
-
-FORMATS: dict[str, Any] = {"long_date": long_date, "long_time": long_time}
-
-
-def _text(form: FormData, name: str, limit: int = 400) -> str:
-    value = form.get(name)
-    return value.strip()[:limit] if isinstance(value, str) else ""
-
-
 def _done(request: Request) -> str | None:
     return DONE.get(request.query_params.get("done", ""))
 
@@ -109,7 +89,6 @@ def users(request: Request, services: ServicesDep, actor: AdminPage) -> HTMLResp
         users=services.identity.list_users(actor),
         now=services.identity.now(),
         done=_done(request),
-        **FORMATS,
     )
 
 
@@ -122,9 +101,7 @@ class NewUser:
     email: str = ""
     organisation: str = ""
     roles: tuple[str, ...] = ()
-    day: str = ""
-    month: str = ""
-    year: str = ""
+    accreditation: DateFields = field(default_factory=DateFields)
 
 
 def _new_user_page(
@@ -146,13 +123,6 @@ def new_user(request: Request, actor: AdminPage) -> HTMLResponse:
     return _new_user_page(request, NewUser())
 
 
-def _parse_date(day: str, month: str, year: str) -> date | None:
-    """None for three empty fields; ValueError for anything else that is not a real date."""
-    if not (day or month or year):
-        return None
-    return date(int(year), int(month), int(day))
-
-
 def _field_of(detail: str) -> str:
     """Which field of the "Create a user" form a refusal of the service is about."""
     lowered = detail.lower()
@@ -166,14 +136,12 @@ def _field_of(detail: str) -> str:
 @router.post("/admin/users/new", response_class=HTMLResponse)
 def create_user(request: Request, services: ServicesDep, actor: AdminPage, form: CheckedForm) -> Response:
     typed = NewUser(
-        username=_text(form, "username", 100),
-        display_name=_text(form, "display_name", 400),
-        email=_text(form, "email", 400),
-        organisation=_text(form, "organisation", 400),
+        username=text_field(form, "username", 100),
+        display_name=text_field(form, "display_name", 400),
+        email=text_field(form, "email", 400),
+        organisation=text_field(form, "organisation", 400),
         roles=tuple(str(r) for r in form.getlist("roles") if isinstance(r, str)),
-        day=_text(form, "accreditation-day", 4),
-        month=_text(form, "accreditation-month", 4),
-        year=_text(form, "accreditation-year", 6),
+        accreditation=DateFields.read(form, "accreditation"),
     )
     password_value = form.get("password")
     typed_password = password_value if isinstance(password_value, str) else ""
@@ -189,7 +157,7 @@ def create_user(request: Request, services: ServicesDep, actor: AdminPage, form:
             errors.add(name, f"Enter at most {limit} characters")
     expires: date | None = None
     try:
-        expires = _parse_date(typed.day, typed.month, typed.year)
+        expires = typed.accreditation.value()
     except ValueError:
         errors.add("accreditation", "Enter a real date, like 31 12 2027, or leave the date empty")
     if errors:
@@ -218,7 +186,6 @@ def create_user(request: Request, services: ServicesDep, actor: AdminPage, form:
         title="User created",
         user=user,
         password=password if generated else None,
-        **FORMATS,
     )
 
 
@@ -229,13 +196,12 @@ def _user_page(
     username: str,
     *,
     errors: FormErrors | None = None,
-    typed: dict[str, str] | None = None,
+    typed: DateFields | None = None,
     status: int = 200,
 ) -> HTMLResponse:
     user = services.identity.get_user(actor, username)
     tokens = services.identity.list_tokens(actor, username)
     now = services.identity.now()
-    expires = user.accreditation_expires
     return pages_of(request).render(
         request,
         "admin/user.html",
@@ -247,22 +213,16 @@ def _user_page(
         now=now,
         locked=user.is_locked(now),
         errors=errors or FormErrors(),
-        typed=typed
-        or {
-            "day": str(expires.day) if expires else "",
-            "month": str(expires.month) if expires else "",
-            "year": str(expires.year) if expires else "",
-        },
+        typed=typed or DateFields.of(user.accreditation_expires),
         done=_done(request),
         status=status,
-        **FORMATS,
     )
 
 
 def _token_status(token: ApiToken, now: datetime) -> tuple[str, str]:
     """A token's state as a tag: its text and colour."""
     if token.revoked_at is not None:
-        return ("Revoked " + long_time(token.revoked_at), "grey")
+        return ("Revoked " + long_date(token.revoked_at), "grey")
     if now >= token.expires_at:
         return ("Expired", "yellow")
     return ("Active", "green")
@@ -291,9 +251,9 @@ def _refused(
 def change_role(
     request: Request, username: Username, services: ServicesDep, actor: AdminPage, form: CheckedForm
 ) -> Response:
-    change = _text(form, "change", 10)
+    change = text_field(form, "change", 10)
     try:
-        role = Role(_text(form, "role", 20))
+        role = Role(text_field(form, "role", 20))
     except ValueError:
         raise NotFound("no such role") from None
     try:
@@ -312,13 +272,9 @@ def change_role(
 def set_accreditation(
     request: Request, username: Username, services: ServicesDep, actor: AdminPage, form: CheckedForm
 ) -> Response:
-    typed = {
-        "day": _text(form, "accreditation-day", 4),
-        "month": _text(form, "accreditation-month", 4),
-        "year": _text(form, "accreditation-year", 6),
-    }
+    typed = DateFields.read(form, "accreditation")
     try:
-        expires = _parse_date(typed["day"], typed["month"], typed["year"])
+        expires = typed.value()
     except ValueError:
         errors = FormErrors()
         errors.add("accreditation", "Enter a real date, like 31 12 2027, or leave the date empty")
@@ -338,7 +294,7 @@ def set_accreditation(
 def set_active(
     request: Request, username: Username, services: ServicesDep, actor: AdminPage, form: CheckedForm
 ) -> Response:
-    active = _text(form, "active", 5) == "yes"
+    active = text_field(form, "active", 5) == "yes"
     try:
         services.identity.set_active(actor, username, active)
     except EnclaveError as exc:
@@ -503,7 +459,6 @@ def audit(request: Request, services: ServicesDep, actor: AdminPage) -> HTMLResp
         done=_done(request),
         problem=_problem(request),
         status=400 if errors else 200,
-        **FORMATS,
     )
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any
@@ -27,7 +27,7 @@ from enclave.domain.access.requests import AccessRequest, Decision, Part, Projec
 from enclave.domain.access.states import PROJECT_MACHINE, Party, ProjectState, RequestState
 from enclave.domain.errors import EnclaveError, NotFound
 from enclave.domain.identity.accounts import Actor, Role
-from enclave.portal.forms import FormErrors
+from enclave.portal.forms import DateFields, FormErrors, text_field
 from enclave.portal.sessions import CheckedForm, signed_in
 from enclave.portal.web import PREFIX, pages_of
 from enclave.wiring import Services
@@ -126,16 +126,6 @@ ACTIONS = {
 }
 
 
-def long_date(value: date | datetime | None) -> str:
-    """7 December 2026 (a time too, in UTC, for a moment)."""
-    if value is None:
-        return ""
-    day = f"{value.day} {value:%B %Y}"
-    if isinstance(value, datetime):
-        return f"{day} at {value:%H:%M} UTC"
-    return day
-
-
 def version_of(access_request: AccessRequest) -> str:
     """What the decision form was shown for: a digest of the request's state, form and decisions
     (not only its time of change, which two changes within one clock tick would share)."""
@@ -169,7 +159,6 @@ def _render(
         template,
         title=title,
         status=status,
-        long_date=long_date,
         request_tags=REQUEST_TAGS,
         decision_tags=DECISION_TAGS,
         project_tags=PROJECT_TAGS,
@@ -281,9 +270,7 @@ class Typed:
     decision: str = ""
     columns: list[str] | None = None
     epsilon: str = ""
-    end_day: str = ""
-    end_month: str = ""
-    end_year: str = ""
+    end_date: DateFields = field(default_factory=DateFields)
     min_count: str = ""
     approve_reason: str = ""
     reject_reason: str = ""
@@ -345,25 +332,18 @@ def decision_form(
     return _decision_page(request, found, typed)
 
 
-def _text(form: Any, name: str, limit: int = 2000) -> str:
-    value = form.get(name)
-    return value.strip()[:limit] if isinstance(value, str) else ""
-
-
 def _read_decision(form: Any, found: AccessRequest) -> Typed:
     return Typed(
-        dataset=_text(form, "dataset", 100),
-        decision=_text(form, "decision", 40),
+        dataset=text_field(form, "dataset", 100),
+        decision=text_field(form, "decision", 40),
         columns=[c for c in form.getlist("columns") if isinstance(c, str)][:500],
-        epsilon=_text(form, "epsilon", 40),
-        end_day=_text(form, "end_date-day", 4),
-        end_month=_text(form, "end_date-month", 4),
-        end_year=_text(form, "end_date-year", 6),
-        min_count=_text(form, "min_count", 10),
-        approve_reason=_text(form, "approve_reason"),
-        reject_reason=_text(form, "reject_reason"),
-        changes_comments=_text(form, "changes_comments"),
-        version=_text(form, "version", 64),
+        epsilon=text_field(form, "epsilon", 40),
+        end_date=DateFields.read(form, "end_date"),
+        min_count=text_field(form, "min_count", 10),
+        approve_reason=text_field(form, "approve_reason"),
+        reject_reason=text_field(form, "reject_reason"),
+        changes_comments=text_field(form, "changes_comments"),
+        version=text_field(form, "version", 64),
     )
 
 
@@ -414,11 +394,10 @@ def decide(
                 epsilon = None
             if epsilon is None or not epsilon.is_finite():
                 errors.add("epsilon", "Enter epsilon as a number, like 0.5")
-        if typed.end_day or typed.end_month or typed.end_year:
-            try:
-                end_date = date(int(typed.end_year), int(typed.end_month), int(typed.end_day))
-            except ValueError:
-                errors.add("end_date", "Enter a real end date, like 31 12 2026")
+        try:
+            end_date = typed.end_date.value()
+        except ValueError:
+            errors.add("end_date", "Enter a real end date, like 31 12 2026")
         if typed.min_count:
             if typed.min_count.isdigit():
                 conditions["min_count"] = int(typed.min_count)
@@ -545,7 +524,7 @@ def change_state(
 ) -> Response:
     chosen = _action(action)
     project = _project_for(services, actor, project_id)
-    reason = _text(form, "reason")
+    reason = text_field(form, "reason")
     try:
         services.access.set_project_state(actor, project.id, chosen.target, reason)
     except NotFound:

@@ -11,6 +11,7 @@ import hashlib
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -81,6 +82,7 @@ class Pages:
         self.asset_base = f"{PREFIX}/assets/{assets_digest(assets)}"
         self.environment.globals.update(prefix=PREFIX, assets=self.asset_base, enclave_version=__version__)
         self.environment.filters["capitalize_first"] = capitalize_first
+        self.environment.globals["long_date"] = long_date
 
     def render(self, request: Request, template: str, *, status: int = 200, **context: Any) -> HTMLResponse:
         """Render a page for the signed-in user (if any): the navigation shows only the pages their
@@ -95,6 +97,16 @@ class Pages:
             **context,
         )
         return HTMLResponse(body, status_code=status, headers={"Cache-Control": "no-store"})
+
+
+def long_date(value: date | datetime | None) -> str:
+    """7 December 2026; a moment as 7 December 2026 at 14:05 UTC; nothing for no date."""
+    if value is None:
+        return ""
+    if isinstance(value, datetime):
+        moment = value.astimezone(UTC)
+        return f"{moment.day} {moment:%B %Y} at {moment:%H:%M} UTC"
+    return f"{value.day} {value:%B %Y}"
 
 
 def capitalize_first(sentence: str) -> str:
