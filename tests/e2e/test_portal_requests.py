@@ -300,3 +300,29 @@ def test_forms_without_the_token_are_refused_and_markup_is_escaped(
         assert sign_in_http(c, account("researcher")).status_code == 303
         assert c.get("/portal/custodian/requests").status_code == 403
         assert c.get(f"/portal/custodian/requests/{ids['narrow']}").status_code == 403
+
+
+def test_the_queue_refreshes_itself_with_javascript(
+    world: Services,  # noqa: F811
+    portal: tuple[LiveServer, dict[str, int]],
+    browser: Any,
+) -> None:
+    """htmx reloads the queue's table in place (every minute; here on its "refresh" event), under the
+    page's Content-Security-Policy, and a request submitted meanwhile appears without a page load."""
+    server, _ = portal
+    page = new_page(browser)
+    refused: list[str] = []
+    page.on("console", lambda m: refused.append(m.text) if "Content Security Policy" in m.text else None)
+    sign_in(page, server.url, account("carl"))
+    page.goto(f"{server.url}/portal/custodian/requests")
+    page.wait_for_function("() => window.htmx !== undefined")
+    assert page.locator("tbody tr").count() == 4
+    page.evaluate("window.marker = 'same page'")
+    new = submitted(world, title="A request that arrived while the queue was open", datasets=[DEMOGRAPHICS])
+    page.evaluate("htmx.trigger('#queue', 'refresh')")
+    page.locator(f'tr[data-request="{new}"]').wait_for()
+    assert page.locator("tbody tr").count() == 5
+    assert page.evaluate("window.marker") == "same page"  # swapped in place, not reloaded
+    assert page.locator("#queue").count() == 1
+    check_page(page, "requests-queue-refreshed")
+    assert refused == []
