@@ -4,14 +4,21 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from enclave.portal import account, admin, custodian, public, requests
+from enclave.portal import account, admin, custodian, public, requests, researcher
 from enclave.portal.errors import install_page_errors
 from enclave.portal.sessions import CsrfTokens
 from enclave.portal.web import index_pages, install
 from enclave.wiring import Services
 
 #: The page routers, in the order they are matched (the fallback comes after all of them).
-ROUTERS = (public.router, account.router, custodian.router, requests.router, admin.router)
+ROUTERS = (
+    public.router,
+    account.router,
+    custodian.router,
+    requests.router,
+    researcher.router,
+    admin.router,
+)
 
 
 def mount_portal(app: FastAPI, services: Services) -> None:

@@ -131,6 +131,7 @@ NAVIGATION: tuple[tuple[str, str], ...] = (
     ("Approved projects", "register"),
     ("Datasets", "catalogue"),
     ("Your account", "account"),
+    ("My projects", "researcher_projects"),
     ("My datasets", "custodian_datasets"),
     ("Access requests", "custodian_requests"),
     ("Projects", "custodian_projects"),

@@ -97,3 +97,28 @@ def test_the_mechanism_recorded_with_a_release_fits_its_column() -> None:
         len(text + KEY_RELEASE.format(threshold=2**32 - 1)) for text in (MECHANISM, MECHANISM_PERSONS)
     )
     assert longest <= ReleaseRow.__table__.c.mechanism.type.length
+
+
+def test_a_plan_in_words_says_what_was_asked_and_nothing_of_the_answer() -> None:
+    plan = QueryPlan.model_validate(
+        {
+            "dataset": "admissions",
+            "aggregates": [{"kind": "count_rows"}, {"kind": "mean", "column": "length_of_stay"}],
+            "group_by": ["region", "age"],
+            "bins": {"age": 10},
+            "filters": [{"column": "sex", "op": "==", "value": "F"}],
+            "epsilon": "0.5",
+        }
+    )
+    assert plan.in_words() == (
+        "Count of rows and mean of length_of_stay in admissions, by region, age (in 10 bins),"
+        " where sex == 'F'"
+    )
+    one = QueryPlan.model_validate(
+        {
+            "dataset": "demographics",
+            "aggregates": [{"kind": "quantile", "column": "age", "q": "0.25"}],
+            "epsilon": 1,
+        }
+    )
+    assert one.in_words() == "Quantile 0.25 of age in demographics"

@@ -148,6 +148,20 @@ class QueryPlan(BaseModel):
             raise ValueError("each group-by column may appear once")
         return value
 
+    def in_words(self) -> str:
+        """What the plan asks, as a sentence (what was noised; never a value of the answer), e.g.
+        "Count of rows and mean of age in admissions, by region, where sex == 'F'"."""
+        parts = [_aggregate_in_words(a) for a in self.aggregates]
+        asked = parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
+        source = f"the cohort over {self.dataset}" if self.cohort is not None else self.dataset
+        sentence = f"{asked[:1].upper()}{asked[1:]} in {source}"
+        if self.group_by:
+            keys = [f"{k} (in {self.bins[k]} bins)" if k in self.bins else k for k in self.group_by]
+            sentence += ", by " + ", ".join(keys)
+        if self.filters:
+            sentence += ", where " + " and ".join(f"{f.column} {f.op} {f.value!r}" for f in self.filters)
+        return sentence
+
     @property
     def cost(self) -> Budget:
         """What a release of this plan is charged: its epsilon, and its delta (a DP key release)."""
@@ -262,3 +276,17 @@ class Release:
     accuracy: dict[str, float]
     author: str
     created_at: datetime
+
+
+_AGGREGATE_WORDS = {
+    "count_rows": "count of rows",
+    "count_persons": "count of persons",
+    "sum": "sum of {column}",
+    "mean": "mean of {column}",
+    "median": "median of {column}",
+    "quantile": "quantile {q} of {column}",
+}
+
+
+def _aggregate_in_words(aggregate: AggregateSpec) -> str:
+    return _AGGREGATE_WORDS[aggregate.kind].format(column=aggregate.column, q=aggregate.q)
