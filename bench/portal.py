@@ -66,6 +66,27 @@ def seed(services: Services, requests: int, projects: int, events: int) -> int:
     return last
 
 
+def seed_outputs(services: Services, outputs: int, projects: int, rows: int) -> tuple[int, int]:
+    """Output requests submitted for review across the projects (each by its lead), the last with a
+    table of ``rows`` rows; returns that request's id and its table's file id."""
+    started = time.monotonic()
+    small = b"region,count\nNorth,12\nSouth,30\n"
+    for i in range(outputs - 1):
+        project = i % projects + 1
+        lead = Actor.for_user(services.identity.get_user(OPERATOR, f"lead{(project - 1) % 50}"))
+        request = services.outputs.create(lead, project, context="Counts by region for the paper's table 1.")
+        services.outputs.add_file(lead, request.id, "by_region.csv", small)
+        services.outputs.submit(lead, request.id)
+        if i % 500 == 499:
+            progress(f"  {i + 1:,} output requests ({time.monotonic() - started:.0f} s)")
+    lead = Actor.for_user(services.identity.get_user(OPERATOR, "lead0"))
+    request = services.outputs.create(lead, 1, context="A long table, to measure the preview.")
+    table = "group,count\n" + "".join(f"g{n},{100 + n % 900}\n" for n in range(rows))
+    big = services.outputs.add_file(lead, request.id, "long.csv", table.encode())
+    services.outputs.submit(lead, request.id)
+    return request.id, big.id
+
+
 def timed(call: Callable[[], object], repeat: int) -> list[float]:
     call()  # warm
     out = []
@@ -85,6 +106,8 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=10_000)
     parser.add_argument("--projects", type=int, default=1_000)
     parser.add_argument("--events", type=int, default=200_000)
+    parser.add_argument("--outputs", type=int, default=5_000)
+    parser.add_argument("--rows", type=int, default=50_000, help="rows of the previewed table")
     parser.add_argument("--repeat", type=int, default=40)
     parser.add_argument("--database-url", default=None)
     args = parser.parse_args()
@@ -92,9 +115,13 @@ def main() -> None:
         services = build_services(Settings(home=Path(home), database_url=args.database_url))
         progress(f"seeding {args.projects:,} projects, {args.requests:,} requests, {args.events:,} events")
         request_id = seed(services, args.requests, args.projects, args.events)
-        # The custodian of every request's dataset, who is an administrator too (the audit viewer).
+        progress(f"seeding {args.outputs:,} output requests, one with a {args.rows:,}-row table")
+        output_id, file_id = seed_outputs(services, args.outputs, args.projects, args.rows)
+        # The custodian of every request's dataset, who is an administrator (the audit viewer) and
+        # an output checker (a member of no project) too.
         owner = Account("factory-custodian", "factory-custodian-password", "")
         services.identity.grant_role(OPERATOR, owner.username, Role.ADMIN)
+        services.identity.grant_role(OPERATOR, owner.username, Role.REVIEWER)
         services.identity.set_password(OPERATOR, owner.username, owner.password)
         app = create_app(services)
         with TestClient(app, follow_redirects=False) as page_client, TestClient(app) as api_client:
@@ -110,7 +137,17 @@ def main() -> None:
                 ("a request", f"/portal/custodian/requests/{request_id}", f"/requests/{request_id}"),
                 ("the register", "/portal/register", "/register?newest_first=true&limit=50"),
                 ("audit viewer, first page", "/portal/admin/audit", "/audit/events?limit=50"),
+                ("reviewers' queue", "/portal/reviewer/outputs", "/outputs/review-queue"),
+                (
+                    f"{args.rows:,}-row table, page 1",
+                    f"/portal/reviewer/outputs/{output_id}?file={file_id}&page=1",
+                    f"/outputs/{output_id}/files/{file_id}/held",
+                ),
             ]
+            preview = page_client.get(f"/portal/reviewer/outputs/{output_id}?file={file_id}&page=1").text
+            shown = preview.count('<th scope="row"')
+            assert 0 < shown <= 100, f"the preview sent {shown} rows"
+            progress(f"the preview's first page sends {shown} of {args.rows:,} rows")
             print(f"{'page':28} {'page p50':>9} {'p95':>8} {'API p50':>9} {'p95':>8} {'page/API':>9}")
             for label, page, api in pairs:
                 for client, url in ((page_client, page), (api_client, api)):

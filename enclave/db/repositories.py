@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Generator
+from collections.abc import Generator, Sequence
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import TypeVarTuple
@@ -616,6 +616,12 @@ def _project(row: ProjectRow) -> Project:
 _Columns = TypeVarTuple("_Columns")
 
 
+def _chunks(ids: Sequence[int], size: int = 900) -> list[list[int]]:
+    """Ids in slices small enough for one ``IN`` list on every backend (SQLite allows 999 variables)."""
+    unique = list(dict.fromkeys(ids))
+    return [unique[i : i + size] for i in range(0, len(unique), size)]
+
+
 class SqlAccessRepository:
     def __init__(self, session: Session, audit: SqlAuditLog) -> None:
         self._session = session
@@ -1096,6 +1102,30 @@ class SqlOutputRepository:
             .order_by(OutputReviewRow.id)
         ).scalars()
         return [_review(r) for r in rows]
+
+    def list_files_of(self, request_ids: Sequence[int]) -> dict[int, list[OutputFile]]:
+        found: dict[int, list[OutputFile]] = {i: [] for i in request_ids}
+        for chunk in _chunks(request_ids):
+            rows = self._session.execute(
+                select(OutputFileRow)
+                .where(OutputFileRow.request_id.in_(chunk))
+                .order_by(OutputFileRow.version, OutputFileRow.id)
+            ).scalars()
+            for row in rows:
+                found[row.request_id].append(_output_file(row))
+        return found
+
+    def list_reviews_of(self, request_ids: Sequence[int]) -> dict[int, list[Review]]:
+        found: dict[int, list[Review]] = {i: [] for i in request_ids}
+        for chunk in _chunks(request_ids):
+            rows = self._session.execute(
+                select(OutputReviewRow)
+                .where(OutputReviewRow.request_id.in_(chunk))
+                .order_by(OutputReviewRow.id)
+            ).scalars()
+            for row in rows:
+                found[row.request_id].append(_review(row))
+        return found
 
     def list_released(self, request_id: int) -> list[ReleasedFile]:
         rows = self._session.execute(

@@ -135,6 +135,7 @@ NAVIGATION: tuple[tuple[str, str], ...] = (
     ("My datasets", "custodian_datasets"),
     ("Access requests", "custodian_requests"),
     ("Projects", "custodian_projects"),
+    ("Output checking", "reviewer_outputs"),
     ("Users", "admin_users"),
     ("Audit log", "admin_audit"),
     ("Status", "admin_status"),

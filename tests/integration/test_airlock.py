@@ -479,3 +479,51 @@ def test_concurrent_releases_of_an_approved_request_write_one_record_and_one_fil
         assert len(uow.outputs.list_released(request_id)) == 2
     assert len(release_store_files(services)) == 2
     assert audit_actions(services).count("output.released") == 2
+
+
+def test_the_review_queue_ranks_by_risk_then_age_and_agrees_with_each_request(
+    api: LiveServer, services: Services, setting: dict[str, Any]
+) -> None:
+    """``review_queue`` reads every waiting request in a few queries; what it says of each (files,
+    worst check, whether my review is due) is what ``show`` says of it one by one."""
+    outputs, lead = services.outputs, actor(services, "lead")
+    project = setting["project"]
+    good = released_table(setting["release"])
+
+    def submitted(files: dict[str, bytes]) -> int:
+        request = outputs.create(lead, project, context="Tables for the paper, counts by sex.")
+        for name, content in files.items():
+            outputs.add_file(lead, request.id, name, content)
+        return outputs.submit(lead, request.id).id
+
+    clean = submitted({"by_sex.csv": good})
+    many = submitted({"a.csv": good, "b.csv": good, "c.md": b"# Notes\nNo numbers here.\n"})
+    risky = submitted({"small.csv": b"sex,count\nF,3\nM,4\n"})
+    reviewed = submitted({"by_sex.csv": good})
+    outputs.review(actor(services, "rev1"), reviewed, [FileDecision("by_sex.csv", Decision.APPROVE)])
+
+    rev1 = actor(services, "rev1")
+    queue = outputs.review_queue(rev1)
+    assert queue[0].request.id == risky  # failed checks first
+    assert {e.request.id for e in queue} == {clean, many, risky, reviewed}
+    for entry in queue:
+        view = outputs.show(rev1, entry.request.id)
+        assert entry.files == len(view.current_files)
+        assert entry.due == view.can_review
+        assert entry.project_title == view.project_title
+    assert next(e for e in queue if e.request.id == reviewed).due is False  # decided once per version
+    assert next(e for e in queue if e.request.id == risky).worst == "fail"
+    ranks = [e.rank for e in queue]
+    assert ranks == sorted(ranks)
+    with pytest.raises(PermissionDenied):
+        outputs.review_queue(lead)  # no reviewer role (a reviewer inside the project: the portal's test)
+    with api.client() as c:
+        over_http = c.get("/outputs/review-queue", headers=setting["reviewers"]["rev1"].headers)
+        assert over_http.status_code == 200
+        assert [(e["id"], e["files"], e["worst_check"], e["review_due"]) for e in over_http.json()] == [
+            (e.request.id, e.files, e.worst, e.due) for e in queue
+        ]
+        assert (
+            c.get("/outputs/review-queue", headers={"Authorization": f"Bearer {setting['lead']}"}).status_code
+            == 403
+        )

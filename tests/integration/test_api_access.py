@@ -79,6 +79,7 @@ POLICY: dict[tuple[str, str], frozenset[Role]] = {
     ("POST", "/outputs/{output_id}/withdraw"): frozenset(),
     ("POST", "/outputs/{output_id}/reviews"): frozenset({Role.REVIEWER}),
     ("POST", "/outputs/{output_id}/release"): frozenset({Role.REVIEWER, Role.ADMIN}),
+    ("GET", "/outputs/review-queue"): frozenset({Role.REVIEWER}),
     ("GET", "/outputs"): frozenset(),
     ("GET", "/outputs/{output_id}"): frozenset(),
     ("GET", "/outputs/{output_id}/files/{file_id}/held"): frozenset({Role.REVIEWER}),

@@ -282,6 +282,28 @@ def release(output_id: Id, actor: ReviewerOrAdmin, services: ServicesDep) -> dic
 
 
 @router.get(
+    "/outputs/review-queue",
+    summary="The output requests waiting for review that you may review, the riskiest first (reviewers)",
+    description=(
+        "Failed checks first, then warnings, then more files, then the oldest submission; never your own"
+        " projects'. Each entry says its current version's number of files, the worst check and whether your"
+        " review is due."
+    ),
+)
+def review_queue(actor: Reviewer, services: ServicesDep) -> list[dict[str, Any]]:
+    return [
+        {
+            **request_view(e.request),
+            "project_title": e.project_title,
+            "files": e.files,
+            "worst_check": e.worst,
+            "review_due": e.due,
+        }
+        for e in services.outputs.review_queue(actor)
+    ]
+
+
+@router.get(
     "/outputs", summary="Output requests you can see (members: their projects'; reviewers: all submitted)"
 )
 def list_outputs(

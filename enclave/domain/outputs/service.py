@@ -111,6 +111,33 @@ class OutputView:
         return tuple(f for f in self.files if f.version == self.request.version)
 
 
+#: How bad a file's checks are, for ranking the reviewers' queue (not checked counts as nothing).
+CHECK_SEVERITY = {"fail": 3, "warn": 2, "pass": 1, None: 0}
+
+
+def worst_check(files: Sequence[OutputFile]) -> str | None:
+    """The worst check outcome of the files (``None`` when none was checked)."""
+    return max((f.check_status for f in files), key=lambda s: CHECK_SEVERITY.get(s, 0), default=None)
+
+
+@dataclass(frozen=True)
+class QueueEntry:
+    """One request in the reviewers' queue, as one reviewer sees it: its current version's files,
+    the worst of their checks, and whether that reviewer still has a review to give."""
+
+    request: OutputRequest
+    project_title: str
+    files: int
+    worst: str | None
+    due: bool
+
+    @property
+    def rank(self) -> tuple[Any, ...]:
+        """Failed checks first, then warnings; then more files; then the oldest submission."""
+        waiting = self.request.submitted_at or self.request.created_at
+        return (-CHECK_SEVERITY.get(self.worst, 0), -self.files, waiting, self.request.id)
+
+
 @dataclass(frozen=True)
 class Download:
     released: ReleasedFile
@@ -694,6 +721,33 @@ class AirlockService:
             for r in found
             if r.project_id in projects and policy.can_view_output(actor, r, projects[r.project_id])
         ]
+
+    def review_queue(self, actor: Actor) -> list[QueueEntry]:
+        """The requests waiting for review that ``actor`` may review (never their own projects'),
+        ranked by risk then age, read in a fixed number of queries however long the queue is."""
+        reviewer = policy.check_review_outputs(actor)
+        with self._uow(write=False) as uow:
+            projects = {p.id: p for p in uow.access.list_projects()}
+            waiting = [
+                r
+                for r in uow.outputs.list_requests(states=sorted(REVIEWABLE_STATES))
+                if r.project_id in projects and reviewer not in projects[r.project_id].members
+            ]
+            ids = [r.id for r in waiting]
+            files = uow.outputs.list_files_of(ids)
+            reviews = uow.outputs.list_reviews_of(ids)
+        entries = []
+        for request in waiting:
+            project = projects[request.project_id]
+            subject = review_subject(
+                request, frozenset(project.members), files[request.id], reviews[request.id]
+            )
+            current = [f for f in files[request.id] if f.version == request.version]
+            worst = worst_check(current)
+            entries.append(
+                QueueEntry(request, project.title, len(current), worst, can_review(subject, reviewer))
+            )
+        return sorted(entries, key=lambda e: e.rank)
 
     def show(self, actor: Actor, request_id: int) -> OutputView:
         with self._uow(write=False) as uow:

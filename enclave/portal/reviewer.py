@@ -1,0 +1,402 @@
+"""The output checker's workbench: the queue of output requests to review, a request with a preview
+of each held file (its risky cells highlighted), and the reviewer's decisions.
+
+Every page calls the airlock's use cases the API's routes call (``AirlockService.list_requests``,
+``show``, ``held_file``, ``review``): who may see and decide what, the blindness of the reviews, the
+state machine and every refusal are the service's rules, and a refusal is shown as the service's
+own sentence, with nothing changed. Only which requests a reviewer is a member of is asked of the
+access service, to keep a reviewer away from their own projects' outputs (as ``held_file`` does).
+
+The previews show content that has not been vetted: only reviewers get these pages, every file is
+read through ``held_file`` (audited), and file content is only ever shown escaped.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import itertools
+import json
+import logging
+from dataclasses import dataclass, field
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi import Path as PathParam
+from fastapi.responses import HTMLResponse
+from starlette.responses import RedirectResponse, Response
+
+from enclave.api.deps import ServicesDep
+from enclave.api.schemas import MAX_INT
+from enclave.domain import policy
+from enclave.domain.errors import EnclaveError, InternalError, NotFound
+from enclave.domain.identity.accounts import Actor, Role
+from enclave.domain.outputs.files import IMAGE_KINDS, FileKind
+from enclave.domain.outputs.review import CheckOverride, Decision, FileDecision, OutputFile
+from enclave.domain.outputs.service import OutputView, worst_check
+from enclave.domain.outputs.states import OutputState
+from enclave.portal.forms import FormErrors, text_field
+from enclave.portal.sessions import CheckedForm, signed_in
+from enclave.portal.web import PREFIX, pages_of
+from enclave.wiring import Services
+
+router = APIRouter(prefix=PREFIX, include_in_schema=False)
+log = logging.getLogger("enclave.portal")
+
+ReviewerPage = Annotated[Actor, Depends(signed_in(Role.REVIEWER))]
+Id = Annotated[int, PathParam(ge=1, le=MAX_INT)]
+
+#: GOV.UK tag colour and label of each output request state.
+STATE_TAGS = {
+    OutputState.DRAFT: ("grey", "Draft"),
+    OutputState.SUBMITTED: ("blue", "Submitted"),
+    OutputState.IN_REVIEW: ("light-blue", "In review"),
+    OutputState.NEEDS_CONSOLIDATION: ("orange", "Needs a third review"),
+    OutputState.CHANGES_REQUESTED: ("yellow", "Changes requested"),
+    OutputState.APPROVED: ("green", "Approved"),
+    OutputState.REJECTED: ("red", "Rejected"),
+    OutputState.RELEASED: ("green", "Released"),
+    OutputState.WITHDRAWN: ("grey", "Withdrawn"),
+    OutputState.RELEASE_WITHDRAWN: ("grey", "Release withdrawn"),
+}
+#: Tag of a check outcome (of a rule, or the worst of a file or a request).
+CHECK_TAGS = {
+    "fail": ("red", "Failed"),
+    "warn": ("yellow", "Warning"),
+    "pass": ("green", "Passed"),
+    None: ("grey", "Not checked"),
+}
+DECISION_TAGS = {
+    Decision.APPROVE: ("green", "Approve"),
+    Decision.REQUEST_CHANGES: ("yellow", "Request changes"),
+    Decision.REJECT: ("red", "Reject"),
+}
+
+#: The messages a page shows after a change: fixed sentences, never text from the request.
+DONE = {"reviewed": "Your decisions are recorded."}
+
+#: Requests per page of the queue; rows per page of a table's preview.
+QUEUE_PAGE = 50
+TABLE_PAGE = 100
+#: At most this many characters of a text file are shown in the page; the rest is in the held file.
+TEXT_PREVIEW = 100_000
+
+
+def _render(
+    request: Request, template: str, *, title: str, status: int = 200, **context: Any
+) -> HTMLResponse:
+    return pages_of(request).render(
+        request,
+        template,
+        title=title,
+        status=status,
+        state_tags=STATE_TAGS,
+        check_tags=CHECK_TAGS,
+        decision_tags=DECISION_TAGS,
+        done=DONE.get(request.query_params.get("done", "")),
+        **context,
+    )
+
+
+def _sentence(exc: EnclaveError) -> str:
+    detail = exc.detail.strip().rstrip(".")
+    return detail[:1].upper() + detail[1:]
+
+
+def _member_projects(services: Services, actor: Actor) -> dict[int, Any]:
+    """The projects the reviewer is a member of: their outputs are checked by others."""
+    return {p.id: p for p in services.access.projects(actor) if policy.is_member(actor, p)}
+
+
+# --- the queue ----------------------------------------------------------------------------------
+
+
+@router.get("/reviewer/outputs", response_class=HTMLResponse, name="reviewer_outputs")
+def queue(
+    request: Request,
+    services: ServicesDep,
+    actor: ReviewerPage,
+    page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
+) -> HTMLResponse:
+    rows = services.outputs.review_queue(actor)
+    pages = max(1, -(-len(rows) // QUEUE_PAGE))
+    page = min(page, pages)
+    return _render(
+        request,
+        "reviewer/queue.html",
+        title="Output checking",
+        rows=rows[(page - 1) * QUEUE_PAGE : page * QUEUE_PAGE],
+        shown=len(rows),
+        page=page,
+        pages=pages,
+    )
+
+
+# --- previews -----------------------------------------------------------------------------------
+
+
+@dataclass
+class Note:
+    """A failed or warned rule on a table's cells, numbered for the markers in the table."""
+
+    number: int
+    rule: str
+    status: str
+    message: str
+
+
+@dataclass
+class Preview:
+    """What the page shows of one file: ``kind`` is table, text, image or none (with ``problem``)."""
+
+    kind: str
+    problem: str = ""
+    header: list[str] = field(default_factory=list)
+    rows: list[tuple[int, list[tuple[str, list[Note]]]]] = field(default_factory=list)
+    notes: list[Note] = field(default_factory=list)
+    unplaced: list[Note] = field(default_factory=list)
+    page: int = 1
+    has_next: bool = False
+    here: set[int] = field(default_factory=set)
+    text: str = ""
+    cut: bool = False
+
+
+def _notes(file: OutputFile) -> tuple[list[Note], dict[tuple[int, str], list[Note]], list[Note]]:
+    """The failed and warned results of a file, numbered; the cells each is on; those on no cell."""
+    notes: list[Note] = []
+    cells: dict[tuple[int, str], list[Note]] = {}
+    unplaced: list[Note] = []
+    for result in (file.checks or {}).get("results", ()):
+        status = result.get("status")
+        if status not in ("fail", "warn"):
+            continue
+        note = Note(len(notes) + 1, str(result.get("rule", "")), status, str(result.get("message", "")))
+        notes.append(note)
+        placed = result.get("cells") or ()
+        for cell in placed:
+            cells.setdefault((int(cell["row"]), str(cell["column"])), []).append(note)
+        if not placed:
+            unplaced.append(note)
+    return notes, cells, unplaced
+
+
+def _table(file: OutputFile, content: bytes, page: int) -> Preview:
+    """One page of a CSV/TSV: the header and at most :data:`TABLE_PAGE` rows, read no further than
+    one row past the page (to know whether there is a next one)."""
+    notes, cells, unplaced = _notes(file)
+    delimiter = "\t" if file.kind == FileKind.TSV else ","
+    text = io.TextIOWrapper(io.BytesIO(content), encoding="utf-8", newline="")
+    reader = csv.reader(text, delimiter=delimiter)
+    header = next(reader, [])
+    start = (page - 1) * TABLE_PAGE
+    wanted = list(itertools.islice(reader, start, start + TABLE_PAGE + 1))
+    has_next = len(wanted) > TABLE_PAGE
+    rows = []
+    for offset, row in enumerate(wanted[:TABLE_PAGE]):
+        number = start + offset + 1
+        padded = row + [""] * (len(header) - len(row))
+        names = header + [""] * (len(padded) - len(header))
+        rows.append(
+            (
+                number,
+                [(value, cells.get((number, name), [])) for value, name in zip(padded, names, strict=True)],
+            )
+        )
+    if page > 1 and not rows:
+        raise NotFound(f"{file.name} has no page {page}")
+    return Preview(
+        "table",
+        header=header,
+        rows=rows,
+        notes=notes,
+        unplaced=unplaced,
+        page=page,
+        has_next=has_next,
+        here={n.number for _, row_cells in rows for _, flagged in row_cells for n in flagged},
+    )
+
+
+def _text(file: OutputFile, content: bytes) -> Preview:
+    text = content.decode("utf-8")
+    if file.kind == FileKind.JSON:
+        text = json.dumps(json.loads(text), indent=2, ensure_ascii=False)
+    return Preview("text", text=text[:TEXT_PREVIEW], cut=len(text) > TEXT_PREVIEW)
+
+
+def preview(services: Services, actor: Actor, output_id: int, file: OutputFile, page: int) -> Preview:
+    """The preview of one held file; a file that cannot be shown gets a sentence instead."""
+    kind = FileKind(file.kind) if file.kind in set(FileKind) else None
+    if kind in IMAGE_KINDS or kind is FileKind.SVG:
+        return Preview("image")
+    try:
+        content = services.outputs.held_file(actor, output_id, file.id).content
+    except InternalError as exc:
+        # The holding store's own integrity check: logged for the operators, a sentence for the reviewer.
+        log.error("held file %s of output request %s cannot be read: %s", file.id, output_id, exc)
+        problem = f"{file.name} cannot be shown: its held copy is missing or does not match its SHA-256"
+        return Preview("none", problem=problem)
+    try:
+        if kind in (FileKind.CSV, FileKind.TSV):
+            return _table(file, content, page)
+        return _text(file, content)
+    except (UnicodeDecodeError, ValueError, csv.Error, RecursionError):
+        # json.JSONDecodeError is a ValueError
+        problem = f"{file.name} cannot be shown in the page: its content is not readable"
+        return Preview("none", problem=problem)
+
+
+# --- the request page -----------------------------------------------------------------------------
+
+
+def _viewable(services: Services, actor: Actor, output_id: int) -> OutputView:
+    """The request as this reviewer may see it; a member of its project is refused (403)."""
+    view = services.outputs.show(actor, output_id)
+    project = _member_projects(services, actor).get(view.request.project_id)
+    if project is not None:
+        policy.check_not_own_outputs(actor, project)
+    return view
+
+
+@dataclass
+class Typed:
+    """What the reviewer typed into the decision form, to show it again: per file id."""
+
+    decisions: dict[int, str] = field(default_factory=dict)
+    comments: dict[int, str] = field(default_factory=dict)
+    overrides: dict[tuple[int, int], str] = field(default_factory=dict)
+
+
+def _failed(file: OutputFile) -> list[str]:
+    """The failed rules of a file, in a fixed order (a rule's place names its override field)."""
+    return sorted(file.failed_rules)
+
+
+def _request_page(
+    request: Request,
+    services: Services,
+    actor: Actor,
+    view: OutputView,
+    *,
+    file_id: int | None = None,
+    page: int = 1,
+    typed: Typed | None = None,
+    errors: FormErrors | None = None,
+    status: int = 200,
+) -> HTMLResponse:
+    current = view.current_files
+    previews = {
+        f.id: preview(services, actor, view.request.id, f, page if f.id == file_id else 1) for f in current
+    }
+    return _render(
+        request,
+        "reviewer/request.html",
+        title=f"Output request {view.request.id}",
+        view=view,
+        item=view.request,
+        files=current,
+        previews=previews,
+        failed={f.id: _failed(f) for f in current},
+        worst=worst_check(current),
+        typed=typed or Typed(),
+        errors=errors or FormErrors(),
+        status=status,
+    )
+
+
+@router.get("/reviewer/outputs/{output_id}", response_class=HTMLResponse)
+def request_page(
+    request: Request,
+    output_id: Id,
+    services: ServicesDep,
+    actor: ReviewerPage,
+    file: Annotated[int | None, Query(ge=1, le=MAX_INT)] = None,
+    page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
+) -> HTMLResponse:
+    view = _viewable(services, actor, output_id)
+    if file is not None and file not in {f.id for f in view.current_files}:
+        raise NotFound(f"output request {output_id} has no file {file} in its current version")
+    return _request_page(request, services, actor, view, file_id=file, page=page)
+
+
+@router.get("/reviewer/outputs/{output_id}/files/{file_id}/held", response_class=Response)
+def held(output_id: Id, file_id: Id, services: ServicesDep, actor: ReviewerPage) -> Response:
+    """A held file's bytes, as the API's ``held`` route serves them: images are shown in the page,
+    anything else is downloaded; nothing in it can run (sandboxed, no sniffing)."""
+    download = services.outputs.held_file(actor, output_id, file_id)
+    filename = download.released.name.replace("/", "_").replace('"', "")
+    inline = download.media_type in ("image/png", "image/jpeg", "image/svg+xml")
+    return Response(
+        content=download.content,
+        media_type=download.media_type,
+        headers={
+            "Content-Disposition": f'{"inline" if inline else "attachment"}; filename="{filename}"',
+            "X-Content-SHA256": download.released.sha256,
+            "X-Content-Type-Options": "nosniff",
+            "Content-Security-Policy": "default-src 'none'; sandbox",
+            "Cache-Control": "no-store",
+        },
+    )
+
+
+# --- decisions ------------------------------------------------------------------------------------
+
+
+def _read(form: Any, files: tuple[OutputFile, ...]) -> Typed:
+    typed = Typed()
+    for f in files:
+        typed.decisions[f.id] = text_field(form, f"decision-{f.id}", 40)
+        typed.comments[f.id] = text_field(form, f"comment-{f.id}", 5000)
+        for index, _ in enumerate(_failed(f)):
+            typed.overrides[(f.id, index)] = text_field(form, f"override-{f.id}-{index}", 5000)
+    return typed
+
+
+def _error_field(message: str, files: tuple[OutputFile, ...]) -> str:
+    """Which field a refusal is about, so the message stands beside it: the file it names."""
+    lowered = message.lower()
+    for f in sorted(files, key=lambda f: len(f.name), reverse=True):
+        if f.name.lower() not in lowered:
+            continue
+        if "overrid" in lowered:
+            for index, rule in enumerate(_failed(f)):
+                if rule.lower() in lowered:
+                    return f"override-{f.id}-{index}"
+        if "comment" in lowered:
+            return f"comment-{f.id}"
+        return f"decision-{f.id}"
+    return f"decision-{files[0].id}" if files else "decisions"
+
+
+@router.post("/reviewer/outputs/{output_id}", response_class=HTMLResponse)
+def review(
+    request: Request, output_id: Id, services: ServicesDep, actor: ReviewerPage, form: CheckedForm
+) -> Response:
+    view = _viewable(services, actor, output_id)
+    files = view.current_files
+    typed = _read(form, files)
+    errors = FormErrors()
+    decisions = []
+    overrides = []
+    for f in files:
+        chosen = typed.decisions[f.id]
+        if chosen not in set(Decision):
+            message = f"Select whether you approve {f.name}, ask for changes or reject it"
+            errors.add(f"decision-{f.id}", message)
+            continue
+        decisions.append(FileDecision(f.name, Decision(chosen), typed.comments[f.id]))
+        for index, rule in enumerate(_failed(f)):
+            reason = typed.overrides[(f.id, index)]
+            if reason:
+                overrides.append(CheckOverride(f.name, rule, reason))
+    if errors:
+        return _request_page(request, services, actor, view, typed=typed, errors=errors, status=400)
+    try:
+        services.outputs.review(actor, output_id, decisions, overrides)
+    except NotFound:
+        raise
+    except EnclaveError as exc:
+        errors.add(_error_field(exc.detail, files), _sentence(exc))
+        view = _viewable(services, actor, output_id)
+        return _request_page(request, services, actor, view, typed=typed, errors=errors, status=400)
+    return RedirectResponse(f"{PREFIX}/reviewer/outputs/{output_id}?done=reviewed", status_code=303)
