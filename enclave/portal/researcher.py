@@ -17,17 +17,20 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
 from fastapi import Path as PathParam
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, Response
 
 from enclave.api.deps import ServicesDep
+from enclave.api.routes.outputs import file_response
 from enclave.api.schemas import MAX_INT
 from enclave.domain.access.requests import Project
 from enclave.domain.errors import NotFound
 from enclave.domain.identity.accounts import Actor, Role
+from enclave.domain.outputs.service import OutputView, worst_check
 from enclave.domain.policy import is_member
 from enclave.domain.queries.budget import Account
 from enclave.domain.queries.plans import Release
 from enclave.portal.requests import PROJECT_TAGS
+from enclave.portal.reviewer import CHECK_TAGS, DECISION_TAGS, STATE_TAGS
 from enclave.portal.sessions import signed_in
 from enclave.portal.web import PREFIX, pages_of
 
@@ -160,6 +163,7 @@ def project(request: Request, project_id: Id, services: ServicesDep, actor: Rese
     releases = sorted(
         services.queries.releases(actor, project_id), key=lambda r: (r.created_at, r.id), reverse=True
     )
+    outputs = sorted(services.outputs.list_requests(actor, project_id=project_id), key=lambda r: -r.id)
     username = actor.user.username if actor.user is not None else ""
     return pages_of(request).render(
         request,
@@ -173,4 +177,48 @@ def project(request: Request, project_id: Id, services: ServicesDep, actor: Rese
         chart=spending_chart(releases, account.granted.epsilon, found.start_date, services.identity.now()),
         releases=releases,
         workspace=workspace_address(services.settings.hub_url, username, found.id),
+        outputs=outputs,
+        output_tags=STATE_TAGS,
     )
+
+
+# --- outputs ----------------------------------------------------------------------------------
+
+
+def _my_output(services: ServicesDep, actor: Actor, output_id: int) -> tuple[OutputView, Project]:
+    """An output request of one of the actor's projects (others' are for the reviewers' pages)."""
+    view = services.outputs.show(actor, output_id)
+    project = services.access.project(actor, view.request.project_id)
+    if not is_member(actor, project):
+        raise NotFound(f"no output request {output_id} of a project you are a member of")
+    return view, project
+
+
+@router.get("/outputs/{output_id}", response_class=HTMLResponse, name="researcher_output")
+def output(request: Request, output_id: Id, services: ServicesDep, actor: ResearcherPage) -> HTMLResponse:
+    """Where a request of mine stands: each file's checks (their sentences, never a cell's value),
+    the reviewers' decisions and comments once review is over, and the released files."""
+    view, project = _my_output(services, actor, output_id)
+    released = {r.file_id: r for r in view.released}
+    return pages_of(request).render(
+        request,
+        "researcher/output.html",
+        title=f"Output request {output_id}",
+        view=view,
+        item=view.request,
+        project=project,
+        files=view.current_files,
+        worst=worst_check(view.current_files),
+        released=released,
+        output_tags=STATE_TAGS,
+        check_tags=CHECK_TAGS,
+        decision_tags=DECISION_TAGS,
+    )
+
+
+@router.get("/outputs/{output_id}/files/{file_id}/download", name="researcher_download")
+def download(output_id: Id, file_id: Id, services: ServicesDep, actor: ResearcherPage) -> Response:
+    """A released file, as ``GET /outputs/{id}/files/{file}/download`` serves it: members only, with a
+    personal sign-in (never a workspace token), audited by the service."""
+    _my_output(services, actor, output_id)
+    return file_response(services.outputs.download(actor, output_id, file_id))

@@ -27,6 +27,7 @@ from fastapi.responses import HTMLResponse
 from starlette.responses import RedirectResponse, Response
 
 from enclave.api.deps import ServicesDep
+from enclave.api.routes.outputs import file_response
 from enclave.api.schemas import MAX_INT
 from enclave.domain import policy
 from enclave.domain.errors import EnclaveError, InternalError, NotFound
@@ -323,20 +324,7 @@ def request_page(
 def held(output_id: Id, file_id: Id, services: ServicesDep, actor: ReviewerPage) -> Response:
     """A held file's bytes, as the API's ``held`` route serves them: images are shown in the page,
     anything else is downloaded; nothing in it can run (sandboxed, no sniffing)."""
-    download = services.outputs.held_file(actor, output_id, file_id)
-    filename = download.released.name.replace("/", "_").replace('"', "")
-    inline = download.media_type in ("image/png", "image/jpeg", "image/svg+xml")
-    return Response(
-        content=download.content,
-        media_type=download.media_type,
-        headers={
-            "Content-Disposition": f'{"inline" if inline else "attachment"}; filename="{filename}"',
-            "X-Content-SHA256": download.released.sha256,
-            "X-Content-Type-Options": "nosniff",
-            "Content-Security-Policy": "default-src 'none'; sandbox",
-            "Cache-Control": "no-store",
-        },
-    )
+    return file_response(services.outputs.held_file(actor, output_id, file_id), inline=True)
 
 
 # --- decisions ------------------------------------------------------------------------------------

@@ -4,14 +4,17 @@ released value."""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
 from enclave.domain.identity.accounts import Actor, Role
+from enclave.domain.outputs.review import Decision, FileDecision
 from enclave.domain.queries.plans import QueryPlan, Release
 from enclave.wiring import Services
 from tests.conftest import OPERATOR, Account, LiveServer, make_account
@@ -126,3 +129,57 @@ def test_only_members_open_a_project_page(
     with httpx.Client(base_url=server.url) as c:
         sign_in_http(c, custodian)  # the custodian of its dataset, without the researcher role
         assert c.get(f"/portal/projects/{pid}").status_code == 403
+
+
+def test_a_researcher_follows_an_output_request_and_downloads_the_released_file(
+    services: Services, project: tuple[LiveServer, int, list[Release]], browser: Any
+) -> None:
+    """While the request is in review the page shows its checks and no review; once two reviewers
+    approve, their comments and the released file with its SHA-256, which the download matches."""
+    server, pid, releases = project
+    lead = Actor.for_user(services.identity.get_user(OPERATOR, "lead"))
+    by_sex = releases[0]
+    table = ("sex,count\n" + "".join(f"{r['sex']},{r['count']}\n" for r in by_sex.values)).encode()
+    request = services.outputs.create(lead, pid, context="Table 1 of the paper: people by sex.")
+    services.outputs.add_file(lead, request.id, "by_sex.csv", table, derived_from=[by_sex.id])
+    services.outputs.submit(lead, request.id)
+    reviewers = [make_account(services, name, Role.REVIEWER) for name in ("rev1", "rev2")]
+
+    page = new_page(browser)
+    sign_in(page, server.url, account("lead"))
+    page.goto(f"{server.url}/portal/projects/{pid}")
+    page.locator(f'tr[data-output="{request.id}"] a').click()
+    page.wait_for_url(f"**/portal/outputs/{request.id}")
+    check_page(page, "researcher-output-in-review")
+    main = page.inner_text("main")
+    assert "In review" in main
+    assert "provenance" in main  # the checks, as sentences
+    assert "once review is over" in main
+
+    comments = ("Counts trace to release; fine.", "Agreed, releasable.")
+    for reviewer, comment in zip(reviewers, comments, strict=True):
+        who = Actor.for_user(services.identity.get_user(OPERATOR, reviewer.username))
+        services.outputs.review(who, request.id, [FileDecision("by_sex.csv", Decision.APPROVE, comment)])
+    page.reload()
+    check_page(page, "researcher-output-released")
+    main = page.inner_text("main")
+    assert "Released" in main
+    for comment in comments:
+        assert comment in main
+    released = services.outputs.show(OPERATOR, request.id).released[0]
+    assert released.sha256 in main
+    with page.expect_download() as downloading:
+        page.get_by_role("link", name="Download by_sex.csv").click()
+    saved = downloading.value.path()
+    assert saved is not None
+    assert hashlib.sha256(Path(saved).read_bytes()).hexdigest() == released.sha256
+    with services.db.unit_of_work(write=False) as uow:
+        actions = [e.action for e in uow.audit.iter_events()]
+    assert actions.count("output.downloaded") == 1  # audited, as the API's download is
+
+    # Someone outside the project: neither the page nor the file.
+    outsider = make_account(services, "stranger", Role.RESEARCHER)
+    with httpx.Client(base_url=server.url) as c:
+        sign_in_http(c, outsider)
+        assert c.get(f"/portal/outputs/{request.id}").status_code == 404
+        assert c.get(f"/portal/outputs/{request.id}/files/{released.file_id}/download").status_code == 404

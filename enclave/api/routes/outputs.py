@@ -322,16 +322,25 @@ def show(output_id: Id, actor: Viewer, services: ServicesDep) -> dict[str, Any]:
     return output_view(services.outputs.show(actor, output_id))
 
 
-def _file_response(download: Download) -> Response:
-    filename = download.released.name.replace("/", "_").replace('"', "")
+#: The media types a page may show in place (the reviewer's preview of a figure).
+INLINE_TYPES = frozenset({"image/png", "image/jpeg", "image/svg+xml"})
+
+
+def file_response(download: Download, *, inline: bool = False) -> Response:
+    """A held or released file: downloaded (or, with ``inline``, an image shown in place), never
+    sniffed, never run (a sandboxed CSP), never cached; its SHA-256 in a header. The API's routes and
+    the portal's pages serve files through this one function."""
+    filename = "".join(c if c.isalnum() or c in "._-" else "_" for c in download.released.name) or "output"
+    disposition = "inline" if inline and download.media_type in INLINE_TYPES else "attachment"
     return Response(
         content=download.content,
         media_type=download.media_type,
         headers={
-            "Content-Disposition": f'attachment; filename="{filename}"',
+            "Content-Disposition": f'{disposition}; filename="{filename}"',
             "X-Content-SHA256": download.released.sha256,
             "X-Content-Type-Options": "nosniff",
             "Content-Security-Policy": "default-src 'none'; sandbox",
+            "Cache-Control": "no-store",
         },
     )
 
@@ -342,7 +351,7 @@ def _file_response(download: Download) -> Response:
     response_class=Response,
 )
 def held(output_id: Id, file_id: Id, actor: Reviewer, services: ServicesDep) -> Response:
-    return _file_response(services.outputs.held_file(actor, output_id, file_id))
+    return file_response(services.outputs.held_file(actor, output_id, file_id))
 
 
 @router.get(
@@ -351,7 +360,7 @@ def held(output_id: Id, file_id: Id, actor: Reviewer, services: ServicesDep) -> 
     response_class=Response,
 )
 def download(output_id: Id, file_id: Id, actor: PersonalMember, services: ServicesDep) -> Response:
-    return _file_response(services.outputs.download(actor, output_id, file_id))
+    return file_response(services.outputs.download(actor, output_id, file_id))
 
 
 @router.post(
