@@ -128,6 +128,7 @@ class DemoAccess:
     approved_project: Project | None
     pending_request: int | None
     first_release: Release | None = None
+    pending_output: int | None = None
 
 
 def setup_access(services: Services, actor: Actor) -> DemoAccess:
@@ -145,7 +146,8 @@ def setup_access(services: Services, actor: Actor) -> DemoAccess:
         projects = services.access.projects(actor)
         pending = next((r.id for r in existing if r.project_id is None), None)
         project = projects[0] if projects else None
-        return DemoAccess(project, pending, _first_release(services, researcher, project))
+        release = _first_release(services, researcher, project)
+        return DemoAccess(project, pending, release, _waiting_output(services, researcher, project, release))
     examples = sorted(EXAMPLES_DIR.glob("*.yaml")) if EXAMPLES_DIR.is_dir() else []
     today = date.today()
     ids = []
@@ -162,8 +164,12 @@ def setup_access(services: Services, actor: Actor) -> DemoAccess:
             custodian, request.id, part.dataset, Decision.APPROVED, "demo: approved as asked"
         )
     project = services.access.project(actor, request.project_id) if request.project_id else None
+    release = _first_release(services, researcher, project)
     return DemoAccess(
-        project, ids[1] if len(ids) > 1 else None, _first_release(services, researcher, project)
+        project,
+        ids[1] if len(ids) > 1 else None,
+        release,
+        _waiting_output(services, researcher, project, release),
     )
 
 
@@ -188,6 +194,35 @@ def _first_release(services: Services, researcher: Actor, project: Project | Non
     )
     release, _ = services.queries.run(researcher, project.id, plan)
     return release
+
+
+def _waiting_output(
+    services: Services, researcher: Actor, project: Project | None, release: Release | None
+) -> int | None:
+    """An output request waiting for review, so a newcomer can try the reviewers' workbench at once:
+    the first release's table (which traces to it) and a hand-typed table of small counts (which the
+    checks fail). Made once; later starts return it while it waits."""
+    if project is None or release is None:
+        return None
+    from enclave.domain.outputs.states import REVIEWABLE_STATES
+
+    existing = services.outputs.list_requests(researcher, project_id=project.id)
+    if existing:
+        return next((r.id for r in existing if r.state in REVIEWABLE_STATES), None)
+    request = services.outputs.create(
+        researcher,
+        project.id,
+        context="Table 1 of the paper: people by region, and a first look at the coastal areas.",
+        controls="People by region are the DP release as it came; the coastal counts are not rounded yet.",
+    )
+    table = "region,count\n" + "".join(f"{row['region']},{row['count']}\n" for row in release.values)
+    services.outputs.add_file(
+        researcher, request.id, "people_by_region.csv", table.encode(), derived_from=[release.id]
+    )
+    services.outputs.add_file(
+        researcher, request.id, "coastal_areas.csv", b"area,count\nNorth coast,4\nEstuary,12\n"
+    )
+    return services.outputs.submit(researcher, request.id).id
 
 
 def _exists(services: Services, username: str) -> bool:

@@ -230,6 +230,13 @@ def demo(
                     f"{access.pending_request})",
                     highlight=False,
                 )
+            if access.pending_output is not None:
+                out.print(
+                    f"output check   : output request {access.pending_output} waits for two reviewers"
+                    f" (sign in to the portal as reviewer1 or reviewer2: {url}/portal/reviewer/outputs/"
+                    f"{access.pending_output})",
+                    highlight=False,
+                )
             out.print(
                 f"API            : {url}   (OpenAPI: {url}/openapi.json, docs: {url}/docs)", highlight=False
             )

@@ -122,10 +122,14 @@ def test_demo_prints_logins_that_work(settings: Settings, tmp_path: Path) -> Non
     assert "Regional variation in type 2 diabetes control" in output.stdout
     assert "awaiting review: access request 2" in output.stdout
     assert "first release  : 1, people by region" in output.stdout
+    # An output request waits for the reviewers, with one file the checks fail.
+    assert "output check   : output request 1 waits for two reviewers" in output.stdout
+    assert f"{url}/portal/reviewer/outputs/1" in output.stdout
     again = subprocess.run(
         [*ENCLAVE, "demo", "--no-serve"], env=env, capture_output=True, text=True, check=True
     )
     assert researcher["password"] in again.stdout
+    assert "output check   : output request 1 waits" in again.stdout  # the same one, not a second
 
 
 def test_demo_stopped_by_sigterm_stops_its_hub_and_removes_its_socket(settings: Settings) -> None:
