@@ -26,9 +26,10 @@ from enclave.domain.identity.accounts import Role
 from enclave.hub.config import HIDDEN_LAB_PLUGINS
 from enclave.hub.sandbox import sandbox_problems
 from enclave.wiring import Services, build_services
-from tests.conftest import OPERATOR, DatabaseFactory, free_port, free_port_pair, make_account
+from tests.conftest import OPERATOR, Account, DatabaseFactory, free_port, free_port_pair, make_account
 from tests.factories import make_project
 from tests.helpers.hub import HubSession
+from tests.helpers.portal import form_token, sign_in_http
 
 pytestmark = [
     pytest.mark.slow,
@@ -149,6 +150,29 @@ def test_login_with_enclave_credentials_only(enclave: Enclave) -> None:
     assert "Someone else" not in home
     right.close()
     wrong.close()
+
+
+def test_a_portal_session_signs_in_to_the_hub_without_a_second_password(enclave: Enclave) -> None:
+    """A browser signed in to the portal is signed in to the hub as the same user (the cookie goes to
+    the same host whatever the port); once it signs out of the portal, the hub asks for a password."""
+    with httpx.Client(base_url=enclave.api_url, follow_redirects=False) as portal:
+        assert sign_in_http(portal, Account("rosa", PASSWORD, "")).status_code == 303
+        secret = portal.cookies["enclave-session"]
+        with httpx.Client(base_url=enclave.hub_url, follow_redirects=False, timeout=30) as hub:
+            hub.cookies.set("enclave-session", secret)
+            entered = hub.get("/hub/login", params={"next": "/hub/home"})
+            assert entered.status_code == 302, entered.text[:300]
+            assert entered.headers["location"].endswith("/hub/home")
+            assert "First project" in hub.get("/hub/home").text
+        token = form_token(portal.get("/portal/account").text)
+        assert portal.post("/portal/sign-out", data={"csrf_token": token}).status_code == 303
+    for cookie in (secret, "a-made-up-session-secret"):
+        with httpx.Client(base_url=enclave.hub_url, follow_redirects=False, timeout=30) as hub:
+            hub.cookies.set("enclave-session", cookie)
+            form = hub.get("/hub/login")
+            assert form.status_code == 200
+            assert 'name="password"' in form.text
+            assert hub.get("/hub/home").status_code == 302  # not signed in
 
 
 def test_user_without_a_project_gets_a_page_saying_so(enclave: Enclave) -> None:
