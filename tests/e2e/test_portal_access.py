@@ -9,12 +9,14 @@ import httpx
 import pytest
 from fastapi.routing import APIRoute
 
-from enclave.domain.identity.accounts import Role
+from enclave.domain.identity.accounts import Actor, Role
+from enclave.domain.queries.plans import QueryPlan
 from enclave.portal.app import ROUTERS
 from enclave.portal.sessions import PageAccess, public_page
 from enclave.portal.web import page_access
 from enclave.wiring import Services
-from tests.conftest import LiveServer, make_account
+from tests.conftest import OPERATOR, Account, LiveServer, make_account
+from tests.factories import make_project
 from tests.helpers.portal import sign_in_http
 
 pytestmark = pytest.mark.slow
@@ -77,3 +79,74 @@ def test_every_page_keeps_to_its_declaration(api: LiveServer, services: Services
     finally:
         for client in clients.values():
             client.close()
+
+
+MARKER = "held-only-7f3a9c"
+
+
+def test_no_page_but_the_workbench_shows_a_released_value_or_a_held_file(
+    api: LiveServer, services: Services
+) -> None:
+    """The portal is reachable from outside the enclave: walk every page, with real objects, as every
+    kind of user (a member, the custodian, a reviewer, an admin, nobody); only the reviewer's
+    workbench may show a held file's content or a released value (and does: the control)."""
+    pid = make_project(services, "walk-lead", columns=["sex", "region", "year_of_birth"])
+    lead = Actor.for_user(services.identity.get_user(OPERATOR, "walk-lead"))
+    plan = QueryPlan.model_validate(
+        {
+            "dataset": "demographics",
+            "aggregates": [{"kind": "mean", "column": "year_of_birth"}],
+            "group_by": ["sex"],
+            "epsilon": "0.5",
+        }
+    )
+    release, _ = services.queries.run(lead, pid, plan)
+    numbers = {f"{v:.3f}" for row in release.values for v in row.values() if isinstance(v, float)}
+    assert numbers
+    held = "sex,mean_year,note\n" + "".join(
+        f"{row['sex']},{row['mean_year_of_birth']:.3f},{MARKER}\n" for row in release.values
+    )
+    output = services.outputs.create(lead, pid, context="The mean year of birth by sex.")
+    file = services.outputs.add_file(lead, output.id, "means.csv", held.encode(), derived_from=[release.id])
+    services.outputs.submit(lead, output.id)
+    request_id = services.access.project(OPERATOR, pid).request_id
+
+    custodian = Account("factory-custodian", "factory-custodian-password", "")
+    services.identity.set_password(OPERATOR, custodian.username, custodian.password)
+    services.identity.set_password(OPERATOR, "walk-lead", "walk-lead-password-long")
+    people = {
+        "member": Account("walk-lead", "walk-lead-password-long", ""),
+        "custodian": custodian,
+        "reviewer": make_account(services, "walk-reviewer", Role.REVIEWER),
+        "admin": make_account(services, "walk-admin", Role.ADMIN),
+    }
+    values = {
+        "project_id": str(pid),
+        "request_id": str(request_id),
+        "output_id": str(output.id),
+        "file_id": str(file.id),
+        "name": "demographics",
+        "version": "1",
+        "username": "walk-lead",
+    }
+    clients = {"nobody": httpx.Client(base_url=api.url)}
+    for who, account in people.items():
+        clients[who] = httpx.Client(base_url=api.url)
+        assert sign_in_http(clients[who], account).status_code == 303
+    seen_on_workbench = False
+    try:
+        for method, path, _ in page_routes():
+            if method != "GET":
+                continue
+            url = re.sub(r"\{(\w+)(?::\w+)?\}", lambda m: values.get(m.group(1), "1"), path)
+            for who, client in clients.items():
+                text = client.get(url).text
+                shown = [n for n in (MARKER, *numbers) if n in text]
+                if path.startswith("/portal/reviewer/"):
+                    seen_on_workbench |= who == "reviewer" and MARKER in text
+                    continue
+                assert shown == [], f"GET {url} as {who} shows {shown}"
+    finally:
+        for client in clients.values():
+            client.close()
+    assert seen_on_workbench, "the reviewer's workbench shows the held file (the test can see a leak)"
