@@ -309,6 +309,10 @@ class OutputRequestRow(Base):
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
     submitted_at: Mapped[datetime | None]
+    # The reviewers' queue, ranked in the database: the current version's number of files and the
+    # severity of its worst check (3 fail, 2 warn, 1 pass, 0 none), written with the checks.
+    review_files: Mapped[int] = mapped_column(Integer, server_default="0")
+    review_risk: Mapped[int] = mapped_column(Integer, server_default="0")
 
 
 class OutputFileRow(Base):

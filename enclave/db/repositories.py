@@ -11,7 +11,7 @@ import json
 from collections.abc import Generator, Sequence
 from datetime import date, datetime, timedelta
 from decimal import Decimal
-from typing import TypeVarTuple
+from typing import Any, TypeVarTuple
 
 from sqlalchemy import Select, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
@@ -46,6 +46,7 @@ from enclave.domain.clock import utcnow
 from enclave.domain.errors import Conflict, InternalError, InvalidState, NotFound
 from enclave.domain.identity.accounts import ApiToken, Role, TokenKind, User
 from enclave.domain.outputs.review import (
+    CHECK_SEVERITY,
     CheckOverride,
     Decision,
     FileDecision,
@@ -53,6 +54,7 @@ from enclave.domain.outputs.review import (
     OutputRequest,
     ReleasedFile,
     Review,
+    worst_check,
 )
 from enclave.domain.outputs.states import OutputState
 from enclave.domain.queries.budget import Account, Budget, EntryKind, Reservation
@@ -1083,6 +1085,35 @@ class SqlOutputRepository:
             query = query.where(OutputRequestRow.state.in_([s.value for s in states]))
         return [_output_request(r) for r in self._session.execute(query).scalars()]
 
+    def _waiting(self, states: Sequence[OutputState], exclude_projects: Sequence[int]) -> Select[Any]:
+        query = select(OutputRequestRow).where(OutputRequestRow.state.in_([s.value for s in states]))
+        if exclude_projects:
+            query = query.where(OutputRequestRow.project_id.not_in(list(exclude_projects)))
+        return query
+
+    def find_review_queue(
+        self,
+        states: Sequence[OutputState],
+        *,
+        exclude_projects: Sequence[int] = (),
+        offset: int = 0,
+        limit: int | None = None,
+    ) -> list[tuple[OutputRequest, int, int]]:
+        query = self._waiting(states, exclude_projects).order_by(
+            OutputRequestRow.review_risk.desc(),
+            OutputRequestRow.review_files.desc(),
+            func.coalesce(OutputRequestRow.submitted_at, OutputRequestRow.created_at),
+            OutputRequestRow.id,
+        )
+        rows = self._session.execute(query.offset(offset).limit(limit)).scalars()
+        return [(_output_request(r), r.review_files, r.review_risk) for r in rows]
+
+    def count_review_queue(
+        self, states: Sequence[OutputState], *, exclude_projects: Sequence[int] = ()
+    ) -> int:
+        query = self._waiting(states, exclude_projects).with_only_columns(func.count())
+        return int(self._session.execute(query).scalar_one())
+
     def get_file(self, file_id: int) -> OutputFile | None:
         row = self._session.get(OutputFileRow, file_id)
         return _output_file(row) if row is not None else None
@@ -1274,6 +1305,9 @@ class SqlOutputRepository:
             row.checks_json = record
         request.policy_version = policy_version
         request.policy_json = policy_json
+        current = [f for f in self.list_files(request_id) if f.version == request.version]
+        request.review_files = len(current)
+        request.review_risk = CHECK_SEVERITY.get(worst_check(current), 0)
         _flush(self._session)
         self._audit.append(audit)
 

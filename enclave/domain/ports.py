@@ -316,6 +316,23 @@ class OutputRepository(Protocol):
 
     def list_reviews(self, request_id: int) -> list[Review]: ...
 
+    def find_review_queue(
+        self,
+        states: Sequence[OutputState],
+        *,
+        exclude_projects: Sequence[int] = (),
+        offset: int = 0,
+        limit: int | None = None,
+    ) -> list[tuple[OutputRequest, int, int]]:
+        """The requests in ``states`` outside ``exclude_projects``, riskiest first (worst check's
+        severity, then files, then the oldest submission), each with its current number of files
+        and that severity (written with the checks)."""
+        ...
+
+    def count_review_queue(
+        self, states: Sequence[OutputState], *, exclude_projects: Sequence[int] = ()
+    ) -> int: ...
+
     def list_files_of(self, request_ids: Sequence[int]) -> dict[int, list[OutputFile]]:
         """The files of many requests at once (every version), by request id."""
         ...

@@ -25,7 +25,8 @@ from enclave.api.schemas import MAX_INT
 from enclave.domain.access.requests import Project
 from enclave.domain.errors import NotFound
 from enclave.domain.identity.accounts import Actor, Role
-from enclave.domain.outputs.service import OutputView, worst_check
+from enclave.domain.outputs.review import worst_check
+from enclave.domain.outputs.service import OutputView
 from enclave.domain.policy import is_member
 from enclave.domain.queries.budget import Account
 from enclave.domain.queries.plans import Release

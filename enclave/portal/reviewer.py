@@ -33,8 +33,8 @@ from enclave.domain import policy
 from enclave.domain.errors import EnclaveError, InternalError, NotFound
 from enclave.domain.identity.accounts import Actor, Role
 from enclave.domain.outputs.files import IMAGE_KINDS, FileKind
-from enclave.domain.outputs.review import CheckOverride, Decision, FileDecision, OutputFile
-from enclave.domain.outputs.service import OutputView, worst_check
+from enclave.domain.outputs.review import CheckOverride, Decision, FileDecision, OutputFile, worst_check
+from enclave.domain.outputs.service import OutputView
 from enclave.domain.outputs.states import OutputState
 from enclave.portal.forms import FormErrors, text_field
 from enclave.portal.sessions import CheckedForm, signed_in
@@ -119,15 +119,16 @@ def queue(
     actor: ReviewerPage,
     page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
 ) -> HTMLResponse:
-    rows = services.outputs.review_queue(actor)
-    pages = max(1, -(-len(rows) // QUEUE_PAGE))
+    shown = services.outputs.review_queue_size(actor)
+    pages = max(1, -(-shown // QUEUE_PAGE))
     page = min(page, pages)
+    rows = services.outputs.review_queue(actor, offset=(page - 1) * QUEUE_PAGE, limit=QUEUE_PAGE)
     return _render(
         request,
         "reviewer/queue.html",
         title="Output checking",
-        rows=rows[(page - 1) * QUEUE_PAGE : page * QUEUE_PAGE],
-        shown=len(rows),
+        rows=rows,
+        shown=shown,
         page=page,
         pages=pages,
     )

@@ -14,9 +14,11 @@ from typing import Any
 
 import httpx
 import pytest
+from alembic import command
 from PIL import Image
 
 from enclave.client import Workspace
+from enclave.db.migrate import alembic_config
 from enclave.domain.access.states import ProjectState
 from enclave.domain.errors import InvalidState, PermissionDenied
 from enclave.domain.identity.accounts import Actor, Role, TokenKind
@@ -517,6 +519,17 @@ def test_the_review_queue_ranks_by_risk_then_age_and_agrees_with_each_request(
     assert ranks == sorted(ranks)
     with pytest.raises(PermissionDenied):
         outputs.review_queue(lead)  # no reviewer role (a reviewer inside the project: the portal's test)
+    assert outputs.review_queue_size(rev1) == 4
+    assert [e.request.id for e in outputs.review_queue(rev1, offset=1, limit=2)] == [
+        e.request.id for e in queue[1:3]
+    ]
+    # Migration 0010 fills the ranking of requests checked before it existed, as the checks write it.
+    before = [(e.request.id, e.files, e.worst) for e in queue]
+    services.db.engine.dispose()
+    config = alembic_config(services.settings.database)
+    command.downgrade(config, "0009")
+    command.upgrade(config, "head")
+    assert [(e.request.id, e.files, e.worst) for e in outputs.review_queue(rev1)] == before
     with api.client() as c:
         over_http = c.get("/outputs/review-queue", headers=setting["reviewers"]["rev1"].headers)
         assert over_http.status_code == 200

@@ -290,7 +290,14 @@ def release(output_id: Id, actor: ReviewerOrAdmin, services: ServicesDep) -> dic
         " review is due."
     ),
 )
-def review_queue(actor: Reviewer, services: ServicesDep) -> list[dict[str, Any]]:
+def review_queue(
+    actor: Reviewer,
+    services: ServicesDep,
+    response: Response,
+    offset: Annotated[int, Query(ge=0, le=MAX_INT)] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> list[dict[str, Any]]:
+    response.headers["X-Total-Count"] = str(services.outputs.review_queue_size(actor))
     return [
         {
             **request_view(e.request),
@@ -299,7 +306,7 @@ def review_queue(actor: Reviewer, services: ServicesDep) -> list[dict[str, Any]]
             "worst_check": e.worst,
             "review_due": e.due,
         }
-        for e in services.outputs.review_queue(actor)
+        for e in services.outputs.review_queue(actor, offset=offset, limit=limit)
     ]
 
 

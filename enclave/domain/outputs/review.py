@@ -556,3 +556,12 @@ def review_subject(
         failed_checks={f.name: f.failed_rules for f in current if f.failed_rules},
         reviews=tuple(reviews),
     )
+
+
+#: How bad a file's checks are, for ranking the reviewers' queue (not checked counts as nothing).
+CHECK_SEVERITY = {"fail": 3, "warn": 2, "pass": 1, None: 0}
+
+
+def worst_check(files: Sequence[OutputFile]) -> str | None:
+    """The worst check outcome of the files (``None`` when none was checked)."""
+    return max((f.check_status for f in files), key=lambda s: CHECK_SEVERITY.get(s, 0), default=None)

@@ -59,6 +59,7 @@ from enclave.domain.outputs.files import (
     SanitisedFile,
 )
 from enclave.domain.outputs.review import (
+    CHECK_SEVERITY,
     CheckOverride,
     FileDecision,
     Outcome,
@@ -109,15 +110,6 @@ class OutputView:
     @property
     def current_files(self) -> tuple[OutputFile, ...]:
         return tuple(f for f in self.files if f.version == self.request.version)
-
-
-#: How bad a file's checks are, for ranking the reviewers' queue (not checked counts as nothing).
-CHECK_SEVERITY = {"fail": 3, "warn": 2, "pass": 1, None: 0}
-
-
-def worst_check(files: Sequence[OutputFile]) -> str | None:
-    """The worst check outcome of the files (``None`` when none was checked)."""
-    return max((f.check_status for f in files), key=lambda s: CHECK_SEVERITY.get(s, 0), default=None)
 
 
 @dataclass(frozen=True)
@@ -722,32 +714,42 @@ class AirlockService:
             if r.project_id in projects and policy.can_view_output(actor, r, projects[r.project_id])
         ]
 
-    def review_queue(self, actor: Actor) -> list[QueueEntry]:
+    def _own_projects(self, uow: UnitOfWork, reviewer: str) -> list[int]:
+        """The projects a reviewer is a member of: their outputs are checked by others."""
+        return [p.id for p in uow.access.list_projects() if reviewer in p.members]
+
+    def review_queue(self, actor: Actor, *, offset: int = 0, limit: int | None = None) -> list[QueueEntry]:
         """The requests waiting for review that ``actor`` may review (never their own projects'),
-        ranked by risk then age, read in a fixed number of queries however long the queue is."""
+        ranked by risk then age: one page of them, ranked and paged by the database (from the
+        summary written with each version's checks); only the page's reviews are read."""
         reviewer = policy.check_review_outputs(actor)
+        states = sorted(REVIEWABLE_STATES)
         with self._uow(write=False) as uow:
-            projects = {p.id: p for p in uow.access.list_projects()}
-            waiting = [
-                r
-                for r in uow.outputs.list_requests(states=sorted(REVIEWABLE_STATES))
-                if r.project_id in projects and reviewer not in projects[r.project_id].members
-            ]
-            ids = [r.id for r in waiting]
+            own = self._own_projects(uow, reviewer)
+            page = uow.outputs.find_review_queue(states, exclude_projects=own, offset=offset, limit=limit)
+            ids = [request.id for request, _, _ in page]
             files = uow.outputs.list_files_of(ids)
             reviews = uow.outputs.list_reviews_of(ids)
+            projects = {pid: uow.access.get_project(pid) for pid in {r.project_id for r, _, _ in page}}
         entries = []
-        for request in waiting:
+        worst_of = {severity: status for status, severity in CHECK_SEVERITY.items()}
+        for request, count, risk in page:
             project = projects[request.project_id]
+            if project is None:
+                continue
             subject = review_subject(
                 request, frozenset(project.members), files[request.id], reviews[request.id]
             )
-            current = [f for f in files[request.id] if f.version == request.version]
-            worst = worst_check(current)
             entries.append(
-                QueueEntry(request, project.title, len(current), worst, can_review(subject, reviewer))
+                QueueEntry(request, project.title, count, worst_of.get(risk), can_review(subject, reviewer))
             )
-        return sorted(entries, key=lambda e: e.rank)
+        return entries
+
+    def review_queue_size(self, actor: Actor) -> int:
+        reviewer = policy.check_review_outputs(actor)
+        with self._uow(write=False) as uow:
+            own = self._own_projects(uow, reviewer)
+            return uow.outputs.count_review_queue(sorted(REVIEWABLE_STATES), exclude_projects=own)
 
     def show(self, actor: Actor, request_id: int) -> OutputView:
         with self._uow(write=False) as uow:
