@@ -1,11 +1,12 @@
 """The output checker's workbench: the queue of output requests to review, a request with a preview
 of each held file (its risky cells highlighted), and the reviewer's decisions.
 
-Every page calls the airlock's use cases the API's routes call (``AirlockService.list_requests``,
-``show``, ``held_file``, ``review``): who may see and decide what, the blindness of the reviews, the
+Every page calls the airlock's use cases the API's routes call (``AirlockService.review_queue``,
+``review_view``, ``held_file``, ``review``): who may see and decide what, the blindness of the reviews, the
 state machine and every refusal are the service's rules, and a refusal is shown as the service's
-own sentence, with nothing changed. Only which requests a reviewer is a member of is asked of the
-access service, to keep a reviewer away from their own projects' outputs (as ``held_file`` does).
+own sentence, with nothing changed. A reviewer who is a member of a request's project is refused by
+the service too (``review_queue`` leaves those requests out, ``review_view`` refuses them, as
+``held_file`` does).
 
 The previews show content that has not been vetted: only reviewers get these pages, every file is
 read through ``held_file`` (audited), and file content is only ever shown escaped.
@@ -29,7 +30,6 @@ from starlette.responses import RedirectResponse, Response
 from enclave.api.deps import ServicesDep
 from enclave.api.routes.outputs import file_response
 from enclave.api.schemas import MAX_INT
-from enclave.domain import policy
 from enclave.domain.errors import EnclaveError, InternalError, NotFound
 from enclave.domain.identity.accounts import Actor, Role
 from enclave.domain.outputs.files import IMAGE_KINDS, FileKind
@@ -102,11 +102,6 @@ def _render(
 def _sentence(exc: EnclaveError) -> str:
     detail = exc.detail.strip().rstrip(".")
     return detail[:1].upper() + detail[1:]
-
-
-def _member_projects(services: Services, actor: Actor) -> dict[int, Any]:
-    """The projects the reviewer is a member of: their outputs are checked by others."""
-    return {p.id: p for p in services.access.projects(actor) if policy.is_member(actor, p)}
 
 
 # --- the queue ----------------------------------------------------------------------------------
@@ -253,11 +248,7 @@ def preview(services: Services, actor: Actor, output_id: int, file: OutputFile, 
 
 def _viewable(services: Services, actor: Actor, output_id: int) -> OutputView:
     """The request as this reviewer may see it; a member of its project is refused (403)."""
-    view = services.outputs.show(actor, output_id)
-    project = _member_projects(services, actor).get(view.request.project_id)
-    if project is not None:
-        policy.check_not_own_outputs(actor, project)
-    return view
+    return services.outputs.review_view(actor, output_id)
 
 
 @dataclass

@@ -751,6 +751,15 @@ class AirlockService:
             own = self._own_projects(uow, reviewer)
             return uow.outputs.count_review_queue(sorted(REVIEWABLE_STATES), exclude_projects=own)
 
+    def review_view(self, actor: Actor, request_id: int) -> OutputView:
+        """The request as a reviewer opens it to decide: refused to anyone but a reviewer, and to a
+        reviewer who is a member of its project (their outputs are checked by others)."""
+        policy.check_review_outputs(actor)
+        with self._uow(write=False) as uow:
+            _, project = self._load(uow, actor, request_id)
+        policy.check_not_own_outputs(actor, project)
+        return self.show(actor, request_id)
+
     def show(self, actor: Actor, request_id: int) -> OutputView:
         with self._uow(write=False) as uow:
             request, project = self._load(uow, actor, request_id)
