@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
+from enclave.domain.errors import EnclaveError
+
 
 class FormErrors:
     """Field name -> the message to show, in the order the fields appear on the page."""
@@ -64,3 +66,9 @@ class DateFields:
         if not (self.day or self.month or self.year):
             return None
         return date(int(self.year), int(self.month), int(self.day))
+
+
+def refusal_sentence(exc: EnclaveError) -> str:
+    """A use case's refusal (lower case, no full stop) as the error summary shows it."""
+    detail = exc.detail.strip().rstrip(".")
+    return detail[:1].upper() + detail[1:]

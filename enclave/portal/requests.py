@@ -27,7 +27,7 @@ from enclave.domain.access.requests import AccessRequest, Decision, Part, Projec
 from enclave.domain.access.states import PROJECT_MACHINE, Party, ProjectState, RequestState
 from enclave.domain.errors import EnclaveError, NotFound
 from enclave.domain.identity.accounts import Actor, Role
-from enclave.portal.forms import DateFields, FormErrors, text_field
+from enclave.portal.forms import DateFields, FormErrors, refusal_sentence, text_field
 from enclave.portal.sessions import CheckedForm, signed_in
 from enclave.portal.web import PREFIX, pages_of
 from enclave.wiring import Services
@@ -165,11 +165,6 @@ def _render(
         done=DONE.get(request.query_params.get("done", "")),
         **context,
     )
-
-
-def _sentence(exc: EnclaveError) -> str:
-    detail = exc.detail.strip().rstrip(".")
-    return detail[:1].upper() + detail[1:]
 
 
 # --- the queue ----------------------------------------------------------------------------------
@@ -420,7 +415,7 @@ def decide(
     except NotFound:
         raise
     except EnclaveError as exc:
-        errors.add(_error_field(exc.detail, decision), _sentence(exc))
+        errors.add(_error_field(exc.detail, decision), refusal_sentence(exc))
         return _decision_page(request, found, typed, errors=errors, status=400)
     return RedirectResponse(
         f"{PREFIX}/custodian/requests/{request_id}?done={decision.value}", status_code=303
@@ -531,7 +526,7 @@ def change_state(
         raise
     except EnclaveError as exc:
         errors = FormErrors()
-        errors.add("reason", _sentence(exc))
+        errors.add("reason", refusal_sentence(exc))
         state = project.effective_state(services.access.today())
         return _confirm_page(request, project, state, chosen, reason=reason, errors=errors, status=400)
     return RedirectResponse(f"{PREFIX}/custodian/projects/{project.id}?done={chosen.done}", status_code=303)

@@ -36,7 +36,7 @@ from enclave.domain.outputs.files import IMAGE_KINDS, FileKind
 from enclave.domain.outputs.review import CheckOverride, Decision, FileDecision, OutputFile, worst_check
 from enclave.domain.outputs.service import OutputView
 from enclave.domain.outputs.states import OutputState
-from enclave.portal.forms import FormErrors, text_field
+from enclave.portal.forms import FormErrors, refusal_sentence, text_field
 from enclave.portal.sessions import CheckedForm, signed_in
 from enclave.portal.web import PREFIX, pages_of
 from enclave.wiring import Services
@@ -97,11 +97,6 @@ def _render(
         done=DONE.get(request.query_params.get("done", "")),
         **context,
     )
-
-
-def _sentence(exc: EnclaveError) -> str:
-    detail = exc.detail.strip().rstrip(".")
-    return detail[:1].upper() + detail[1:]
 
 
 # --- the queue ----------------------------------------------------------------------------------
@@ -376,7 +371,7 @@ def review(
     except NotFound:
         raise
     except EnclaveError as exc:
-        errors.add(_error_field(exc.detail, files), _sentence(exc))
+        errors.add(_error_field(exc.detail, files), refusal_sentence(exc))
         view = _viewable(services, actor, output_id)
         return _request_page(request, services, actor, view, typed=typed, errors=errors, status=400)
     return RedirectResponse(f"{PREFIX}/reviewer/outputs/{output_id}?done=reviewed", status_code=303)
