@@ -19,7 +19,7 @@ from enclave.domain.queries.plans import QueryPlan, Release
 from enclave.wiring import Services
 from tests.conftest import OPERATOR, Account, LiveServer, make_account
 from tests.factories import make_project
-from tests.helpers.portal import check_page, new_page, sign_in, sign_in_http
+from tests.helpers.portal import HOSTILE, check_page, new_page, sign_in, sign_in_http
 
 pytestmark = pytest.mark.slow
 
@@ -183,3 +183,16 @@ def test_a_researcher_follows_an_output_request_and_downloads_the_released_file(
         sign_in_http(c, outsider)
         assert c.get(f"/portal/outputs/{request.id}").status_code == 404
         assert c.get(f"/portal/outputs/{request.id}/files/{released.file_id}/download").status_code == 404
+
+
+def test_markup_in_a_project_title_is_shown_as_text(services: Services, browser: Any) -> None:
+    pid = make_project(services, "lead", title=f"Study {HOSTILE}")
+    with LiveServer(services) as server:
+        page = new_page(browser)
+        sign_in(page, server.url, account("lead"))
+        for address in ("/portal/projects", f"/portal/projects/{pid}"):
+            page.goto(f"{server.url}{address}")
+            check_page(page, "researcher-hostile" + address.replace("/", "-"))
+            assert f"Study {HOSTILE}" in page.inner_text("main")
+            assert page.title() != "owned"
+            assert page.locator("main img").count() == 0
