@@ -218,6 +218,20 @@ class AccessRequestPartyRow(Base):
     relation: Mapped[str] = mapped_column(String(20), primary_key=True)
 
 
+class AccessDraftRow(Base):
+    """An application in progress: the answers of the sections saved so far, as JSON."""
+
+    __tablename__ = "access_drafts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    owner_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    answers_json: Mapped[str] = mapped_column(Text)
+    request_id: Mapped[int | None] = mapped_column(ForeignKey("access_requests.id"))
+    amends_project_id: Mapped[int | None] = mapped_column(ForeignKey("projects.id"))
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
 class ProjectRow(Base):
     __tablename__ = "projects"
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Generator, Sequence
+from collections.abc import Generator, Mapping, Sequence
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any, TypeVarTuple
@@ -18,6 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from enclave.db.models import (
+    AccessDraftRow,
     AccessRequestPartyRow,
     AccessRequestRow,
     ApiTokenRow,
@@ -37,6 +38,7 @@ from enclave.db.models import (
     UserRoleRow,
     UserRow,
 )
+from enclave.domain.access.drafts import Draft
 from enclave.domain.access.form import AccessRequestForm
 from enclave.domain.access.requests import AccessRequest, Part, Project, RequestQuery, relations
 from enclave.domain.access.states import ProjectState, RequestState
@@ -801,6 +803,70 @@ class SqlAccessRepository:
         _flush(self._session)
         self._audit.append(audit)
         return _project(row)
+
+    # --- applications in progress -----------------------------------------------------------
+
+    def _draft(self, row: AccessDraftRow) -> Draft:
+        owner = self._session.get(UserRow, row.owner_id)
+        return Draft(
+            id=row.id,
+            owner_id=row.owner_id,
+            owner=owner.username if owner else "?",
+            answers=json.loads(row.answers_json),
+            request_id=row.request_id,
+            amends_project_id=row.amends_project_id,
+            created_at=row.created_at,
+            updated_at=row.updated_at,
+        )
+
+    def add_draft(
+        self,
+        *,
+        owner_id: int,
+        answers: Mapping[str, Any],
+        request_id: int | None,
+        amends_project_id: int | None,
+        at: datetime,
+        audit: AuditEvent,
+    ) -> Draft:
+        row = AccessDraftRow(
+            owner_id=owner_id,
+            answers_json=json.dumps(answers, sort_keys=True),
+            request_id=request_id,
+            amends_project_id=amends_project_id,
+            created_at=at,
+            updated_at=at,
+        )
+        self._session.add(row)
+        _flush(self._session)
+        self._audit.append(dataclasses.replace(audit, object_id=str(row.id)))
+        return self._draft(row)
+
+    def get_draft(self, draft_id: int, *, lock: bool = False) -> Draft | None:
+        row = self._session.get(AccessDraftRow, draft_id, with_for_update=lock, populate_existing=lock)
+        return self._draft(row) if row is not None else None
+
+    def find_drafts(self, owner_id: int) -> list[Draft]:
+        rows = self._session.scalars(
+            select(AccessDraftRow)
+            .where(AccessDraftRow.owner_id == owner_id)
+            .order_by(AccessDraftRow.updated_at.desc(), AccessDraftRow.id.desc())
+        )
+        return [self._draft(row) for row in rows]
+
+    def save_draft(self, draft_id: int, answers: Mapping[str, Any], at: datetime) -> Draft:
+        row = self._session.get(AccessDraftRow, draft_id)
+        if row is None:
+            raise NotFound(f"no application {draft_id}")
+        row.answers_json = json.dumps(answers, sort_keys=True)
+        row.updated_at = at
+        _flush(self._session)
+        return self._draft(row)
+
+    def delete_draft(self, draft_id: int, *, audit: AuditEvent | None) -> None:
+        self._session.execute(delete(AccessDraftRow).where(AccessDraftRow.id == draft_id))
+        if audit is not None:
+            self._audit.append(audit)
 
 
 def _account(row: BudgetAccountRow) -> Account:

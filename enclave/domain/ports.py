@@ -32,6 +32,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Protocol
 
+from enclave.domain.access.drafts import Draft
 from enclave.domain.access.form import AccessRequestForm
 from enclave.domain.access.requests import AccessRequest, Part, Project, RequestQuery
 from enclave.domain.access.states import ProjectState, RequestState
@@ -252,6 +253,29 @@ class AccessRepository(Protocol):
     def update_project(self, project: Project, at: datetime, *, audit: AuditEvent) -> Project:
         """Replace the amendable fields (scope, budget, end date, members, conditions)."""
         ...
+
+    # Applications in progress (enclave.domain.access.drafts): the applicant's own, never shown to others.
+
+    def add_draft(
+        self,
+        *,
+        owner_id: int,
+        answers: Mapping[str, Any],
+        request_id: int | None,
+        amends_project_id: int | None,
+        at: datetime,
+        audit: AuditEvent,
+    ) -> Draft: ...
+
+    def get_draft(self, draft_id: int, *, lock: bool = False) -> Draft | None: ...
+
+    def find_drafts(self, owner_id: int) -> list[Draft]:
+        """The owner's drafts, the most recently changed first."""
+        ...
+
+    def save_draft(self, draft_id: int, answers: Mapping[str, Any], at: datetime) -> Draft: ...
+
+    def delete_draft(self, draft_id: int, *, audit: AuditEvent | None) -> None: ...
 
 
 class BudgetRepository(Protocol):

@@ -87,22 +87,36 @@ class AccessRequestForm(Form):
     @field_validator("datasets")
     @classmethod
     def _unique_datasets(cls, value: list[DatasetRequest]) -> list[DatasetRequest]:
-        names = [d.dataset for d in value]
-        if len(set(names)) != len(names):
-            raise ValueError("each dataset may be listed once")
+        problem = datasets_problem(value)
+        if problem:
+            raise ValueError(problem)
         return value
 
     @model_validator(mode="after")
     def _dates_and_team(self) -> AccessRequestForm:
-        if self.end_date <= self.start_date:
-            raise ValueError("end_date must be after start_date")
-        leads = [m for m in self.team if m.role is ProjectRole.LEAD]
-        if len(leads) != 1:
-            raise ValueError("the team needs exactly one lead")
-        names = [m.username for m in self.team]
-        if len(set(names)) != len(names):
-            raise ValueError("each team member may be listed once")
+        problem = dates_problem(self.start_date, self.end_date) or team_problem(self.team)
+        if problem:
+            raise ValueError(problem)
         return self
+
+
+# The rules between fields, shared with the question pages' sections (enclave.domain.access.drafts).
+
+
+def datasets_problem(datasets: list[DatasetRequest]) -> str | None:
+    names = [d.dataset for d in datasets]
+    return "each dataset may be listed once" if len(set(names)) != len(names) else None
+
+
+def dates_problem(start: date, end: date) -> str | None:
+    return "end_date must be after start_date" if end <= start else None
+
+
+def team_problem(team: list[Member]) -> str | None:
+    if len([m for m in team if m.role is ProjectRole.LEAD]) != 1:
+        return "the team needs exactly one lead"
+    names = [m.username for m in team]
+    return "each team member may be listed once" if len(set(names)) != len(names) else None
 
 
 def json_schema() -> dict[str, Any]:

@@ -6,12 +6,27 @@ audit event in one transaction, and refused with a sentence (nothing changed) ot
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import replace
 from datetime import date
 from decimal import Decimal
 from typing import Any
 
-from enclave.domain.access.form import AccessRequestForm, CatalogView, PersonView, check_against
+from enclave.domain.access.drafts import (
+    MAX_DRAFTS,
+    SECTION,
+    Draft,
+    amendment_answers,
+    answers_of,
+    check_section,
+)
+from enclave.domain.access.form import (
+    AccessRequestForm,
+    CatalogView,
+    PersonView,
+    ProjectRole,
+    check_against,
+)
 from enclave.domain.access.requests import (
     AccessRequest,
     Decision,
@@ -145,106 +160,236 @@ class AccessService:
 
     def create(self, actor: Actor, form: AccessRequestForm, *, submit: bool) -> AccessRequest:
         """A researcher creates a draft (and, with ``submit``, submits it at once)."""
-        if actor.user is None or actor.project_scope is not None or not actor.has_role(Role.RESEARCHER):
-            raise PermissionDenied("applying for access needs the researcher role")
+        with self._uow() as uow:
+            return self._create(uow, actor, form, submit=submit)
+
+    def _create(
+        self, uow: UnitOfWork, actor: Actor, form: AccessRequestForm, *, submit: bool
+    ) -> AccessRequest:
+        _check_applicant(actor)
+        assert actor.user is not None
         if actor.user.username not in {m.username for m in form.team}:
             raise InvalidInput("the applicant must be a member of the team")
-        with self._uow() as uow:
-            request = uow.access.add_request(
-                applicant_id=actor.user.id,
-                state=RequestState.DRAFT,
-                form=form,
-                parts=(),
-                created_at=self._clock(),
-                amends_project_id=None,
-                audit=AuditEvent(
-                    "access_request.created", actor.name, "access_request", "new", {"title": form.title}
-                ),
+        request = uow.access.add_request(
+            applicant_id=actor.user.id,
+            state=RequestState.DRAFT,
+            form=form,
+            parts=(),
+            created_at=self._clock(),
+            amends_project_id=None,
+            audit=AuditEvent(
+                "access_request.created", actor.name, "access_request", "new", {"title": form.title}
+            ),
+        )
+        if submit:
+            request = self._transition(
+                uow, actor, request, RequestState.SUBMITTED, parts=self._validate(uow, form)
             )
-            if submit:
-                request = self._transition(
-                    uow, actor, request, RequestState.SUBMITTED, parts=self._validate(uow, form)
-                )
-            return request
+        return request
 
     def amend(self, actor: Actor, project_id: int, form: AccessRequestForm) -> AccessRequest:
         """The project lead asks to change an active project (add members, extend the end date, top up
         the budget, widen the scope): a new request, submitted at once, decided by the custodians of
         every dataset it names exactly as a first request is; on approval the project is updated."""
         with self._uow() as uow:
-            project = uow.access.get_project(project_id)
-            if project is None or not self._can_view_project(uow, actor, project):
-                raise NotFound(f"no project {project_id} that you can see")
-            if actor.user is None or project.members.get(actor.user.username) != "lead":
-                raise PermissionDenied("only the project's lead can ask for an amendment")
-            state = project.effective_state(self.today())
-            if state is not ProjectState.ACTIVE:
-                raise InvalidState(f"project {project_id} is {state}: only an active project can be amended")
-            if form.start_date != project.start_date:
-                raise InvalidInput(f"an amendment keeps the project's start date ({project.start_date})")
-            if form.budget.epsilon < project.epsilon:
-                raise InvalidInput(
-                    f"an amendment can top up the budget, not reduce it below the {project.epsilon} approved"
-                )
-            missing = sorted(set(project.members) - {m.username for m in form.team})
-            if missing:
-                raise InvalidInput(
-                    f"an amendment cannot remove members ({', '.join(missing)}); close and reapply"
-                )
-            request = uow.access.add_request(
-                applicant_id=actor.user.id,
-                state=RequestState.DRAFT,
-                form=form,
-                parts=(),
-                created_at=self._clock(),
-                amends_project_id=project.id,
-                audit=AuditEvent(
-                    "access_request.created",
-                    actor.name,
-                    "access_request",
-                    "new",
-                    {"amends_project": project.id},
-                ),
+            return self._amend(uow, actor, project_id, form)
+
+    def _check_amendable(self, uow: UnitOfWork, actor: Actor, project_id: int) -> Project:
+        project = uow.access.get_project(project_id)
+        if project is None or not self._can_view_project(uow, actor, project):
+            raise NotFound(f"no project {project_id} that you can see")
+        if actor.user is None or project.members.get(actor.user.username) != "lead":
+            raise PermissionDenied("only the project's lead can ask for an amendment")
+        state = project.effective_state(self.today())
+        if state is not ProjectState.ACTIVE:
+            raise InvalidState(f"project {project_id} is {state}: only an active project can be amended")
+        return project
+
+    def _amend(
+        self, uow: UnitOfWork, actor: Actor, project_id: int, form: AccessRequestForm
+    ) -> AccessRequest:
+        project = self._check_amendable(uow, actor, project_id)
+        assert actor.user is not None
+        if form.start_date != project.start_date:
+            raise InvalidInput(f"an amendment keeps the project's start date ({project.start_date})")
+        if form.budget.epsilon < project.epsilon:
+            raise InvalidInput(
+                f"an amendment can top up the budget, not reduce it below the {project.epsilon} approved"
             )
-            return self._transition(
-                uow, actor, request, RequestState.SUBMITTED, parts=self._validate(uow, form)
+        missing = sorted(set(project.members) - {m.username for m in form.team})
+        if missing:
+            raise InvalidInput(
+                f"an amendment cannot remove members ({', '.join(missing)}); close and reapply"
             )
+        request = uow.access.add_request(
+            applicant_id=actor.user.id,
+            state=RequestState.DRAFT,
+            form=form,
+            parts=(),
+            created_at=self._clock(),
+            amends_project_id=project.id,
+            audit=AuditEvent(
+                "access_request.created",
+                actor.name,
+                "access_request",
+                "new",
+                {"amends_project": project.id},
+            ),
+        )
+        return self._transition(uow, actor, request, RequestState.SUBMITTED, parts=self._validate(uow, form))
 
     def edit(self, actor: Actor, request_id: int, form: AccessRequestForm) -> AccessRequest:
         """Edit a draft, or a request sent back for changes."""
         with self._uow() as uow:
-            request = self._load(uow, actor, request_id, lock=True)
-            if Party.APPLICANT not in parties(actor, request):
-                raise PermissionDenied("only the applicant can edit a request")
-            if request.state not in (RequestState.DRAFT, RequestState.CHANGES_REQUESTED):
-                raise InvalidState(
-                    f"request {request_id} is {request.state}: only drafts and requests sent back for"
-                    " changes can be edited"
-                )
-            if actor.user is not None and actor.user.username not in {m.username for m in form.team}:
-                raise InvalidInput("the applicant must be a member of the team")
-            return uow.access.update_request(
-                request.id,
-                state=request.state,
-                form=form,
-                parts=request.parts,
-                updated_at=self._clock(),
-                project_id=None,
-                audit=AuditEvent("access_request.edited", actor.name, "access_request", str(request.id)),
+            return self._edit(uow, actor, request_id, form)
+
+    def _editable(self, uow: UnitOfWork, actor: Actor, request_id: int) -> AccessRequest:
+        request = self._load(uow, actor, request_id, lock=True)
+        if Party.APPLICANT not in parties(actor, request):
+            raise PermissionDenied("only the applicant can edit a request")
+        if request.state not in (RequestState.DRAFT, RequestState.CHANGES_REQUESTED):
+            raise InvalidState(
+                f"request {request_id} is {request.state}: only drafts and requests sent back for"
+                " changes can be edited"
             )
+        return request
+
+    def _edit(self, uow: UnitOfWork, actor: Actor, request_id: int, form: AccessRequestForm) -> AccessRequest:
+        request = self._editable(uow, actor, request_id)
+        if actor.user is not None and actor.user.username not in {m.username for m in form.team}:
+            raise InvalidInput("the applicant must be a member of the team")
+        return uow.access.update_request(
+            request.id,
+            state=request.state,
+            form=form,
+            parts=request.parts,
+            updated_at=self._clock(),
+            project_id=None,
+            audit=AuditEvent("access_request.edited", actor.name, "access_request", str(request.id)),
+        )
 
     def submit(self, actor: Actor, request_id: int) -> AccessRequest:
         """Submit a draft, or resubmit after changes (every part goes back to pending)."""
         with self._uow() as uow:
-            request = self._load(uow, actor, request_id, lock=True)
-            parts = self._validate(uow, request.form)
-            return self._transition(uow, actor, request, RequestState.SUBMITTED, parts=parts)
+            return self._submit(uow, actor, request_id)
+
+    def _submit(self, uow: UnitOfWork, actor: Actor, request_id: int) -> AccessRequest:
+        request = self._load(uow, actor, request_id, lock=True)
+        parts = self._validate(uow, request.form)
+        return self._transition(uow, actor, request, RequestState.SUBMITTED, parts=parts)
 
     def withdraw(self, actor: Actor, request_id: int, reason: str = "") -> AccessRequest:
         with self._uow() as uow:
             request = self._load(uow, actor, request_id, lock=True)
             return self._transition(
                 uow, actor, request, RequestState.WITHDRAWN, details={"reason": reason[:MAX_REASON]}
+            )
+
+    # --- applications in progress (question pages; enclave.domain.access.drafts) ---------------
+
+    def start_draft(
+        self, actor: Actor, *, request_id: int | None = None, amends_project_id: int | None = None
+    ) -> Draft:
+        """Open an application in progress: empty (the applicant as lead), from one of the applicant's
+        requests that may be edited, or from an active project the applicant leads. An application
+        already open for the same request or project is returned instead of a second one."""
+        _check_applicant(actor)
+        assert actor.user is not None
+        if request_id is not None and amends_project_id is not None:
+            raise InvalidInput("an application edits a request or amends a project, not both")
+        with self._uow() as uow:
+            mine = uow.access.find_drafts(actor.user.id)
+            if request_id is not None:
+                request = self._editable(uow, actor, request_id)
+                if request.amends_project_id is not None:
+                    amends_project_id = request.amends_project_id
+                answers = answers_of(request.form)
+            elif amends_project_id is not None:
+                project = self._check_amendable(uow, actor, amends_project_id)
+                answers = amendment_answers(project, uow.access.get_request(project.request_id))
+            else:
+                answers = {"team": [{"username": actor.user.username, "role": ProjectRole.LEAD.value}]}
+            for draft in mine:
+                if (draft.request_id, draft.amends_project_id) == (request_id, amends_project_id) and (
+                    request_id is not None or amends_project_id is not None
+                ):
+                    return draft
+            if len(mine) >= MAX_DRAFTS:
+                raise InvalidInput(
+                    f"you have {len(mine)} applications in progress: submit or delete some first"
+                )
+            return uow.access.add_draft(
+                owner_id=actor.user.id,
+                answers=answers,
+                request_id=request_id,
+                amends_project_id=amends_project_id,
+                at=self._clock(),
+                audit=AuditEvent(
+                    "access_draft.started",
+                    actor.name,
+                    "access_draft",
+                    "new",
+                    {k: v for k, v in (("request", request_id), ("amends_project", amends_project_id)) if v},
+                ),
+            )
+
+    def _own_draft(self, uow: UnitOfWork, actor: Actor, draft_id: int, *, lock: bool = False) -> Draft:
+        draft = uow.access.get_draft(draft_id, lock=lock)
+        # Only its owner, as themselves (never through a workspace token), ever sees a draft.
+        if (
+            draft is None
+            or actor.user is None
+            or actor.project_scope is not None
+            or draft.owner_id != actor.user.id
+        ):
+            raise NotFound(f"no application {draft_id} of yours")
+        return draft
+
+    def draft(self, actor: Actor, draft_id: int) -> Draft:
+        with self._uow(write=False) as uow:
+            return self._own_draft(uow, actor, draft_id)
+
+    def drafts(self, actor: Actor) -> list[Draft]:
+        """The actor's applications in progress, the most recently changed first."""
+        if actor.user is None or actor.project_scope is not None:
+            return []
+        with self._uow(write=False) as uow:
+            return uow.access.find_drafts(actor.user.id)
+
+    def save_section(self, actor: Actor, draft_id: int, section: str, raw: Mapping[str, Any]) -> Draft:
+        """Check one section's answers (``InvalidAnswers`` naming each field's problem) and keep them."""
+        found = SECTION.get(section)
+        if found is None:
+            raise NotFound(f"the application has no section {section!r}")
+        with self._uow() as uow:
+            draft = self._own_draft(uow, actor, draft_id, lock=True)
+            answers = check_section(found, raw)
+            return uow.access.save_draft(draft.id, {**draft.answers, **answers}, self._clock())
+
+    def submit_draft(self, actor: Actor, draft_id: int) -> AccessRequest:
+        """Submit a complete application: a new request, the request it edits (resubmitted), or the
+        amendment of its project; the draft is gone in the same transaction. Refused, with nothing
+        changed, if a section is unanswered or the form, catalog or accounts refuse it."""
+        with self._uow() as uow:
+            draft = self._own_draft(uow, actor, draft_id, lock=True)
+            form = draft.form()
+            if draft.request_id is not None:
+                self._edit(uow, actor, draft.request_id, form)
+                request = self._submit(uow, actor, draft.request_id)
+            elif draft.amends_project_id is not None:
+                request = self._amend(uow, actor, draft.amends_project_id, form)
+            else:
+                request = self._create(uow, actor, form, submit=True)
+            uow.access.delete_draft(draft.id, audit=None)
+            return request
+
+    def discard_draft(self, actor: Actor, draft_id: int) -> None:
+        """Delete an application in progress (a request it was editing is left as it was)."""
+        with self._uow() as uow:
+            draft = self._own_draft(uow, actor, draft_id, lock=True)
+            uow.access.delete_draft(
+                draft.id,
+                audit=AuditEvent("access_draft.discarded", actor.name, "access_draft", str(draft.id)),
             )
 
     # --- the custodians ---------------------------------------------------------------------
@@ -662,3 +807,8 @@ def _register_entry(project: Project, today: date) -> dict[str, Any]:
         "end_date": project.end_date.isoformat(),
         "status": project.effective_state(today).value,
     }
+
+
+def _check_applicant(actor: Actor) -> None:
+    if actor.user is None or actor.project_scope is not None or not actor.has_role(Role.RESEARCHER):
+        raise PermissionDenied("applying for access needs the researcher role")
