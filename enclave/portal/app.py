@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from enclave.portal import account, admin, custodian, public, requests, researcher, reviewer
+from enclave.portal import account, admin, applications, custodian, public, requests, researcher, reviewer
 from enclave.portal.errors import install_page_errors
 from enclave.portal.sessions import CsrfTokens
 from enclave.portal.web import index_pages, install
@@ -17,6 +17,7 @@ ROUTERS = (
     custodian.router,
     requests.router,
     researcher.router,
+    applications.router,
     reviewer.router,
     admin.router,
 )

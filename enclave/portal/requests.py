@@ -23,6 +23,7 @@ from starlette.responses import RedirectResponse, Response
 
 from enclave.api.deps import ServicesDep
 from enclave.api.schemas import MAX_INT, NAME_PATTERN
+from enclave.domain.access.form import LegalBasis
 from enclave.domain.access.requests import AccessRequest, Decision, Part, Project
 from enclave.domain.access.states import PROJECT_MACHINE, Party, ProjectState, RequestState
 from enclave.domain.errors import EnclaveError, NotFound
@@ -59,6 +60,20 @@ PROJECT_TAGS = {
     ProjectState.REVOKED: ("red", "Revoked"),
     ProjectState.EXPIRED: ("grey", "Expired"),
     ProjectState.CLOSED: ("grey", "Closed"),
+}
+
+#: What each legal basis means, in the words a radio button shows.
+LEGAL_BASES = {
+    LegalBasis.PUBLIC_TASK_RESEARCH: (
+        "Public task, for research (UK GDPR 6(1)(e) and 9(2)(j))",
+        "A public body's research, with safeguards.",
+    ),
+    LegalBasis.LEGITIMATE_INTEREST_RESEARCH: (
+        "Legitimate interests, for research (UK GDPR 6(1)(f) and 9(2)(j))",
+        "Research by a body that is not a public authority, with safeguards.",
+    ),
+    LegalBasis.CONSENT: ("Explicit consent (UK GDPR 6(1)(a) and 9(2)(a))", ""),
+    LegalBasis.STATUTORY: ("A statutory gateway", "A law that allows this use of the data."),
 }
 
 #: The messages a page shows after a change: fixed sentences, never text from the request.
@@ -162,6 +177,7 @@ def _render(
         request_tags=REQUEST_TAGS,
         decision_tags=DECISION_TAGS,
         project_tags=PROJECT_TAGS,
+        legal_bases=LEGAL_BASES,
         done=DONE.get(request.query_params.get("done", "")),
         **context,
     )
@@ -213,7 +229,7 @@ def queue(
 # --- a request ------------------------------------------------------------------------------------
 
 
-def _history(access_request: AccessRequest) -> list[tuple[datetime, str]]:
+def history(access_request: AccessRequest) -> list[tuple[datetime, str]]:
     """What happened to the request, as its record shows it (the audit log is for admins)."""
     events = [(access_request.created_at, f"Created by {access_request.applicant}")]
     for part in access_request.parts:
@@ -248,7 +264,7 @@ def request_page(
         item=found,
         form=found.form,
         wanted=wanted,
-        history=_history(found),
+        history=history(found),
         decidable=[p for p in found.parts if _can_decide(actor, found, p)],
         my_id=_user_id(actor),
     )

@@ -180,6 +180,7 @@ def project(request: Request, project_id: Id, services: ServicesDep, actor: Rese
         workspace=workspace_address(services.settings.hub_url, username, found.id),
         outputs=outputs,
         output_tags=STATE_TAGS,
+        lead=found.members.get(username) == "lead",
     )
 
 

@@ -99,10 +99,16 @@ class Pages:
         return HTMLResponse(body, status_code=status, headers={"Cache-Control": "no-store"})
 
 
-def long_date(value: date | datetime | None) -> str:
-    """7 December 2026; a moment as 7 December 2026 at 14:05 UTC; nothing for no date."""
-    if value is None:
+def long_date(value: date | datetime | str | None) -> str:
+    """7 December 2026; a moment as 7 December 2026 at 14:05 UTC; nothing for no date. A date may be
+    given as ISO text (an answer of an application in progress)."""
+    if value is None or value == "":
         return ""
+    if isinstance(value, str):
+        try:
+            return long_date(date.fromisoformat(value))
+        except ValueError:
+            return value
     if isinstance(value, datetime):
         moment = value.astimezone(UTC)
         return f"{moment.day} {moment:%B %Y} at {moment:%H:%M} UTC"
@@ -132,6 +138,7 @@ NAVIGATION: tuple[tuple[str, str], ...] = (
     ("Datasets", "catalogue"),
     ("Your account", "account"),
     ("My projects", "researcher_projects"),
+    ("My access requests", "researcher_applications"),
     ("My datasets", "custodian_datasets"),
     ("Access requests", "custodian_requests"),
     ("Projects", "custodian_projects"),
