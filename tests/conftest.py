@@ -43,6 +43,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
+#: Read before the ENCLAVE_ variables are cleared (pytest_configure): CI sets it, so that a test
+#: needing the sandbox or Chromium fails on a machine without them instead of skipping.
+REQUIRE_SANDBOX = bool(os.environ.get("ENCLAVE_REQUIRE_SANDBOX"))
+
+
 def pytest_configure(config: pytest.Config) -> None:
     for key in list(os.environ):
         if key.startswith("ENCLAVE_"):

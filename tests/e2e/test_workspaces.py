@@ -1,40 +1,35 @@
 """Workspaces for real: the API (`enclave serve`) and the hub (`enclave hub`: JupyterHub, the npm
-proxy, sandboxed single-user servers) as processes; a researcher logs in through the hub's form,
-starts a project's workspace and runs code in its kernel over the websocket."""
+proxy, sandboxed single-user servers) as processes (tests.helpers.hub.running_enclave); a researcher
+logs in through the hub's form, starts a project's workspace and runs code in its kernel over the
+websocket."""
 
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
-import signal
 import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
 
-from enclave.config import Settings
 from enclave.domain.access.requests import ProjectState
 from enclave.domain.identity.accounts import Role
 from enclave.hub.config import HIDDEN_LAB_PLUGINS
 from enclave.hub.sandbox import sandbox_problems
-from enclave.wiring import Services, build_services
-from tests.conftest import OPERATOR, Account, DatabaseFactory, free_port, free_port_pair, make_account
+from enclave.wiring import Services
+from tests.conftest import OPERATOR, REQUIRE_SANDBOX, Account, DatabaseFactory, make_account
 from tests.factories import make_project
-from tests.helpers.hub import HubSession
+from tests.helpers.hub import Enclave, HubSession, running_enclave
 from tests.helpers.portal import form_token, sign_in_http
 
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(
-        bool(sandbox_problems()) and not os.environ.get("ENCLAVE_REQUIRE_SANDBOX"),
+        bool(sandbox_problems()) and not REQUIRE_SANDBOX,
         reason="sandboxing needs root and bubblewrap (CI has both and sets ENCLAVE_REQUIRE_SANDBOX)",
     ),
 ]
@@ -42,108 +37,28 @@ pytestmark = [
 PASSWORD = "correct horse battery staple"
 
 
-@dataclass
-class Enclave:
-    settings: Settings
-    services: Services
-    api_url: str
-    hub_url: str
-    projects: dict[str, int]
-    api: subprocess.Popen[bytes]
-    hub: subprocess.Popen[bytes]
-    log: Path
-
-    def session(self, username: str) -> HubSession:
-        session = HubSession(self.hub_url, username)
-        response = session.login(PASSWORD)
-        assert response.status_code == 302, response.text[:300]
-        return session
-
-    def events(self, action: str) -> list[dict[str, object]]:
-        return [
-            {"actor": e.actor, "subject": e.object_id, **json.loads(e.details_json)}
-            for e in self.services.audit.export(OPERATOR)
-            if e.action == action
-        ]
-
-
-def _wait(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            if httpx.get(url, timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    raise AssertionError(f"{url} did not answer:\n{log.read_text()[-3000:]}")
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
 @pytest.fixture(scope="module")
 def enclave(database_factory: DatabaseFactory, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Enclave]:
-    root = tmp_path_factory.mktemp("workspaces")
-    url = database_factory.new(root / "home")
-    api_port, hub_port = free_port(), free_port_pair()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ENCLAVE_")}
-    env.update(
-        ENCLAVE_HOME=str(root / "home"),
-        ENCLAVE_DATABASE_URL=url,
-        ENCLAVE_API_PORT=str(api_port),
-        ENCLAVE_HUB_PORT=str(hub_port),
-        ENCLAVE_WORKSPACE_POLL_SECONDS="2",
-    )
-    settings = Settings(home=root / "home", database_url=url, api_port=api_port, hub_port=hub_port)
-    services = build_services(settings)
-    projects = {
-        "first": make_project(services, "rosa", title="First project"),
-        "second": make_project(services, "rosa", title="Second project"),
-        "other": make_project(services, "omar", title="Someone else's project"),
-    }
-    for name in ("rosa", "omar"):
-        services.identity.set_password(OPERATOR, name, PASSWORD)
-    make_account(services, "nina", Role.RESEARCHER)
-    services.identity.set_password(OPERATOR, "nina", PASSWORD)
-    log = root / "processes.log"
-    out = log.open("ab")
-    api = subprocess.Popen([sys.executable, "-m", "enclave.cli", "serve"], env=env, stdout=out, stderr=out)
-    hub = subprocess.Popen([sys.executable, "-m", "enclave.cli", "hub"], env=env, stdout=out, stderr=out)
-    try:
-        _wait(f"http://127.0.0.1:{api_port}/healthz", api, log)
-        _wait(f"http://127.0.0.1:{hub_port}/hub/login", hub, log)
-        yield Enclave(
-            settings,
-            services,
-            f"http://127.0.0.1:{api_port}",
-            f"http://127.0.0.1:{hub_port}",
-            projects,
-            api,
-            hub,
-            log,
-        )
-    finally:
-        _stop(hub)
-        _stop(api)
-        out.close()
-        services.close()
-        database_factory.drop(url)
+    def prepare(services: Services) -> dict[str, int]:
+        projects = {
+            "first": make_project(services, "rosa", title="First project"),
+            "second": make_project(services, "rosa", title="Second project"),
+            "other": make_project(services, "omar", title="Someone else's project"),
+        }
+        for name in ("rosa", "omar"):
+            services.identity.set_password(OPERATOR, name, PASSWORD)
+        make_account(services, "nina", Role.RESEARCHER)
+        services.identity.set_password(OPERATOR, "nina", PASSWORD)
+        return projects
+
+    with running_enclave(database_factory, tmp_path_factory.mktemp("workspaces"), prepare) as running:
+        yield running
 
 
 def test_login_with_enclave_credentials_only(enclave: Enclave) -> None:
     wrong = HubSession(enclave.hub_url, "rosa")
     assert wrong.login("not the password").status_code == 403
-    right = enclave.session("rosa")
+    right = enclave.session("rosa", PASSWORD)
     home = right.home()
     assert "First project" in home
     assert "Second project" in home
@@ -176,13 +91,13 @@ def test_a_portal_session_signs_in_to_the_hub_without_a_second_password(enclave:
 
 
 def test_user_without_a_project_gets_a_page_saying_so(enclave: Enclave) -> None:
-    session = enclave.session("nina")
+    session = enclave.session("nina", PASSWORD)
     assert "You have no active project" in session.home()
     session.close()
 
 
 def test_starting_a_workspace_of_another_project_is_refused_and_audited(enclave: Enclave) -> None:
-    session = enclave.session("rosa")
+    session = enclave.session("rosa", PASSWORD)
     other = enclave.projects["other"]
     response = session.start(f"p{other}")
     assert response.status_code == 403
@@ -200,7 +115,7 @@ def test_in_the_browser_jupyterlab_offers_no_download_or_export(enclave: Enclave
     home page and gets JupyterLab, whose File menu has no Download and no export entries."""
     playwright = pytest.importorskip("playwright.sync_api")
     if not Path(CHROMIUM).exists():
-        if os.environ.get("ENCLAVE_REQUIRE_SANDBOX"):
+        if REQUIRE_SANDBOX:
             pytest.fail("Chromium is not installed (Debian's chromium package; .ci/run installs it)")
         pytest.skip("Chromium is not installed")
     second = enclave.projects["second"]
@@ -227,7 +142,7 @@ def test_in_the_browser_jupyterlab_offers_no_download_or_export(enclave: Enclave
             assert not [label for label in labels if "Export" in label], labels
         finally:
             browser.close()
-    session = enclave.session("rosa")
+    session = enclave.session("rosa", PASSWORD)
     session.stop(f"p{second}")
     session.close()
 
@@ -235,7 +150,7 @@ def test_in_the_browser_jupyterlab_offers_no_download_or_export(enclave: Enclave
 def test_a_sandboxed_workspace(enclave: Enclave) -> None:
     """The issue's end-to-end test: the client works; every way around it fails."""
     first, second = enclave.projects["first"], enclave.projects["second"]
-    session = enclave.session("rosa")
+    session = enclave.session("rosa", PASSWORD)
     started = time.monotonic()
     session.start(f"p{first}")
     spawn_seconds = time.monotonic() - started

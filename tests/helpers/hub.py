@@ -1,15 +1,31 @@
-"""Drive a real JupyterHub as a researcher would, over HTTP and the kernel websocket."""
+"""Drive a real JupyterHub as a researcher would, over HTTP and the kernel websocket; and start the
+API (`enclave serve`, which serves the portal) and the hub (`enclave hub`: JupyterHub, the npm proxy,
+sandboxed single-user servers) as real processes on a fresh database (:func:`running_enclave`)."""
 
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
 import time
 import uuid
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import httpx
 import websocket  # websocket-client, a dependency of jupyter-server
+
+from enclave.config import Settings
+from enclave.wiring import Services, build_services
+from tests.conftest import OPERATOR, DatabaseFactory, free_port, free_port_pair
+
+# How long a process may take to answer, or a workspace to spawn, on a busy machine.
+PROCESS_DEADLINE = 180.0
 
 
 class HubError(AssertionError):
@@ -40,6 +56,15 @@ class HubSession:
     def close(self) -> None:
         self.http.close()
         self.bare.close()
+
+    def sign_in_from_portal(self, portal_session: str) -> httpx.Response:
+        """Sign in to the hub with a portal session's cookie, as a browser signed in to the portal is
+        (single sign-on, no password); then get a hub API token as :meth:`login` does."""
+        self.http.cookies.set("enclave-session", portal_session)
+        response = self.http.get("/hub/login", params={"next": "/hub/home"})
+        if response.status_code == 302:
+            self.token = self._api_token()
+        return response
 
     def login(self, password: str) -> httpx.Response:
         page = self.http.get("/hub/login")
@@ -175,3 +200,121 @@ class Kernel:
 
     def close(self) -> None:
         self.ws.close()
+
+
+@dataclass
+class Enclave:
+    """The API (with the portal) and the hub as processes, on one fresh database and home; the test
+    process's own services on the same database and home; the processes' output in ``log``."""
+
+    settings: Settings
+    services: Services
+    api_url: str
+    hub_url: str
+    api: subprocess.Popen[bytes]
+    hub: subprocess.Popen[bytes]
+    log: Path
+    projects: dict[str, int] = field(default_factory=dict)
+
+    def session(self, username: str, password: str) -> HubSession:
+        """A hub session logged in through the hub's own form."""
+        session = HubSession(self.hub_url, username)
+        response = session.login(password)
+        assert response.status_code == 302, response.text[:300]
+        return session
+
+    def events(self, action: str) -> list[dict[str, object]]:
+        return [
+            {"actor": e.actor, "subject": e.object_id, **json.loads(e.details_json)}
+            for e in self.services.audit.export(OPERATOR)
+            if e.action == action
+        ]
+
+    def output(self, last: int = 6000) -> str:
+        """The end of what the API and the hub (and the workspaces they started) have written."""
+        text = self.log.read_text(errors="replace") if self.log.exists() else "(no output yet)"
+        exited = [
+            f"{name} exited with {proc.returncode}"
+            for name, proc in (("the API", self.api), ("the hub", self.hub))
+            if proc.poll() is not None
+        ]
+        return "\n".join([*exited, f"--- the processes' output (last {last} characters) ---", text[-last:]])
+
+
+def wait_for(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float = PROCESS_DEADLINE) -> None:
+    """Poll ``url`` until it answers 200; fail with the process's output if it exits or never does."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            if httpx.get(url, timeout=5).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    raise AssertionError(f"{url} did not answer in {timeout:.0f} s:\n{log.read_text()[-3000:]}")
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@contextmanager
+def running_enclave(
+    database_factory: DatabaseFactory,
+    root: Path,
+    prepare: Callable[[Services], dict[str, int]] | None = None,
+) -> Iterator[Enclave]:
+    """A fresh database and home under ``root``; ``prepare`` fills them through the real services
+    (accounts, datasets, projects: the names of the projects it returns are kept in
+    ``Enclave.projects``); then ``enclave serve`` and ``enclave hub`` run until the block ends. The
+    hub sandboxes workspaces (it refuses to start where it cannot); its poll is 2 s."""
+    root.mkdir(parents=True, exist_ok=True)
+    url = database_factory.new(root / "home")
+    api_port, hub_port = free_port(), free_port_pair()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ENCLAVE_")}
+    env.update(
+        ENCLAVE_HOME=str(root / "home"),
+        ENCLAVE_DATABASE_URL=url,
+        ENCLAVE_API_PORT=str(api_port),
+        ENCLAVE_HUB_PORT=str(hub_port),
+        ENCLAVE_WORKSPACE_POLL_SECONDS="2",
+    )
+    settings = Settings(home=root / "home", database_url=url, api_port=api_port, hub_port=hub_port)
+    services = build_services(settings)
+    try:
+        projects = prepare(services) if prepare is not None else {}
+        log = root / "processes.log"
+        with log.open("ab") as out:
+            api = subprocess.Popen(
+                [sys.executable, "-m", "enclave.cli", "serve"], env=env, stdout=out, stderr=out
+            )
+            hub = subprocess.Popen(
+                [sys.executable, "-m", "enclave.cli", "hub"], env=env, stdout=out, stderr=out
+            )
+            try:
+                wait_for(f"http://127.0.0.1:{api_port}/healthz", api, log)
+                wait_for(f"http://127.0.0.1:{hub_port}/hub/login", hub, log)
+                yield Enclave(
+                    settings,
+                    services,
+                    f"http://127.0.0.1:{api_port}",
+                    f"http://127.0.0.1:{hub_port}",
+                    api,
+                    hub,
+                    log,
+                    projects,
+                )
+            finally:
+                stop(hub)
+                stop(api)
+    finally:
+        services.close()
+        database_factory.drop(url)

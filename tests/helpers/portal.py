@@ -4,7 +4,6 @@ the checks every page gets in the browser (no traceback, the design system's sty
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import sys
@@ -17,7 +16,7 @@ import httpx
 import pytest
 
 from enclave.portal.web import assets_dir
-from tests.conftest import Account
+from tests.conftest import REQUIRE_SANDBOX, Account
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 AXE = Path(sys.prefix) / "node_modules" / "axe-core" / "axe.min.js"
@@ -52,7 +51,7 @@ def sign_in_http(client: httpx.Client, account: Account, *, next_page: str = "")
 def chromium() -> Iterator[Any]:
     playwright = pytest.importorskip("playwright.sync_api")
     if not Path(CHROMIUM).exists():
-        if os.environ.get("ENCLAVE_REQUIRE_SANDBOX"):
+        if REQUIRE_SANDBOX:
             pytest.fail("Chromium is not installed (Debian's chromium package; .ci/run installs it)")
         pytest.skip("Chromium is not installed")
     assert AXE.is_file(), "axe-core is not installed: run make setup"
