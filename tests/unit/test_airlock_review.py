@@ -180,6 +180,19 @@ def test_a_failed_check_without_an_override_blocks_release_until_a_third_decisio
     check_can_release(approved)
 
 
+def test_the_third_decision_may_refuse_a_file_both_approved_without_an_override() -> None:
+    """Two approvals left a failed check open: the consolidator asks for changes or rejects instead
+    of overriding, and that settles the file (it used to raise an internal error)."""
+    s = decide(decide(subject(), "carol", A, A), "dave", A, A)
+    changes = decide(s, "erin", R, A)
+    assert changes.state is OutputState.CHANGES_REQUESTED
+    assert compute_outcome(changes).files[0].reason == "settled by the consolidating decision"
+    rejected = decide(s, "erin", J, J)
+    assert compute_outcome(rejected).files[0].decision is J
+    assert rejected.state is OutputState.CHANGES_REQUESTED  # the figure stays approved by both
+    assert not can_release(replace(rejected, state=OutputState.APPROVED))
+
+
 def test_disagreement_needs_a_third_decision_which_settles_every_file() -> None:
     """Reviews that differ on a file go to consolidation; the third decision counts."""
     s = decide(decide(subject(), "carol", A, A, OVERRIDE), "dave", J, A)

@@ -398,9 +398,12 @@ def _file_outcome(
     counted: Sequence[Review],
 ) -> FileOutcome:
     first, second = (r.decision_for(file) for r in independent)
-    if first == second:
+    agreed_but_open = first == second == Decision.APPROVE and bool(_unoverridden(subject, file, independent))
+    if first == second and not (agreed_but_open and third is not None):
         decision, why = first, "both reviews agree"
     elif third is not None:
+        # A disagreement, or two approvals that left a failed check without an override: the
+        # consolidating decision settles the file (it may override the check or decide otherwise).
         decision, why = third.decision_for(file), "settled by the consolidating decision"
     else:
         return FileOutcome(file, None, f"the reviews disagree ({first} and {second})")
