@@ -854,19 +854,21 @@ class SqlAccessRepository:
         )
         return [self._draft(row) for row in rows]
 
-    def save_draft(self, draft_id: int, answers: Mapping[str, Any], at: datetime) -> Draft:
+    def save_draft(
+        self, draft_id: int, answers: Mapping[str, Any], at: datetime, *, audit: AuditEvent
+    ) -> Draft:
         row = self._session.get(AccessDraftRow, draft_id)
         if row is None:
             raise NotFound(f"no application {draft_id}")
         row.answers_json = json.dumps(answers, sort_keys=True)
         row.updated_at = at
         _flush(self._session)
+        self._audit.append(audit)
         return self._draft(row)
 
-    def delete_draft(self, draft_id: int, *, audit: AuditEvent | None) -> None:
+    def delete_draft(self, draft_id: int, *, audit: AuditEvent) -> None:
         self._session.execute(delete(AccessDraftRow).where(AccessDraftRow.id == draft_id))
-        if audit is not None:
-            self._audit.append(audit)
+        self._audit.append(audit)
 
 
 def _account(row: BudgetAccountRow) -> Account:

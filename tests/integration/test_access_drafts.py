@@ -66,7 +66,10 @@ def test_an_application_answered_a_section_at_a_time_is_submitted_once_whole(wor
     assert world.access.drafts(researcher) == []
     with pytest.raises(NotFound):
         world.access.submit_draft(researcher, draft.id)
-    assert audit_actions(world).count("access_request.submitted") == 1
+    actions = audit_actions(world)
+    assert actions.count("access_request.submitted") == 1
+    assert actions.count("access_draft.saved") == len(SECTIONS) + 1  # the project section twice
+    assert actions.count("access_draft.submitted") == 1
 
 
 def test_each_section_is_checked_by_the_forms_own_rules(world: Services) -> None:

@@ -364,7 +364,15 @@ class AccessService:
         with self._uow() as uow:
             draft = self._own_draft(uow, actor, draft_id, lock=True)
             answers = check_section(found, raw)
-            return uow.access.save_draft(draft.id, {**draft.answers, **answers}, self._clock())
+            return uow.access.save_draft(
+                draft.id,
+                {**draft.answers, **answers},
+                self._clock(),
+                # Which section was saved, never the answers (they are in the request once submitted).
+                audit=AuditEvent(
+                    "access_draft.saved", actor.name, "access_draft", str(draft.id), {"section": found.key}
+                ),
+            )
 
     def submit_draft(self, actor: Actor, draft_id: int) -> AccessRequest:
         """Submit a complete application: a new request, the request it edits (resubmitted), or the
@@ -380,7 +388,16 @@ class AccessService:
                 request = self._amend(uow, actor, draft.amends_project_id, form)
             else:
                 request = self._create(uow, actor, form, submit=True)
-            uow.access.delete_draft(draft.id, audit=None)
+            uow.access.delete_draft(
+                draft.id,
+                audit=AuditEvent(
+                    "access_draft.submitted",
+                    actor.name,
+                    "access_draft",
+                    str(draft.id),
+                    {"access_request": request.id},
+                ),
+            )
             return request
 
     def discard_draft(self, actor: Actor, draft_id: int) -> None:
