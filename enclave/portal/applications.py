@@ -24,14 +24,14 @@ from enclave.api.schemas import MAX_INT
 from enclave.domain.access.drafts import SECTION, SECTIONS, Draft, InvalidAnswers, Progress, Section
 from enclave.domain.access.form import ProjectRole
 from enclave.domain.access.requests import AccessRequest
-from enclave.domain.access.states import RequestState
+from enclave.domain.access.states import REQUEST_MACHINE, Party, RequestState
 from enclave.domain.catalog.datasets import PERSON_COLUMN
 from enclave.domain.errors import EnclaveError, NotFound
 from enclave.domain.identity.accounts import Actor, Role
 from enclave.portal.forms import DateFields, FormErrors, refusal_sentence, text_field
 from enclave.portal.requests import DECISION_TAGS, LEGAL_BASES, REQUEST_TAGS, history
 from enclave.portal.sessions import CheckedForm, signed_in
-from enclave.portal.web import PREFIX, pages_of
+from enclave.portal.web import PREFIX, Renderer
 from enclave.wiring import Services
 
 router = APIRouter(prefix=PREFIX, include_in_schema=False)
@@ -60,22 +60,14 @@ DONE = {
 REQUESTS_PAGE = 50
 
 
-def _render(
-    request: Request, template: str, *, title: str, status: int = 200, **context: Any
-) -> HTMLResponse:
-    return pages_of(request).render(
-        request,
-        template,
-        title=title,
-        status=status,
-        request_tags=REQUEST_TAGS,
-        decision_tags=DECISION_TAGS,
-        progress_tags=PROGRESS_TAGS,
-        sections=SECTIONS,
-        legal_bases=LEGAL_BASES,
-        done=DONE.get(request.query_params.get("done", "")),
-        **context,
-    )
+_render = Renderer(
+    DONE,
+    request_tags=REQUEST_TAGS,
+    decision_tags=DECISION_TAGS,
+    progress_tags=PROGRESS_TAGS,
+    sections=SECTIONS,
+    legal_bases=LEGAL_BASES,
+)
 
 
 def _draft_url(draft: Draft, page: str = "") -> str:
@@ -429,14 +421,7 @@ def application(
         history=history(found),
         editable=applicant and found.state in (RequestState.DRAFT, RequestState.CHANGES_REQUESTED),
         withdrawable=applicant
-        and found.state
-        in (
-            RequestState.DRAFT,
-            RequestState.SUBMITTED,
-            RequestState.UNDER_REVIEW,
-            RequestState.CHANGES_REQUESTED,
-        ),
-        my_id=None,
+        and REQUEST_MACHINE.can(found.state.value, RequestState.WITHDRAWN.value, Party.APPLICANT),
     )
 
 

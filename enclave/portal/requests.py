@@ -30,7 +30,7 @@ from enclave.domain.errors import EnclaveError, NotFound
 from enclave.domain.identity.accounts import Actor, Role
 from enclave.portal.forms import DateFields, FormErrors, refusal_sentence, text_field
 from enclave.portal.sessions import CheckedForm, signed_in
-from enclave.portal.web import PREFIX, pages_of
+from enclave.portal.web import PREFIX, Renderer
 from enclave.wiring import Services
 
 router = APIRouter(prefix=PREFIX, include_in_schema=False)
@@ -166,21 +166,13 @@ def _mine(actor: Actor, request: AccessRequest) -> list[Part]:
     return [p for p in request.parts if p.custodian_id == _user_id(actor)]
 
 
-def _render(
-    request: Request, template: str, *, title: str, status: int = 200, **context: Any
-) -> HTMLResponse:
-    return pages_of(request).render(
-        request,
-        template,
-        title=title,
-        status=status,
-        request_tags=REQUEST_TAGS,
-        decision_tags=DECISION_TAGS,
-        project_tags=PROJECT_TAGS,
-        legal_bases=LEGAL_BASES,
-        done=DONE.get(request.query_params.get("done", "")),
-        **context,
-    )
+_render = Renderer(
+    DONE,
+    request_tags=REQUEST_TAGS,
+    decision_tags=DECISION_TAGS,
+    project_tags=PROJECT_TAGS,
+    legal_bases=LEGAL_BASES,
+)
 
 
 # --- the queue ----------------------------------------------------------------------------------

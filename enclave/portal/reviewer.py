@@ -47,7 +47,7 @@ from enclave.domain.outputs.service import OutputView
 from enclave.domain.outputs.states import OutputState
 from enclave.portal.forms import FormErrors, refusal_sentence, text_field
 from enclave.portal.sessions import CheckedForm, signed_in
-from enclave.portal.web import PREFIX, pages_of
+from enclave.portal.web import PREFIX, Renderer
 from enclave.wiring import Services
 
 router = APIRouter(prefix=PREFIX, include_in_schema=False)
@@ -92,20 +92,7 @@ TABLE_PAGE = 100
 TEXT_PREVIEW = 100_000
 
 
-def _render(
-    request: Request, template: str, *, title: str, status: int = 200, **context: Any
-) -> HTMLResponse:
-    return pages_of(request).render(
-        request,
-        template,
-        title=title,
-        status=status,
-        state_tags=STATE_TAGS,
-        check_tags=CHECK_TAGS,
-        decision_tags=DECISION_TAGS,
-        done=DONE.get(request.query_params.get("done", "")),
-        **context,
-    )
+_render = Renderer(DONE, state_tags=STATE_TAGS, check_tags=CHECK_TAGS, decision_tags=DECISION_TAGS)
 
 
 # --- the queue ----------------------------------------------------------------------------------

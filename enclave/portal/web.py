@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -97,6 +97,29 @@ class Pages:
             **context,
         )
         return HTMLResponse(body, status_code=status, headers={"Cache-Control": "no-store"})
+
+
+class Renderer:
+    """A page module's way of rendering: the context its templates share (tag colours, labels) and
+    the success banner that ``?done=`` names, one of the module's fixed sentences (never text from
+    the address)."""
+
+    def __init__(self, done: Mapping[str, str], **shared: Any) -> None:
+        self._done = done
+        self._shared = shared
+
+    def __call__(
+        self, request: Request, template: str, *, title: str, status: int = 200, **context: Any
+    ) -> HTMLResponse:
+        return pages_of(request).render(
+            request,
+            template,
+            title=title,
+            status=status,
+            done=self._done.get(request.query_params.get("done", "")),
+            **self._shared,
+            **context,
+        )
 
 
 def long_date(value: date | datetime | str | None) -> str:

@@ -184,8 +184,12 @@ class Draft:
         return Progress.COMPLETED if len(answered) == len(section.fields) else Progress.IN_PROGRESS
 
     @property
+    def sections_done(self) -> int:
+        return sum(self.progress(s) is Progress.COMPLETED for s in SECTIONS)
+
+    @property
     def complete(self) -> bool:
-        return all(self.progress(s) is Progress.COMPLETED for s in SECTIONS)
+        return self.sections_done == len(SECTIONS)
 
     @property
     def title(self) -> str:
@@ -216,6 +220,29 @@ _NOUN = {q.name: q.noun for s in SECTIONS for q in s.questions} | NESTED
 _LABEL = {q.name: q.label for s in SECTIONS for q in s.questions}
 
 
+#: How the design system words each kind of pydantic error, given the field's label and the error's
+#: context (its limits).
+_WORDING = {
+    "string_too_short": "{label} must be {min_length} characters or more",
+    "string_too_long": "{label} must be {max_length} characters or fewer",
+    "string_pattern_mismatch": (
+        "{label} must start with a lower-case letter and use only lower-case letters, digits and _"
+    ),
+    "decimal_parsing": "{label} must be a number",
+    "decimal_type": "{label} must be a number",
+    "float_parsing": "{label} must be a number",
+    "greater_than": "{label} must be more than {gt}",
+    "greater_than_equal": "{label} must be {ge} or more",
+    "less_than": "{label} must be less than {lt}",
+    "less_than_equal": "{label} must be {le} or less",
+    "decimal_max_places": "{label} has too many digits",
+    "decimal_max_digits": "{label} has too many digits",
+    "date_parsing": "{label} must be a real date",
+    "date_from_datetime_parsing": "{label} must be a real date",
+    "date_type": "{label} must be a real date",
+}
+
+
 def _sentence(error: Mapping[str, Any]) -> str:
     """A pydantic error as the design system words it ("Enter a title", "Title must be ...")."""
     loc = [p for p in error["loc"] if isinstance(p, str)]
@@ -229,28 +256,11 @@ def _sentence(error: Mapping[str, Any]) -> str:
     if kind == "missing" or (kind in ("string_too_short", "too_short") and error.get("input") in ("", [])):
         verb = "Select" if name in ("legal_basis", "role", "columns", "datasets", "dataset") else "Enter"
         return f"{verb} {noun}"
-    if kind == "string_too_short":
-        return f"{label} must be {ctx['min_length']} characters or more"
-    if kind == "string_too_long":
-        return f"{label} must be {ctx['max_length']} characters or fewer"
-    if kind == "string_pattern_mismatch":
-        return f"{label} must start with a lower-case letter and use only lower-case letters, digits and _"
     if kind == "enum":
         return f"Select {noun}"
-    if kind in ("decimal_parsing", "decimal_type", "float_parsing"):
-        return f"{label} must be a number"
-    if kind == "greater_than":
-        return f"{label} must be more than {ctx['gt']}"
-    if kind == "greater_than_equal":
-        return f"{label} must be {ctx['ge']} or more"
-    if kind == "less_than":
-        return f"{label} must be less than {ctx['lt']}"
-    if kind == "less_than_equal":
-        return f"{label} must be {ctx['le']} or less"
-    if kind in ("decimal_max_places", "decimal_max_digits"):
-        return f"{label} has too many digits"
-    if kind in ("date_parsing", "date_from_datetime_parsing", "date_type"):
-        return f"{label} must be a real date"
+    wording = _WORDING.get(kind)
+    if wording is not None:
+        return wording.format(label=label, **ctx)
     message = str(error["msg"]).removeprefix("Value error, ")
     return message[:1].upper() + message[1:]
 
