@@ -283,6 +283,32 @@ def _question_page(
     )
 
 
+@router.get("/applications/drafts/{draft_id}/check", response_class=HTMLResponse)
+def check(request: Request, draft_id: Id, services: ServicesDep, actor: ApplicantPage) -> HTMLResponse:
+    return _check_page(request, services.access.draft(actor, draft_id))
+
+
+@router.post("/applications/drafts/{draft_id}/check", response_class=HTMLResponse)
+def submit(
+    request: Request, draft_id: Id, services: ServicesDep, actor: ApplicantPage, form: CheckedForm
+) -> Response:
+    return _submit(request, services, actor, draft_id)
+
+
+@router.get("/applications/drafts/{draft_id}/delete", response_class=HTMLResponse)
+def delete_form(request: Request, draft_id: Id, services: ServicesDep, actor: ApplicantPage) -> HTMLResponse:
+    draft = services.access.draft(actor, draft_id)
+    return _render(request, "applications/delete.html", title="Delete this application", draft=draft)
+
+
+@router.post("/applications/drafts/{draft_id}/delete", response_class=HTMLResponse)
+def delete(
+    request: Request, draft_id: Id, services: ServicesDep, actor: ApplicantPage, form: CheckedForm
+) -> Response:
+    services.access.discard_draft(actor, draft_id)
+    return RedirectResponse(f"{PREFIX}/applications?done=discarded", status_code=303)
+
+
 def _section(name: str) -> Section:
     found = SECTION.get(name)
     if found is None:
@@ -294,11 +320,6 @@ def _section(name: str) -> Section:
 def question(
     request: Request, draft_id: Id, name: str, services: ServicesDep, actor: ApplicantPage
 ) -> HTMLResponse:
-    if name == "check":
-        return _check_page(request, services.access.draft(actor, draft_id))
-    if name == "delete":
-        draft = services.access.draft(actor, draft_id)
-        return _render(request, "applications/delete.html", title="Delete this application", draft=draft)
     section = _section(name)
     draft = services.access.draft(actor, draft_id)
     return _question_page(request, services, draft, section, _fields_of(section, dict(draft.answers)))
@@ -323,11 +344,6 @@ def answer(
     actor: ApplicantPage,
     form: CheckedForm,
 ) -> Response:
-    if name == "check":
-        return _submit(request, services, actor, draft_id)
-    if name == "delete":
-        services.access.discard_draft(actor, draft_id)
-        return RedirectResponse(f"{PREFIX}/applications?done=discarded", status_code=303)
     section = _section(name)
     draft = services.access.draft(actor, draft_id)
     typed = _read(section, form, _catalogue(services, draft) if section.key == "data" else [])
