@@ -89,6 +89,16 @@ class Settings(BaseSettings):
         description="sandbox: each workspace in bubblewrap as its own account (needs root and bwrap);"
         " unsafe: workspaces as the hub's own user, for development only",
     )
+    workspace_terminals: Literal["off", "recorded"] = Field(
+        "off",
+        description="off: no terminals in workspaces; recorded: terminals, each command line recorded in the"
+        " execution record before it runs",
+    )
+    queries_outside_workspace: bool | None = Field(
+        None,
+        description="whether personal tokens may run DP queries over the API's network port; default:"
+        " off in production (queries are then a workspace's alone), on in development and the demo",
+    )
     workspace_poll_seconds: int = Field(
         10, ge=1, le=600, description="how often the hub checks that a running workspace's project is active"
     )
@@ -215,6 +225,12 @@ class Settings(BaseSettings):
                 " the embedded SQLite default is for development"
             )
         return found
+
+    @property
+    def allows_queries_outside_workspace(self) -> bool:
+        if self.queries_outside_workspace is not None:
+            return self.queries_outside_workspace
+        return self.mode != "production"
 
     def check_safe_to_start(self) -> None:
         if self.mode != "production":

@@ -91,6 +91,14 @@ class KeyStore:
         it, so nobody else can make the API write refusal events."""
         return self.derive("workspace-guard/v1").hex()[:32]
 
+    def workspace_server_key(self, token_id: int) -> str:
+        """The credential of one workspace's Jupyter server (bound to its workspace token): the
+        spawner hands it to the server alone, which drops it from its environment before any kernel
+        starts, so what the server reports (refusals, the code that ran) cannot be forged from a
+        notebook, which holds only the workspace token."""
+        key = self.derive("workspace-server/v1")
+        return hmac.new(key, f"token:{token_id}".encode(), hashlib.sha256).hexdigest()
+
     def fingerprint(self) -> str:
         """A public identifier of the linkage key (recorded with each dataset version), from which
         nothing about the key can be learned: a hash of a separately derived value."""

@@ -12,6 +12,7 @@ from enclave.db.migrate import ensure_schema
 from enclave.db.session import Database
 from enclave.domain.access.service import AccessService
 from enclave.domain.access.workspaces import WorkspaceService
+from enclave.domain.audit.executions import ExecutionService
 from enclave.domain.audit.service import AuditService
 from enclave.domain.catalog.service import CatalogService
 from enclave.domain.clock import Clock, utcnow
@@ -39,6 +40,7 @@ class Services:
     budgets: BudgetService
     queries: QueryService
     workspaces: WorkspaceService
+    executions: ExecutionService
     outputs: AirlockService
 
     def close(self) -> None:
@@ -115,5 +117,6 @@ def build_services(settings: Settings, *, migrate: bool = True, clock: Clock = u
             clock=clock,
         ),
         workspaces=WorkspaceService(db.unit_of_work, identity=identity, clock=clock),
+        executions=ExecutionService(db.unit_of_work, clock=clock),
         outputs=airlock(settings, db, keys, research, clock=clock),
     )

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import tempfile
 import threading
 import time
 import uuid
@@ -25,6 +26,7 @@ import uvicorn
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
+from enclave.client import Workspace
 from enclave.config import Settings
 from enclave.db.migrate import upgrade
 from enclave.domain.identity.accounts import Actor, Role
@@ -201,34 +203,71 @@ def free_port_pair() -> int:
 
 
 class LiveServer:
-    """The real API over real HTTP: uvicorn in a background thread."""
+    """The real API over real HTTP, as `enclave serve` runs it: uvicorn in background threads, the
+    network application on a TCP port and the workspace application on a Unix socket (the one bound
+    into workspaces, which alone takes workspace tokens)."""
 
     def __init__(self, services: Services) -> None:
-        from enclave.api.app import create_app
+        from enclave.api.app import create_app, create_workspace_app
 
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        config = uvicorn.Config(
-            create_app(services), host="127.0.0.1", port=self.port, log_level="warning", access_log=False
-        )
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self._dir = tempfile.TemporaryDirectory(prefix="enclave-api-")
+        self.socket = str(Path(self._dir.name) / "api.sock")
+        self.servers = [
+            uvicorn.Server(
+                uvicorn.Config(
+                    create_app(services),
+                    host="127.0.0.1",
+                    port=self.port,
+                    log_level="warning",
+                    access_log=False,
+                )
+            ),
+            uvicorn.Server(
+                uvicorn.Config(
+                    create_workspace_app(services),
+                    uds=self.socket,
+                    log_level="warning",
+                    access_log=False,
+                    lifespan="off",
+                )
+            ),
+        ]
+        self.threads = [threading.Thread(target=server.run, daemon=True) for server in self.servers]
 
     def __enter__(self) -> LiveServer:
-        self.thread.start()
-        deadline = time.monotonic() + 15
-        while not self.server.started:
-            if time.monotonic() > deadline or not self.thread.is_alive():
+        for thread in self.threads:
+            thread.start()
+        deadline = time.monotonic() + 60
+        while not all(server.started for server in self.servers):
+            if time.monotonic() > deadline or not all(thread.is_alive() for thread in self.threads):
                 raise RuntimeError("the API server did not start")
             time.sleep(0.01)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
+        for server in self.servers:
+            server.should_exit = True
+        for thread in self.threads:
+            thread.join(timeout=10)
+        self._dir.cleanup()
 
     def client(self, account: Account | None = None) -> httpx.Client:
         return httpx.Client(base_url=self.url, headers=account.headers if account else None, timeout=30)
+
+    def workspace_client(self, token: str) -> httpx.Client:
+        """A client of the workspace socket, as code in a workspace has it."""
+        return httpx.Client(
+            base_url="http://enclave",
+            headers={"Authorization": f"Bearer {token}"},
+            transport=httpx.HTTPTransport(uds=self.socket),
+            timeout=30,
+        )
+
+    def workspace(self, token: str, project: int) -> Workspace:
+        """The notebook client as a workspace has it (through the workspace socket)."""
+        return Workspace("http://enclave", token, project, socket=self.socket)
 
 
 @pytest.fixture

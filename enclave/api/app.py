@@ -4,15 +4,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
+from fastapi.dependencies.models import Dependant
+from fastapi.routing import APIRoute
+from starlette.routing import BaseRoute
 
 from enclave import __version__
+from enclave.api.deps import Access
 from enclave.api.errors import install_error_handlers
 from enclave.api.routes import (
     access,
     audit,
     auth,
     catalog,
+    executions,
     health,
     outputs,
     queries,
@@ -20,6 +25,7 @@ from enclave.api.routes import (
     users,
     workspaces,
 )
+from enclave.domain.policy import Place
 from enclave.portal.app import mount_portal
 from enclave.wiring import Services
 
@@ -37,6 +43,7 @@ ROUTERS = (
     access.register_router,
     queries.router,
     workspaces.router,
+    executions.router,
     outputs.router,
 )
 
@@ -101,4 +108,45 @@ def create_app(services: Services) -> FastAPI:
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+    app.state.place = Place.NETWORK
+    return app
+
+
+def _accesses(dependant: Dependant) -> list[Access]:
+    found = []
+    for dependency in dependant.dependencies:
+        if isinstance(dependency.call, Access):
+            found.append(dependency.call)
+        found += _accesses(dependency)
+    return found
+
+
+def workspace_route(route: BaseRoute) -> bool:
+    """Whether the workspace socket serves ``route``: health, and the routes a workspace token may
+    call, as each declares (``requires(..., workspace=True)``). Everything else (logins, tokens,
+    accounts, other projects, released files, the portal, the documentation) is not there at all."""
+    if not isinstance(route, APIRoute):
+        return False
+    if route.path == "/healthz":
+        return True
+    accesses = _accesses(route.dependant)
+    return bool(accesses) and all(access.workspace for access in accesses)
+
+
+def create_workspace_app(services: Services) -> FastAPI:
+    """The API as the Unix socket bound into every workspace serves it: the workspace's routes only,
+    for workspace tokens only (``enclave.domain.policy.check_place``)."""
+    app = FastAPI(
+        title="Enclave (workspace socket)",
+        version=__version__,
+        openapi_url=None,
+        docs_url=None,
+        redoc_url=None,
+    )
+    app.state.services = services
+    app.state.place = Place.WORKSPACE
+    install_error_handlers(app)
+    served = APIRouter()
+    served.routes.extend(route for router in ROUTERS for route in router.routes if workspace_route(route))
+    app.include_router(served)
     return app

@@ -7,13 +7,15 @@ route and checks it refuses callers without what it declares.
 
 from __future__ import annotations
 
+import hmac
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Header, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from enclave.domain.errors import AuthenticationFailed, PermissionDenied
 from enclave.domain.identity.accounts import Actor, Role
+from enclave.domain.policy import Place, check_place
 from enclave.wiring import Services
 
 bearer = HTTPBearer(
@@ -41,12 +43,22 @@ def authenticate(
     return actor
 
 
-class Access:
-    """Who may call a route. An instance is a FastAPI dependency that returns the actor."""
+def place_of(request: Request) -> Place:
+    """Which listener the request came in on: the app built for the workspace socket says so."""
+    place: Place = getattr(request.app.state, "place", Place.NETWORK)
+    return place
 
-    def __init__(self, *roles: Role, workspace: bool = False) -> None:
+
+class Access:
+    """Who may call a route, and from where. An instance is a FastAPI dependency that returns the
+    actor. ``workspace``: a workspace token may call it (the workspace socket serves exactly those
+    routes); ``runs_queries``: it runs a DP query, which a personal token over the network may do
+    only where ``queries_outside_workspace`` allows."""
+
+    def __init__(self, *roles: Role, workspace: bool = False, runs_queries: bool = False) -> None:
         self.roles = frozenset(roles)
         self.workspace = workspace
+        self.runs_queries = runs_queries
 
     def describe(self) -> str:
         if not self.roles:
@@ -57,6 +69,17 @@ class Access:
         self, request: Request, services: ServicesDep, actor: Annotated[Actor, Depends(authenticate)]
     ) -> Actor:
         what = f"{request.method} {request.url.path}"
+        place = place_of(request)
+        try:
+            check_place(
+                actor,
+                place,
+                runs_queries=self.runs_queries,
+                queries_outside_workspace=services.settings.allows_queries_outside_workspace,
+            )
+        except PermissionDenied as exc:
+            services.identity.record_access_denied(actor, what, f"{place} listener: {exc.detail}")
+            raise
         if actor.project_scope is not None and not self.workspace:
             services.identity.record_access_denied(actor, what, "workspace token on a non-workspace route")
             raise PermissionDenied(
@@ -69,9 +92,37 @@ class Access:
         return actor
 
 
-def requires(*roles: Role, workspace: bool = False) -> Access:
-    return Access(*roles, workspace=workspace)
+def requires(*roles: Role, workspace: bool = False, runs_queries: bool = False) -> Access:
+    return Access(*roles, workspace=workspace, runs_queries=runs_queries)
 
 
 CurrentActor = Annotated[Actor, Depends(Access())]
 AdminActor = Annotated[Actor, Depends(requires(Role.ADMIN))]
+
+
+#: The header a workspace's Jupyter server sends its own credential in (see ``Keys.workspace_server_key``).
+SERVER_KEY_HEADER = "X-Enclave-Server-Key"
+
+
+def workspace_server(
+    request: Request,
+    services: ServicesDep,
+    actor: Annotated[Actor, Depends(requires(workspace=True))],
+    server_key: Annotated[str | None, Header(alias=SERVER_KEY_HEADER, include_in_schema=False)] = None,
+) -> Actor:
+    """A workspace's Jupyter server itself, not code in its kernels: the workspace token and the
+    server's key derived from that token. A notebook holds the token but never the key."""
+    if actor.token is None or actor.project_scope is None:
+        raise PermissionDenied("only a workspace's server reports this; it needs the workspace token")
+    expected = services.keys.workspace_server_key(actor.token.id)
+    if server_key is None or not hmac.compare_digest(server_key.encode(), expected.encode()):
+        services.identity.record_access_denied(
+            actor, f"{request.method} {request.url.path}", "not the workspace's server (no server key)"
+        )
+        raise PermissionDenied(
+            "only the workspace's server reports this: code in a notebook cannot write these records"
+        )
+    return actor
+
+
+WorkspaceServerActor = Annotated[Actor, Depends(workspace_server)]

@@ -81,11 +81,14 @@ def install_error_handlers(app: FastAPI) -> None:
         return JSONResponse(error_body("validation_error", _describe_validation(list(exc.errors()))), 422)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = HTTP_CODES.get(exc.status_code, "http_error")
         detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
         if exc.status_code == 404 and detail == "Not Found":
-            detail = "no such endpoint; the API is described at /openapi.json"
+            if request.app.openapi_url:
+                detail = f"no such endpoint; the API is described at {request.app.openapi_url}"
+            else:
+                detail = "no such endpoint here: a workspace reaches only its project's routes"
         return JSONResponse(error_body(code, detail), exc.status_code, headers=_headers(exc.status_code))
 
     @app.exception_handler(Exception)

@@ -23,7 +23,7 @@ import typer
 
 from enclave import __version__
 from enclave.cli.access import projects_app, request_app
-from enclave.cli.audit import audit_app
+from enclave.cli.audit import audit_app, executions_app
 from enclave.cli.catalog import catalog_app, ingest, keys_app, optout_app, synth
 from enclave.cli.common import (
     AsUser,
@@ -55,6 +55,7 @@ __all__ = [
     "console_print",
     "db_app",
     "err",
+    "executions_app",
     "fail",
     "keys_app",
     "main",
@@ -88,6 +89,7 @@ app.command("demo")(demo)
 app.add_typer(db_app, name="db")
 app.add_typer(users_app, name="users")
 app.add_typer(audit_app, name="audit")
+app.add_typer(executions_app, name="executions")
 app.add_typer(config_app, name="config")
 app.add_typer(catalog_app, name="catalog")
 app.add_typer(optout_app, name="optout")

@@ -51,3 +51,42 @@ def audit_export(
             err.print(f"wrote {count} events to {output}")
 
     run(body)
+
+
+executions_app = typer.Typer(
+    help="The execution record: the code run in each project's workspaces.", no_args_is_help=True
+)
+
+
+@executions_app.command("list")
+def executions_list(
+    project: Annotated[int, typer.Argument(help="the project's number")],
+    after: Annotated[int, typer.Option(help="only records after this sequence number")] = 0,
+    limit: Annotated[int, typer.Option(help="at most this many records (1-1000)")] = 100,
+) -> None:
+    """Print a project's records, oldest first: number, time, user, kernel and the code."""
+
+    def body() -> None:
+        with services() as s:
+            records = s.executions.page(operator(), project, after_seq=after, limit=limit)
+        if not records:
+            err.print(f"no records in project {project} after {after}")
+        for r in records:
+            out.rule(f"#{r.seq} {r.at:%Y-%m-%d %H:%M:%S} UTC  {r.username}  {r.kind} {r.kernel_id}")
+            out.print(r.code + ("\n[truncated]" if r.truncated else ""), markup=False, highlight=False)
+
+    run(body)
+
+
+@executions_app.command("verify")
+def executions_verify(project: Annotated[int, typer.Argument(help="the project's number")]) -> None:
+    """Check a project's record link by link against the head the audit log pins; exit 1 if broken."""
+
+    def body() -> None:
+        with services() as s:
+            result = s.executions.verify(operator(), project)
+        if not result.ok:
+            raise CliError(f"project {project}: {result.describe()}")
+        out.print(f"project {project}: {result.describe()}", highlight=False)
+
+    run(body)

@@ -84,15 +84,31 @@ def config_show() -> None:
 
 
 def _serve(settings: Settings, s: Services, host: str, port: int) -> None:
-    """The API on TCP, and on the Unix socket that sandboxed workspaces reach it through."""
+    """The API on TCP, and on the Unix socket that sandboxed workspaces reach it through: two
+    listeners, two applications. The socket's serves only a workspace's routes and only workspace
+    tokens; the TCP one refuses workspace tokens (``enclave.domain.policy.check_place``), so a
+    workspace token copied off the screen is worthless outside its workspace."""
+    import asyncio
+    import contextlib
     import socket
+    from collections.abc import Iterator
 
     import uvicorn
 
-    from enclave.api.app import create_app
+    from enclave.api.app import create_app, create_workspace_app
 
-    config = uvicorn.Config(create_app(s), log_level=settings.log_level, access_log=False)
-    server = uvicorn.Server(config)
+    class SocketServer(uvicorn.Server):
+        # the TCP server handles the signals and stops this one when it stops
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            yield
+
+    network = uvicorn.Server(uvicorn.Config(create_app(s), log_level=settings.log_level, access_log=False))
+    workspaces = SocketServer(
+        uvicorn.Config(
+            create_workspace_app(s), log_level=settings.log_level, access_log=False, lifespan="off"
+        )
+    )
     try:
         tcp = socket.create_server((host, port))
     except OSError as exc:
@@ -105,12 +121,21 @@ def _serve(settings: Settings, s: Services, host: str, port: int) -> None:
     # bind-mounted into, whose accounts must be able to connect.
     path.chmod(0o666)
     unix.listen(128)
+
+    async def both() -> None:
+        companion = asyncio.create_task(workspaces.serve(sockets=[unix]))
+        try:
+            await network.serve(sockets=[tcp])
+        finally:
+            workspaces.should_exit = True
+            await companion
+
     # uvicorn shuts down gracefully on SIGTERM, then raises the signal again once its own handlers are
     # restored: with the default action the process would die there, before any `finally` (the demo's
     # hub and proxy would be left running). Exiting with the conventional status runs them.
     previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
-        server.run(sockets=[tcp, unix])
+        asyncio.run(both())
     finally:
         signal.signal(signal.SIGTERM, previous)
         path.unlink(missing_ok=True)

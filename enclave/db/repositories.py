@@ -28,6 +28,7 @@ from enclave.db.models import (
     BudgetEntryRow,
     DatasetRow,
     DatasetVersionRow,
+    ExecutionRecordRow,
     OptOutRow,
     OutputFileRow,
     OutputRequestRow,
@@ -43,6 +44,7 @@ from enclave.domain.access.form import AccessRequestForm
 from enclave.domain.access.requests import AccessRequest, Part, Project, RequestQuery, relations
 from enclave.domain.access.states import ProjectState, RequestState
 from enclave.domain.audit.chain import GENESIS_HASH, AuditEvent, ChainedEvent, chain_event
+from enclave.domain.audit.executions import ExecutionRecord
 from enclave.domain.catalog.datasets import CatalogColumn, Dataset, DatasetVersion
 from enclave.domain.clock import utcnow
 from enclave.domain.errors import Conflict, InternalError, InvalidState, NotFound
@@ -111,6 +113,58 @@ class SqlAuditLog:
         _flush(self._session)
         return chained
 
+    def get_execution_head(self, project_id: int) -> tuple[int, str]:
+        # the audit head's row lock (taken by the caller's audit append, or here) serialises the
+        # appends of every project, so reading the last record without a lock of its own is safe
+        self._session.execute(select(AuditHeadRow).where(AuditHeadRow.id == HEAD_ID).with_for_update())
+        row = self._session.execute(
+            select(ExecutionRecordRow)
+            .where(ExecutionRecordRow.project_id == project_id)
+            .order_by(ExecutionRecordRow.seq.desc())
+            .limit(1)
+        ).scalar_one_or_none()
+        return (0, GENESIS_HASH) if row is None else (row.seq, row.hash)
+
+    def append_execution(self, record: ExecutionRecord, *, audit: AuditEvent) -> None:
+        self._session.add(
+            ExecutionRecordRow(
+                project_id=record.project_id,
+                seq=record.seq,
+                at=record.at,
+                username=record.username,
+                kernel_id=record.kernel_id,
+                kind=record.kind,
+                code=record.code,
+                truncated=record.truncated,
+                prev_hash=record.prev_hash,
+                hash=record.hash,
+            )
+        )
+        self.append(audit)
+
+    def list_executions(
+        self, project_id: int, *, after_seq: int = 0, limit: int = 100, newest_first: bool = False
+    ) -> list[ExecutionRecord]:
+        query = select(ExecutionRecordRow).where(ExecutionRecordRow.project_id == project_id)
+        if newest_first:
+            query = query.order_by(ExecutionRecordRow.seq.desc())
+        else:
+            query = query.where(ExecutionRecordRow.seq > after_seq).order_by(ExecutionRecordRow.seq)
+        return [_execution(row) for row in self._session.execute(query.limit(limit)).scalars()]
+
+    def iter_executions(self, project_id: int) -> Generator[ExecutionRecord]:
+        query = (
+            select(ExecutionRecordRow)
+            .where(ExecutionRecordRow.project_id == project_id)
+            .order_by(ExecutionRecordRow.seq)
+        )
+        result = self._session.execute(query.execution_options(yield_per=2000)).scalars()
+        try:
+            for row in result:
+                yield _execution(row)
+        finally:
+            result.close()
+
     def get_head(self) -> tuple[int, str]:
         head = self._session.get(AuditHeadRow, HEAD_ID)
         return (0, GENESIS_HASH) if head is None else (head.seq, head.hash)
@@ -170,6 +224,21 @@ class SqlAuditLog:
             return [_chained(r) for r in reversed(list(rows))]
         rows = self._session.execute(query.order_by(AuditEventRow.seq.desc()).limit(limit)).scalars()
         return [_chained(r) for r in rows]
+
+
+def _execution(row: ExecutionRecordRow) -> ExecutionRecord:
+    return ExecutionRecord(
+        project_id=row.project_id,
+        seq=row.seq,
+        at=row.at,
+        username=row.username,
+        kernel_id=row.kernel_id,
+        kind=row.kind,
+        code=row.code,
+        truncated=row.truncated,
+        prev_hash=row.prev_hash,
+        hash=row.hash,
+    )
 
 
 def _chained(row: AuditEventRow) -> ChainedEvent:

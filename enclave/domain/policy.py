@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from datetime import date
+from enum import StrEnum
 
 from enclave.domain.access.requests import Project
 from enclave.domain.access.states import Party, ProjectState
@@ -64,6 +65,40 @@ def can_member_access(project: Project, user: User, on: date) -> bool:
     except PermissionDenied:
         return False
     return True
+
+
+# --- where a credential is used ------------------------------------------------------------------
+
+
+class Place(StrEnum):
+    """Where a request reaches the API: its network port (and the portal), or the Unix socket bound
+    into every workspace's sandbox, which serves only what a workspace needs."""
+
+    NETWORK = "network"
+    WORKSPACE = "workspace"
+
+
+def check_place(actor: Actor, place: Place, *, runs_queries: bool, queries_outside_workspace: bool) -> None:
+    """A workspace token works only inside its workspace, and only a workspace token works there;
+    DP queries with a personal token over the network only where the deployment allows it."""
+    if actor.is_operator:
+        return
+    if place is Place.WORKSPACE:
+        if actor.project_scope is None:
+            raise PermissionDenied(
+                "inside a workspace only the workspace's own token works: personal tokens and logins are"
+                " for outside it"
+            )
+        return
+    if actor.project_scope is not None:
+        raise PermissionDenied(
+            "a workspace token works only inside its workspace; outside it, use your personal token"
+        )
+    if runs_queries and not queries_outside_workspace:
+        raise PermissionDenied(
+            "in this enclave DP queries run only inside the project's workspace: open it from the hub"
+            " and query from a notebook"
+        )
 
 
 # --- seeing a project --------------------------------------------------------------------------------
@@ -141,6 +176,58 @@ def check_open_workspace(user: User, project_id: int, project: Project | None, o
         raise PermissionDenied(f"there is no project {project_id}")
     check_member_access(project, user, on)
     return project
+
+
+# --- the execution record of workspaces ---------------------------------------------------------
+
+
+def check_record_execution(actor: Actor) -> tuple[int, str]:
+    """Only a workspace records the code run in it, with its token (which names the project and the
+    member); the API also asks for the workspace server's own key (``WorkspaceServerActor``), so code
+    in a notebook, which holds the token alone, cannot write the record. Returns (project, member)."""
+    if actor.project_scope is None or actor.user is None:
+        raise PermissionDenied("only a workspace records the code run in it; this needs its workspace token")
+    return actor.project_scope, actor.user.username
+
+
+def can_view_executions(actor: Actor, project: Project, custodian_ids: Collection[int]) -> bool:
+    """What ran in a project's workspaces is read by those who oversee the project: the custodians of
+    the datasets in its scope and admins, with a personal token, and operators. Never with a workspace
+    token, and never by the project's own members, whatever other roles they hold: the record is
+    oversight of their work by others (nobody checks their own work), not a way for colleagues to
+    watch each other; a member's own code is in their workspace."""
+    if actor.is_operator:
+        return True
+    if actor.user is None or actor.project_scope is not None or is_member(actor, project):
+        return False
+    parties = project_parties(actor, project, custodian_ids)
+    return Party.CUSTODIAN in parties or Party.ADMIN in parties
+
+
+def check_view_executions(
+    actor: Actor, project_id: int, project: Project | None, custodian_ids: Collection[int]
+) -> Project:
+    """As :func:`can_view_executions`. A workspace token is refused outright; to anyone else who may
+    not read it (a member too) the project is not found, as for the budget of a project one is not a
+    member of."""
+    if actor.project_scope is not None:
+        raise PermissionDenied(
+            "a workspace token never reads the execution record; read it with your personal token"
+        )
+    if project is None or not can_view_executions(actor, project, custodian_ids):
+        raise NotFound(
+            f"no project {project_id} whose execution record you may read"
+            " (the custodians of its datasets and admins read it, its members do not)"
+        )
+    return project
+
+
+def check_purge_executions(actor: Actor) -> None:
+    """Records past their retention are removed by an operator at the server's shell only."""
+    if not actor.is_operator:
+        raise PermissionDenied(
+            "purging execution records is for an operator at the server's shell (enclave executions purge)"
+        )
 
 
 # --- outputs -----------------------------------------------------------------------------------------

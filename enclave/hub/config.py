@@ -18,11 +18,56 @@ from enclave.wiring import build_services
 
 TEMPLATES = Path(__file__).parent / "templates"
 
-#: JupyterLab's menu entries that save a file to the researcher's machine.
+#: JupyterLab's plugins a workspace goes without: the menu entries that save a file to the
+#: researcher's machine (download, export, print); the renderers of outputs that run code or are
+#: files themselves (JavaScript, PDF) and the HTML viewer (whose "trust" button runs a file's
+#: scripts); the debugger (it evaluates code the execution record would not see); and what would
+#: reach the internet from an offline enclave (news and update checks, the extension manager).
 HIDDEN_LAB_PLUGINS = (
     "@jupyterlab/docmanager-extension:download",
     "@jupyterlab/filebrowser-extension:download",
     "@jupyterlab/notebook-extension:export",
+    "@jupyterlab/apputils-extension:print",
+    "@jupyterlab/javascript-extension",
+    "@jupyterlab/pdf-extension",
+    "@jupyterlab/htmlviewer-extension",
+    "@jupyterlab/debugger-extension",
+    "@jupyterlab/apputils-extension:announcements",
+    "@jupyterlab/extensionmanager-extension",
+)
+
+#: The Content-Security-Policy of every page a workspace server sends. The guard cleans outputs
+#: (``enclave.hub.outputs``); this is what holds whatever it misses:
+#:
+#: - ``sandbox`` without ``allow-downloads``: the browser saves no file this page (or a frame or
+#:   popup of it, which inherit the sandbox) asks it to, whether a link with ``download``, a
+#:   ``data:`` or ``blob:`` URL or a script's click; without ``allow-modals``, no ``print()`` and
+#:   no dialogs; ``allow-same-origin`` and ``allow-scripts`` keep JupyterLab itself working,
+#:   ``allow-forms`` its login and ``allow-popups`` the hub's control panel (popups stay sandboxed);
+#: - ``script-src 'self'``: no inline script and no event-handler attribute runs, so an output's
+#:   ``<script>`` or ``onerror`` is inert (``'unsafe-eval'`` stays: JupyterLab's settings
+#:   validation compiles JSON schemas);
+#: - ``object-src 'none'``, ``frame-src 'self'``: no plugin and no foreign document (a PDF viewer
+#:   has its own download button); ``connect-src 'self'``: the server and its websockets only;
+#:   ``img-src 'self' data: blob:``: image outputs are ``data:`` URLs and cannot save themselves;
+#: - ``base-uri``, ``form-action`` and ``frame-ancestors`` ``'self'``: nothing re-points the page's
+#:   links or forms, and no other site frames it.
+CONTENT_SECURITY_POLICY = "; ".join(
+    (
+        "default-src 'self'",
+        "script-src 'self' 'unsafe-eval'",
+        "style-src 'self' 'unsafe-inline'",
+        "img-src 'self' data: blob:",
+        "font-src 'self' data:",
+        "connect-src 'self'",
+        "frame-src 'self'",
+        "worker-src 'self'",
+        "object-src 'none'",
+        "base-uri 'self'",
+        "form-action 'self'",
+        "frame-ancestors 'self'",
+        "sandbox allow-scripts allow-same-origin allow-forms allow-popups",
+    )
 )
 
 
@@ -42,14 +87,27 @@ def proxy_command(settings: Settings) -> str:
     )
 
 
-def write_jupyter_config(path: Path) -> Path:
-    """The workspace servers' configuration: root-owned and read-only inside every sandbox."""
+def write_jupyter_config(path: Path, *, terminals: bool = False) -> Path:
+    """The workspace servers' configuration: root-owned and read-only inside every sandbox.
+
+    JupyterLab loads extensions only from the Python environment (read-only), never from the
+    workspace's home, where a notebook could write one that undoes all of this."""
     (path / "labconfig").mkdir(parents=True, exist_ok=True)
     server = {
         "ServerApp": {
             "jpserver_extensions": {"enclave.hub.guard": True},
             "contents_manager_class": "enclave.hub.guard.GuardedContentsManager",
-        }
+            "kernel_websocket_connection_class": "enclave.hub.guard.GuardedKernelConnection",
+            "terminals_enabled": terminals,
+            "tornado_settings": {"headers": {"Content-Security-Policy": CONTENT_SECURITY_POLICY}},
+        },
+        "LabApp": {
+            "news_url": None,
+            "check_for_updates_class": "jupyterlab.NeverCheckForUpdate",
+            "extension_manager": "readonly",
+            "labextensions_path": [str(Path(sys.prefix) / "share" / "jupyter" / "labextensions")],
+        },
+        "NotebookNotary": {"db_file": ":memory:"},
     }
     (path / "jupyter_server_config.json").write_text(json.dumps(server, indent=2))
     page = {"disabledExtensions": dict.fromkeys(HIDDEN_LAB_PLUGINS, True)}
@@ -96,7 +154,9 @@ def configure(c: Any, settings: Settings | None = None) -> None:
     (sockets / "workspaces").mkdir(exist_ok=True, mode=0o700)
     hub_socket = sockets / "hub.sock"
     hub_socket.unlink(missing_ok=True)
-    jupyter_config = write_jupyter_config(hub_dir / "jupyter-config")
+    jupyter_config = write_jupyter_config(
+        hub_dir / "jupyter-config", terminals=settings.workspace_terminals == "recorded"
+    )
     unsafe = settings.workspace_mode == "unsafe"
     runtime.install(
         runtime.Runtime(

@@ -30,6 +30,7 @@ from traitlets import Integer
 
 from enclave.domain.errors import EnclaveError
 from enclave.hub import runtime
+from enclave.hub.guard import SERVER_KEY_ENV
 from enclave.hub.sandbox import (
     HOME,
     RUN,
@@ -129,6 +130,8 @@ class EnclaveSpawner(Spawner):  # type: ignore[misc]
         env.update(
             {
                 "ENCLAVE_API_TOKEN": grant.token.secret,
+                # the server's own credential: its guard removes it before any kernel starts
+                SERVER_KEY_ENV: rt.services.keys.workspace_server_key(grant.token.token.id),
                 "ENCLAVE_PROJECT_ID": str(project_id),
                 "ENCLAVE_WORKSPACE_MODE": rt.settings.workspace_mode,
             }
@@ -205,7 +208,9 @@ class EnclaveSpawner(Spawner):  # type: ignore[misc]
         self.port = self.port or random_port()
         env.update(
             {
-                "ENCLAVE_API_URL": rt.settings.api_url,
+                # the API's socket, as in a sandbox: its TCP port refuses workspace tokens
+                "ENCLAVE_API_SOCKET": str(rt.settings.api_socket),
+                "ENCLAVE_API_URL": "http://enclave",
                 "HOME": str(home),
                 "PATH": f"{Path(sys.prefix) / 'bin'}:/usr/local/bin:/usr/bin:/bin",
                 "JUPYTER_CONFIG_DIR": str(rt.jupyter_config),

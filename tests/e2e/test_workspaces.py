@@ -5,6 +5,7 @@ websocket."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import shutil
@@ -279,3 +280,170 @@ def test_a_sandboxed_workspace(enclave: Enclave) -> None:
     assert any("suspended" in str(e["reason"]) for e in stops), stops
     session.close()
     assert spawn_seconds < 60, f"spawn took {spawn_seconds:.1f} s"
+
+
+#: A CSV of two rows, as a cell would smuggle it out.
+CSV_B64 = "YSxiCjEsMgo="
+BLOB_CLICK = (
+    "const a = document.createElement('a'); a.download = 'rows.csv'; a.textContent = 'save blob';"
+    " a.href = URL.createObjectURL(new Blob(['a,b\\n1,2\\n'])); document.body.appendChild(a); a.click();"
+)
+DATA_LINK = f'<a class="attack" download="rows.csv" href="data:text/csv;base64,{CSV_B64}">save html</a>'
+INLINE_SCRIPT = "<script>" + BLOB_CLICK + '</script><img src="nothing" onerror="' + BLOB_CLICK + '">inline'
+SVG_LINK = (
+    '<svg xmlns="http://www.w3.org/2000/svg" width="120" height="30">'
+    f'<a href="data:text/csv;base64,{CSV_B64}" download="rows.csv">'
+    '<text x="5" y="20">save svg</text></a></svg>'
+)
+WINDOW_OPEN = f"window.open('data:text/csv;base64,{CSV_B64}')"
+ATTACKS = [
+    "from IPython.display import HTML, Javascript, SVG, display",
+    f"display(HTML({DATA_LINK!r}))",
+    f"display(Javascript({BLOB_CLICK!r}))",
+    f"display(HTML({INLINE_SCRIPT!r}))",
+    f"display(Javascript({WINDOW_OPEN!r}))",
+    f"display(SVG({SVG_LINK!r}))",
+]
+MARKDOWN_ATTACK = (
+    f"[save markdown](data:text/csv;base64,{CSV_B64})\n\n"
+    f'<a class="attack" download="rows.csv" href="data:text/csv;base64,{CSV_B64}">save markdown html</a>'
+)
+
+
+def _notebook(code: list[str], markdown: tuple[str, ...] = ()) -> dict[str, object]:
+    cells: list[dict[str, object]] = [
+        {"cell_type": "markdown", "metadata": {}, "source": text} for text in markdown
+    ]
+    cells += [
+        {"cell_type": "code", "metadata": {}, "source": source, "outputs": [], "execution_count": None}
+        for source in code
+    ]
+    return {
+        "type": "notebook",
+        "content": {
+            "cells": cells,
+            "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
+            "nbformat": 4,
+            "nbformat_minor": 5,
+        },
+    }
+
+
+def _inject_download(page: object) -> None:
+    """What an output the guard missed would do: a data: link with download, and a Blob clicked."""
+    page.evaluate(  # type: ignore[attr-defined]
+        "() => { const a = document.createElement('a'); a.download = 'rows.csv';"
+        f" a.href = 'data:text/csv;base64,{CSV_B64}'; document.body.appendChild(a); a.click(); }}"
+    )
+    page.evaluate("() => {" + BLOB_CLICK + "}")  # type: ignore[attr-defined]
+
+
+def test_in_the_browser_no_output_saves_a_file(enclave: Enclave, tmp_path: Path) -> None:
+    """Each way a notebook's output could make Chromium save a file (an HTML data: link with
+    download, a JavaScript Blob click, an inline script and an event handler, window.open of a data
+    URL, an SVG link, a Markdown cell's data link, the File menu's print) saves nothing; the
+    attempts the server sees are audited once each, a normal page load records none; and even
+    markup injected past the guard cannot download under the page's policy, while the same
+    injection on a page without it does (so the check can fail)."""
+    playwright = pytest.importorskip("playwright.sync_api")
+    if not Path(CHROMIUM).exists():
+        if REQUIRE_SANDBOX:
+            pytest.fail("Chromium is not installed (Debian's chromium package; .ci/run installs it)")
+        pytest.skip("Chromium is not installed")
+    first = enclave.projects["first"]
+    session = enclave.session("rosa", PASSWORD)
+    session.start(f"p{first}")
+    plain = session.server_request(
+        "PUT", f"p{first}", "api/contents/plain.ipynb", json=_notebook(["print('hello')"])
+    )
+    assert plain.status_code == 201, plain.text
+    downloads_dir = tmp_path / "downloads"
+    downloads_dir.mkdir()
+    before = len(enclave.events("workspace.download_refused"))
+    lab = f"{enclave.hub_url}/user/rosa/p{first}/lab"
+    with playwright.sync_playwright() as pw:
+        browser = pw.chromium.launch(
+            executable_path=CHROMIUM, args=["--no-sandbox"], downloads_path=str(downloads_dir)
+        )
+        try:
+            context = browser.new_context(accept_downloads=True)
+            downloads: list[object] = []
+            context.on("page", lambda popup: popup.on("download", lambda d: downloads.append(d)))
+            page = context.new_page()
+            page.on("download", lambda d: downloads.append(d))
+            page.set_default_timeout(120_000)
+            page.goto(f"{enclave.hub_url}/hub/login")
+            page.fill("#username_input", "rosa")
+            page.fill("#password_input", PASSWORD)
+            page.click("#login_submit")
+            page.wait_for_url("**/hub/home")
+
+            # the control: on a page without the workspace's policy the injection does download
+            _inject_download(page)
+            deadline = time.monotonic() + 60
+            while len(downloads) < 2 and time.monotonic() < deadline:
+                page.wait_for_timeout(200)
+            assert len(downloads) == 2, f"the control downloaded {downloads}: the check could not fail"
+            downloads.clear()
+
+            # a normal page load records nothing
+            response = page.goto(f"{lab}/tree/plain.ipynb")
+            assert response is not None
+            policy = response.headers.get("content-security-policy", "")
+            assert "sandbox allow-scripts" in policy, policy
+            assert "allow-downloads" not in policy, policy
+            page.get_by_text("print('hello')").first.wait_for()
+            page.wait_for_timeout(3000)
+            assert len(enclave.events("workspace.download_refused")) == before, enclave.events(
+                "workspace.download_refused"
+            )
+
+            attack = session.server_request(
+                "PUT",
+                f"p{first}",
+                "api/contents/attack.ipynb",
+                json=_notebook([*ATTACKS, "print('all cells ran')"], (MARKDOWN_ATTACK,)),
+            )
+            assert attack.status_code == 201, attack.text
+            page.goto(f"{lab}/tree/attack.ipynb")
+            page.get_by_text("all cells ran").first.wait_for()  # the source, once the notebook is open
+            page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
+            page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click()
+            page.locator(".jp-OutputArea-output", has_text="all cells ran").first.wait_for()
+            page.wait_for_timeout(2000)
+            removed = page.get_by_text("Enclave removed this output")
+            assert removed.count() >= 3, page.content()[:3000]
+            for link in page.locator("a", has_text="save").all():
+                link.click(force=True)
+            page.wait_for_timeout(1000)
+            # past the guard: the policy alone
+            _inject_download(page)
+            page.wait_for_timeout(3000)
+            page.screenshot(path=str(tmp_path / "attack.png"))
+            # no print in the File menu
+            page.locator(".lm-MenuBar-itemLabel", has_text="File").first.click()
+            menu = page.locator(".lm-Menu-content").first
+            menu.wait_for()
+            labels = [label.strip() for label in menu.locator(".lm-Menu-itemLabel").all_inner_texts()]
+            assert not [label for label in labels if label.startswith("Print")], labels
+        finally:
+            with contextlib.suppress(Exception):  # for whoever debugs a failure: the page as it was
+                page.screenshot(path=str(tmp_path / "last.png"))
+            browser.close()
+    assert downloads == [], downloads
+    assert list(downloads_dir.iterdir()) == []
+    refused = enclave.events("workspace.download_refused")[before:]
+    reasons = [str(e["reason"]) for e in refused]
+    for expected in (
+        "output: removed a link with a download attribute",
+        "output: removed an output of type application/javascript",
+        "output: removed a <script> element",
+        "output: removed an event handler (onerror)",
+        "output: removed a link in an SVG image",
+        "notebook saved: removed a data: link",
+    ):
+        assert any(reason.startswith(expected) for reason in reasons), (expected, reasons)
+    assert len(reasons) == len(set(zip(reasons, [e["path"] for e in refused], strict=True))), reasons
+    assert {e["subject"] for e in refused} == {str(first)}
+    session.stop(f"p{first}")
+    session.close()

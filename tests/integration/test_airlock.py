@@ -17,7 +17,6 @@ import pytest
 from alembic import command
 from PIL import Image
 
-from enclave.client import Workspace
 from enclave.db.migrate import alembic_config
 from enclave.domain.access.states import ProjectState
 from enclave.domain.errors import InvalidState, PermissionDenied
@@ -117,7 +116,7 @@ def test_two_reviewers_release_real_files_downloaded_with_the_personal_token_onl
     rev1, rev2 = setting["reviewers"]["rev1"], setting["reviewers"]["rev2"]
     (tmp_path / "by_sex.csv").write_bytes(released_table(release))
     (tmp_path / "by_sex.png").write_bytes(png())
-    ws = Workspace(api.url, setting["ws"], project)
+    ws = api.workspace(setting["ws"], project)
     outputs = ws.outputs
     assert "no request yet" in repr(outputs)
     added = outputs.add(tmp_path / "by_sex.csv", description="counts by sex", derived_from=[release.id])
@@ -169,9 +168,16 @@ def test_two_reviewers_release_real_files_downloaded_with_the_personal_token_onl
 
         table_id = files["by_sex.csv"]["id"]
         url = f"/outputs/{output_id}/files/{table_id}/download"
-        refused = c.get(url, headers={"Authorization": f"Bearer {setting['ws']}"})
+        with api.workspace_client(setting["ws"]) as w:
+            absent = w.get(url)  # the workspace socket does not serve released files at all
+        assert absent.status_code == 404
+        assert set(absent.json()) == {"error", "detail"}
+        assert absent.json()["error"] == "not_found"
+        assert "no such endpoint" in absent.json()["detail"]
+        refused = c.get(url, headers={"Authorization": f"Bearer {setting['ws']}"})  # and the port refuses it
         assert refused.status_code == 403
         assert refused.json()["error"] == "permission_denied"
+        assert "a workspace token works only inside its workspace" in refused.json()["detail"]
         got = c.get(url, headers={"Authorization": f"Bearer {setting['lead']}"})
         assert got.status_code == 200
         assert got.content == released_table(release)
@@ -216,14 +222,11 @@ def test_changes_requested_then_a_new_version_keeps_the_history(
     """Both reviewers ask for changes; the researcher replaces the figure in version 2 (version 1 and
     its reviews stay), resubmits, and version 2 is reviewed afresh by the same reviewers."""
     rev1, rev2 = setting["reviewers"]["rev1"], setting["reviewers"]["rev2"]
-    ws = {"Authorization": f"Bearer {setting['ws']}"}
-    with api.client() as c:
-        output_id = c.post(
-            f"/projects/{setting['project']}/outputs", json={"context": CONTEXT}, headers=ws
-        ).json()["id"]
+    with api.client() as c, api.workspace_client(setting["ws"]) as w:
+        output_id = w.post(f"/projects/{setting['project']}/outputs", json={"context": CONTEXT}).json()["id"]
         files = {"file": ("by_sex.csv", released_table(setting["release"]))}
-        assert c.post(f"/outputs/{output_id}/files", files=files, headers=ws).status_code == 201
-        assert c.post(f"/outputs/{output_id}/submit", json={}, headers=ws).json()["state"] == "in_review"
+        assert w.post(f"/outputs/{output_id}/files", files=files).status_code == 201
+        assert w.post(f"/outputs/{output_id}/submit", json={}).json()["state"] == "in_review"
         change = {
             "decisions": [{"file": "by_sex.csv", "decision": "request_changes", "comment": "add a caption"}]
         }
@@ -231,17 +234,16 @@ def test_changes_requested_then_a_new_version_keeps_the_history(
         body = c.post(f"/outputs/{output_id}/reviews", json=change, headers=rev2.headers).json()
         assert body["state"] == "changes_requested"
         # the researcher now sees the decisions that sent it back
-        seen = c.get(f"/outputs/{output_id}", headers=ws).json()
+        seen = w.get(f"/outputs/{output_id}").json()
         assert {r["reviewer"] for r in seen["reviews"]} == {"rev1", "rev2"}
         assert (
-            c.post(
+            w.post(
                 f"/outputs/{output_id}/files",
                 files={"file": ("note.md", b"# Caption\n\nCounts by sex.\n")},
-                headers=ws,
             ).status_code
             == 201
         )
-        resubmitted = c.post(f"/outputs/{output_id}/submit", json={}, headers=ws).json()
+        resubmitted = w.post(f"/outputs/{output_id}/submit", json={}).json()
         assert resubmitted["state"] == "in_review"
         assert resubmitted["version"] == 2
         assert sorted(f["name"] for f in resubmitted["files"]) == ["by_sex.csv", "note.md"]
@@ -261,14 +263,11 @@ def test_disagreement_and_a_failed_check_need_a_consolidating_override(
     """A small count not traceable to the ledger fails two checks; two approvals without an override
     do not release it: a third reviewer consolidates with a recorded override reason."""
     rev1, rev2, rev3 = (setting["reviewers"][n] for n in ("rev1", "rev2", "rev3"))
-    ws = {"Authorization": f"Bearer {setting['ws']}"}
-    with api.client() as c:
-        output_id = c.post(
-            f"/projects/{setting['project']}/outputs", json={"context": CONTEXT}, headers=ws
-        ).json()["id"]
+    with api.client() as c, api.workspace_client(setting["ws"]) as w:
+        output_id = w.post(f"/projects/{setting['project']}/outputs", json={"context": CONTEXT}).json()["id"]
         table = b"group,n\nall,3\n"
-        c.post(f"/outputs/{output_id}/files", files={"file": ("small.csv", table)}, headers=ws)
-        body = c.post(f"/outputs/{output_id}/submit", json={}, headers=ws).json()
+        w.post(f"/outputs/{output_id}/files", files={"file": ("small.csv", table)})
+        body = w.post(f"/outputs/{output_id}/submit", json={}).json()
         failed = set(body["files"][0]["failed_checks"])
         assert {"small_counts", "provenance"} <= failed
         assert approve_all(c, output_id, rev1, ["small.csv"]).json()["state"] == "in_review"
@@ -296,17 +295,12 @@ def test_bad_input_is_refused_clearly_audited_and_nothing_is_released(
     services.outputs.limits = Limits(max_file_bytes=5000, max_request_bytes=8000)
     insider = make_account(services, "insider", Role.RESEARCHER, Role.REVIEWER)
     own = make_project(services, "insider", title="The insider's own project")
-    ws = {"Authorization": f"Bearer {setting['ws']}"}
     rev1 = setting["reviewers"]["rev1"]
-    with api.client() as c:
-        output_id = c.post(
-            f"/projects/{setting['project']}/outputs", json={"context": CONTEXT}, headers=ws
-        ).json()["id"]
+    with api.client() as c, api.workspace_client(setting["ws"]) as w:
+        output_id = w.post(f"/projects/{setting['project']}/outputs", json={"context": CONTEXT}).json()["id"]
 
         def upload(name: str, content: bytes) -> httpx.Response:
-            return c.post(
-                f"/outputs/{output_id}/files", files={"file": ("x", content)}, data={"name": name}, headers=ws
-            )
+            return w.post(f"/outputs/{output_id}/files", files={"file": ("x", content)}, data={"name": name})
 
         cases = [
             ("../../etc/evil.csv", b"a,b\n10,20\n", 400, "uses . or .."),
@@ -328,7 +322,7 @@ def test_bad_input_is_refused_clearly_audited_and_nothing_is_released(
         too_much = upload("two.csv", b"a,b\n" + b"10,20\n" * 700)
         assert too_much.status_code == 413
 
-        assert c.post(f"/outputs/{output_id}/submit", json={}, headers=ws).status_code == 200
+        assert w.post(f"/outputs/{output_id}/submit", json={}).status_code == 200
         assert approve_all(c, output_id, rev1, ["one.csv"]).status_code == 201
         twice = approve_all(c, output_id, rev1, ["one.csv"])
         assert twice.status_code == 409
@@ -340,10 +334,10 @@ def test_bad_input_is_refused_clearly_audited_and_nothing_is_released(
         insider_ws = services.identity.issue_token(
             OPERATOR, "insider", kind=TokenKind.WORKSPACE, project_id=own
         ).secret
-        h = {"Authorization": f"Bearer {insider_ws}"}
-        own_id = c.post(f"/projects/{own}/outputs", json={"context": CONTEXT}, headers=h).json()["id"]
-        c.post(f"/outputs/{own_id}/files", files={"file": ("mine.md", b"# Mine\n")}, headers=h)
-        assert c.post(f"/outputs/{own_id}/submit", json={}, headers=h).status_code == 200
+        with api.workspace_client(insider_ws) as h:
+            own_id = h.post(f"/projects/{own}/outputs", json={"context": CONTEXT}).json()["id"]
+            h.post(f"/outputs/{own_id}/files", files={"file": ("mine.md", b"# Mine\n")})
+            assert h.post(f"/outputs/{own_id}/submit", json={}).status_code == 200
         self_review = approve_all(c, own_id, insider, ["mine.md"])
         assert self_review.status_code == 403
         assert "must be checked by reviewers who did not write it" in self_review.json()["detail"]

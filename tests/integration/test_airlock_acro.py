@@ -13,7 +13,6 @@ from typing import Any
 import httpx
 import pytest
 
-from enclave.client import Workspace
 from enclave.domain.errors import InvalidInput, PermissionDenied
 from enclave.domain.identity.accounts import Actor, Role, TokenKind
 from enclave.domain.outputs.files import Limits
@@ -46,11 +45,11 @@ def setting(services: Services) -> dict[str, Any]:
     project = make_project(services, "lead")
     reviewers = {name: make_account(services, name, Role.REVIEWER) for name in ("rev1", "rev2", "rev3")}
     ws = services.identity.issue_token(OPERATOR, "lead", kind=TokenKind.WORKSPACE, project_id=project).secret
-    return {"project": project, "reviewers": reviewers, "ws": {"Authorization": f"Bearer {ws}"}}
+    return {"project": project, "reviewers": reviewers, "ws": ws}
 
 
 def upload(
-    c: httpx.Client, project: int, files: list[tuple[str, bytes]], headers: dict[str, str]
+    c: httpx.Client, project: int, files: list[tuple[str, bytes]], headers: dict[str, str] | None = None
 ) -> httpx.Response:
     return c.post(
         f"/projects/{project}/outputs/acro",
@@ -85,8 +84,8 @@ def test_an_acro_folder_uploaded_from_the_workspace_is_reviewed_with_acros_verdi
     project = setting["project"]
     rev1, rev2, rev3 = (setting["reviewers"][n] for n in ("rev1", "rev2", "rev3"))
     folder = write_folder(tmp_path / "acro_outputs", results_v1(), FILES_V1)
-    with api.client() as c:
-        created = upload(c, project, folder_uploads(folder), setting["ws"])
+    with api.client() as c, api.workspace_client(setting["ws"]) as w:
+        created = upload(w, project, folder_uploads(folder))
         assert created.status_code == 201, created.text
         body = created.json()
         assert body["state"] == "draft"
@@ -103,7 +102,7 @@ def test_an_acro_folder_uploaded_from_the_workspace_is_reviewed_with_acros_verdi
         assert table["check_status"] is None  # Enclave's checks run on submit
         output_id = body["id"]
 
-        submitted = c.post(f"/outputs/{output_id}/submit", json={}, headers=setting["ws"])
+        submitted = w.post(f"/outputs/{output_id}/submit", json={})
         assert submitted.status_code == 200, submitted.text
         assert submitted.json()["state"] == "in_review"
 
@@ -251,8 +250,8 @@ def test_a_bad_acro_folder_is_refused_with_a_sentence_audited_and_creates_nothin
     if label == "big":
         services.outputs.limits = Limits(max_file_bytes=40)
     project = setting["project"]
-    with api.client() as c:
-        r = upload(c, project, _variant(tmp_path, label), setting["ws"])
+    with api.workspace_client(setting["ws"]) as w:
+        r = upload(w, project, _variant(tmp_path, label))
     assert r.status_code == code, r.text
     assert set(r.json()) == {"error", "detail"}
     assert phrase in r.json()["detail"]
@@ -270,8 +269,13 @@ def test_only_members_import_and_a_workspace_token_only_for_its_project(
     import into it; the service refuses an operator who is nobody's member."""
     other = make_project(services, "lead", title="The lead's other project")
     uploads = folder_uploads(write_folder(tmp_path / "acro", results_v1(), FILES_V1))
-    with api.client() as c:
-        assert upload(c, other, uploads, setting["ws"]).status_code == 403
+    with api.client() as c, api.workspace_client(setting["ws"]) as w:
+        elsewhere = upload(w, other, uploads)
+        assert elsewhere.status_code == 403
+        assert (
+            f"this workspace token is for project {setting['project']}, not {other}"
+            in elsewhere.json()["detail"]
+        )
         assert upload(c, setting["project"], uploads, setting["reviewers"]["rev1"].headers).status_code == 403
     with pytest.raises(PermissionDenied, match="only members"):
         services.outputs.import_acro(OPERATOR, setting["project"], uploads)
@@ -321,8 +325,7 @@ def test_the_client_imports_the_folder_from_a_notebook(
 ) -> None:
     """``ws.outputs.import_acro(folder)`` uploads the folder ACRO wrote as a new draft request."""
     folder = write_folder(tmp_path / "acro_outputs", results_v1(), FILES_V1)
-    token = setting["ws"]["Authorization"].removeprefix("Bearer ")
-    ws = Workspace(api.url, token, setting["project"])
+    ws = api.workspace(setting["ws"], setting["project"])
     status = ws.outputs.import_acro(folder, context=CONTEXT)
     assert status.state == "draft"
     assert sorted(f.name for f in status.files) == ["notes.txt", "output_0_0.csv", "output_2_0.csv"]

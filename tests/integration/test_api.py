@@ -240,7 +240,7 @@ def test_workspace_token_dies_with_its_project(api: LiveServer, services: Servic
     ws = services.identity.issue_token(OPERATOR, "wendy", kind=TokenKind.WORKSPACE, project_id=project)
     ghost = services.identity.issue_token(OPERATOR, "wendy", kind=TokenKind.WORKSPACE, project_id=999)
     headers = {"Authorization": f"Bearer {ws.secret}"}
-    with api.client() as c:
+    with api.workspace_client(ws.secret) as c:
         assert c.get("/me", headers=headers).status_code == 200
         services.access.set_project_state(OPERATOR, project, ProjectState.SUSPENDED, "test")
         assert_error(c.get("/me", headers=headers), 401, "authentication_failed", "is suspended")

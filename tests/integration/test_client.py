@@ -21,7 +21,8 @@ def test_client_in_a_workspace(services: Services, monkeypatch: pytest.MonkeyPat
         OPERATOR, "lead", kind=TokenKind.WORKSPACE, project_id=project
     ).secret
     with LiveServer(services) as api:
-        monkeypatch.setenv("ENCLAVE_API_URL", api.url)
+        monkeypatch.setenv("ENCLAVE_API_URL", "http://enclave")
+        monkeypatch.setenv("ENCLAVE_API_SOCKET", api.socket)
         monkeypatch.setenv("ENCLAVE_API_TOKEN", token)
         monkeypatch.setenv("ENCLAVE_PROJECT_ID", str(project))
         ws = connect()
@@ -71,7 +72,7 @@ def test_sql_and_dummy_data_through_the_client(services: Services) -> None:
         OPERATOR, "lead", kind=TokenKind.WORKSPACE, project_id=project
     ).secret
     with LiveServer(services) as api:
-        ws = connect(api.url, token, project)
+        ws = api.workspace(token, project)
         priced = ws.sql("SELECT sex, COUNT(*) FROM demographics GROUP BY sex", epsilon="0.2", preview=True)
         assert priced["plan"]["group_by"] == ["sex"]
         assert ws.budget()["spent"]["epsilon"] == "0"

@@ -18,7 +18,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from enclave.client import EnclaveClientError, connect
+from enclave.client import EnclaveClientError
 from enclave.client.cohorts import (
     Cohort,
     V,
@@ -259,7 +259,7 @@ def test_a_cohort_across_linked_sources_is_exactly_the_hand_made_frame_and_has_s
         OPERATOR, "lead", kind=TokenKind.WORKSPACE, project_id=project
     ).secret
     with LiveServer(services) as api:
-        ws = connect(api.url, token, project)
+        ws = api.workspace(token, project)
         cohort = _cohort()
 
         schema = ws.schema(cohort)
@@ -324,7 +324,7 @@ def test_cohort_refusals_spend_nothing_and_derive_nothing(services: Services, tm
         OPERATOR, "lead", kind=TokenKind.WORKSPACE, project_id=project
     ).secret
     with LiveServer(services) as api:
-        ws = connect(api.url, token, project)
+        ws = api.workspace(token, project)
         cases = [
             # a table outside the scope
             (Cohort("2024-01-01").var("n", count("prescriptions", at_most=3)), {"count": True}, 403, "scope"),
@@ -369,7 +369,7 @@ def test_dummy_rows_of_a_cohort_hold_no_real_pseudonym_and_stay_in_the_domains(
         OPERATOR, "lead", kind=TokenKind.WORKSPACE, project_id=project
     ).secret
     with LiveServer(services) as api:
-        ws = connect(api.url, token, project)
+        ws = api.workspace(token, project)
         frame = ws.dummy(_cohort(), n=300, seed=3)
         assert list(frame.columns) == [
             "person_id",

@@ -8,7 +8,6 @@ from decimal import Decimal
 
 import polars as pl
 
-from enclave.client import connect
 from enclave.domain.identity.accounts import TokenKind
 from enclave.wiring import Services
 from tests.conftest import OPERATOR, LiveServer
@@ -33,7 +32,7 @@ def test_released_intervals_cover_the_truth_at_their_rate(services: Services) ->
     true_n = dict(truth.select("sex", "n").rows())
     true_m = dict(truth.select("sex", "m").rows())
     with LiveServer(services) as api:
-        ws = connect(api.url, token.secret, project)
+        ws = api.workspace(token.secret, project)
         ids = set()
         for i in range(RELEASES):
             # Each plan differs (by a millionth of epsilon), so each is a new release with fresh noise

@@ -42,11 +42,11 @@ def test_example_notebook_runs_in_a_workspace(services: Services, tmp_path: Path
     with LiveServer(services) as api:
         env = {
             **os.environ,
-            "ENCLAVE_API_URL": api.url,
+            "ENCLAVE_API_URL": "http://enclave",
+            "ENCLAVE_API_SOCKET": api.socket,
             "ENCLAVE_API_TOKEN": token,
             "ENCLAVE_PROJECT_ID": str(project),
         }
-        env.pop("ENCLAVE_API_SOCKET", None)
         done = subprocess.run(
             [sys.executable, "-c", code], cwd=work, env=env, capture_output=True, text=True, timeout=300
         )

@@ -8,7 +8,7 @@ from decimal import Decimal
 import polars as pl
 import pytest
 
-from enclave.client import EnclaveClientError, connect
+from enclave.client import EnclaveClientError
 from enclave.domain.identity.accounts import TokenKind
 from enclave.store.layout import scan_table
 from enclave.wiring import Services
@@ -28,7 +28,7 @@ def test_counts_of_persons_and_key_releases_through_the_client(services: Service
     token = services.identity.issue_token(OPERATOR, "lead", kind=TokenKind.WORKSPACE, project_id=project)
     stored = _stored(services)
     with LiveServer(services) as api:
-        ws = connect(api.url, token.secret, project)
+        ws = api.workspace(token.secret, project)
 
         # Persons by sex: one row per person in this table (bound 1), so the scale is 1/ε.
         persons = ws.run("demographics", persons=True, by=["sex"], epsilon="0.5")
@@ -92,7 +92,7 @@ def test_a_project_without_delta_cannot_release_keys(services: Services) -> None
     project = make_project(services, "lead", columns=COLUMNS)
     token = services.identity.issue_token(OPERATOR, "lead", kind=TokenKind.WORKSPACE, project_id=project)
     with LiveServer(services) as api:
-        ws = connect(api.url, token.secret, project)
+        ws = api.workspace(token.secret, project)
         with pytest.raises(EnclaveClientError, match=r"costs delta 1E-7 .* was granted no delta") as info:
             ws.run("demographics", count=True, by=["postcode_area"], epsilon="0.5", delta="1e-7")
         assert info.value.code == "budget_exceeded"
@@ -106,7 +106,7 @@ def test_a_histogram_through_the_client(services: Services) -> None:
     project = make_project(services, "lead", columns=COLUMNS)
     token = services.identity.issue_token(OPERATOR, "lead", kind=TokenKind.WORKSPACE, project_id=project)
     with LiveServer(services) as api:
-        ws = connect(api.url, token.secret, project)
+        ws = api.workspace(token.secret, project)
         release = ws.run("demographics", count=True, by=["sex"], bins={"year_of_birth": 4}, epsilon="0.5")
         frame = release.frame
         assert list(frame.columns) == ["sex", "year_of_birth", "count", "count_ci95"]

@@ -149,12 +149,12 @@ def test_fifty_parallel_queries_of_a_tenth_against_one(services: Services) -> No
 
 
 def test_queries_over_http_with_a_workspace_token(services: Services) -> None:
-    """A workspace token previews, runs and lists releases of its own project over HTTP."""
+    """A workspace token previews, runs and lists releases of its own project over HTTP, through the
+    workspace socket (the only listener that takes it)."""
     project = make_project(services, "lead")
     ws = services.identity.issue_token(OPERATOR, "lead", kind=TokenKind.WORKSPACE, project_id=project).secret
     body = plan().model_dump(mode="json")
-    with LiveServer(services) as api, api.client() as c:
-        c.headers["Authorization"] = f"Bearer {ws}"
+    with LiveServer(services) as api, api.workspace_client(ws) as c:
         assert c.post(f"/projects/{project}/queries/preview", json=body).json()["fits"] is True
         r = c.post(f"/projects/{project}/queries", json=body)
         assert r.status_code == 201, r.text

@@ -19,6 +19,8 @@ from enclave.dp.sql import MAX_SQL_CHARS, parse_sql
 router = APIRouter(prefix="/projects/{project_id}", tags=["queries"])
 
 Member = Annotated[Actor, Depends(requires(Role.RESEARCHER, workspace=True))]
+#: A member running a DP query: inside the workspace, or outside it where the deployment allows.
+Querier = Annotated[Actor, Depends(requires(Role.RESEARCHER, workspace=True, runs_queries=True))]
 ProjectId = Annotated[int, PathParam(ge=1, le=MAX_INT)]
 
 
@@ -51,7 +53,7 @@ def preview(project_id: ProjectId, plan: QueryPlan, actor: Member, services: Ser
     status_code=status.HTTP_201_CREATED,
 )
 def run(
-    project_id: ProjectId, plan: QueryPlan, actor: Member, services: ServicesDep, response: Response
+    project_id: ProjectId, plan: QueryPlan, actor: Querier, services: ServicesDep, response: Response
 ) -> dict[str, Any]:
     release, recorded = services.queries.run(actor, project_id, plan)
     if recorded:
@@ -83,7 +85,7 @@ def sql_preview(
     status_code=status.HTTP_201_CREATED,
 )
 def sql_run(
-    project_id: ProjectId, body: SqlQuery, actor: Member, services: ServicesDep, response: Response
+    project_id: ProjectId, body: SqlQuery, actor: Querier, services: ServicesDep, response: Response
 ) -> dict[str, Any]:
     release, recorded = services.queries.run(actor, project_id, parse_sql(body.sql, body.epsilon, body.delta))
     if recorded:

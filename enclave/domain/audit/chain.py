@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from enum import Enum
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 GENESIS_HASH = "0" * 64
 
@@ -51,6 +51,11 @@ def format_timestamp(at: datetime) -> str:
     if at.tzinfo is None:
         raise ValueError("audit timestamps must be timezone-aware")
     return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def digest(fields: Mapping[str, Any]) -> str:
+    """The SHA-256 (hex) of ``fields`` as canonical JSON: the hash of one link of a chain."""
+    return hashlib.sha256(canonical_json(dict(fields)).encode("utf-8")).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -118,7 +123,7 @@ def event_hash(
     details_json: str,
     prev_hash: str,
 ) -> str:
-    payload = canonical_json(
+    return digest(
         {
             "seq": seq,
             "at": format_timestamp(at),
@@ -130,7 +135,6 @@ def event_hash(
             "prev_hash": prev_hash,
         }
     )
-    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
 
 def chain_event(event: AuditEvent, *, seq: int, at: datetime, prev_hash: str) -> ChainedEvent:
@@ -166,67 +170,103 @@ class VerifyResult:
     head_hash: str
     failed_seq: int | None = None
     reason: str | None = None
+    #: What was verified, for :meth:`describe`: "audit chain" and its "events", or another chain
+    #: built the same way (a project's execution record and its "records").
+    subject: str = "audit chain"
+    noun: str = "event"
 
     def describe(self) -> str:
         if self.ok:
-            return f"audit chain intact: {self.verified} events verified, head {self.head_hash}"
-        return f"audit chain broken at event {self.failed_seq}: {self.reason}"
+            return f"{self.subject} intact: {self.verified} {self.noun}s verified, head {self.head_hash}"
+        return f"{self.subject} broken at {self.noun} {self.failed_seq}: {self.reason}"
+
+
+class Link(Protocol):
+    """One link of a hash chain: its place, the hash of the link before it, its own hash."""
+
+    @property
+    def seq(self) -> int: ...
+
+    @property
+    def prev_hash(self) -> str: ...
+
+    @property
+    def hash(self) -> str: ...
+
+
+L = TypeVar("L", bound=Link)
+
+
+def verify_links(
+    links: Iterable[L],
+    content_hash: Callable[[L], str],
+    *,
+    head_seq: int | None = None,
+    head_hash: str | None = None,
+    start_seq: int = 0,
+    start_hash: str = GENESIS_HASH,
+    subject: str = "audit chain",
+    noun: str = "event",
+) -> VerifyResult:
+    """Check every link of a chain, in ``seq`` order; ``content_hash`` recomputes a link's hash from
+    its content (and its ``prev_hash``).
+
+    The chain starts after ``start_seq``, whose hash was ``start_hash`` (the genesis, unless the
+    links up to it were purged). ``head_seq``/``head_hash`` are what the store recorded as the last
+    link; passing them lets the check detect links deleted from, or appended past, the end.
+    """
+
+    def broken(count: int, prev: str, at: int | None, reason: str) -> VerifyResult:
+        return VerifyResult(False, count, prev, at, reason, subject=subject, noun=noun)
+
+    expected_seq = start_seq + 1
+    prev = start_hash
+    count = 0
+    for link in links:
+        if link.seq < expected_seq:
+            return broken(count, prev, link.seq, "sequence number repeats or goes back (reordered)")
+        if link.seq > expected_seq:
+            missing = f"{expected_seq}" if link.seq == expected_seq + 1 else f"{expected_seq}-{link.seq - 1}"
+            return broken(count, prev, expected_seq, f"{noun}(s) {missing} missing (deleted)")
+        if link.prev_hash != prev:
+            reason = f"does not link to the {noun} before it (inserted, deleted or reordered)"
+            return broken(count, prev, link.seq, reason)
+        if content_hash(link) != link.hash:
+            return broken(count, prev, link.seq, "content does not match its hash (edited)")
+        prev = link.hash
+        count += 1
+        expected_seq += 1
+    last = expected_seq - 1
+    if head_seq is not None and head_seq != last:
+        if head_seq > last:
+            return broken(
+                count, prev, last + 1, f"the chain ends at {last} but {head_seq} were written (deleted)"
+            )
+        return broken(count, prev, head_seq + 1, f"{noun}s past the recorded head {head_seq} (inserted)")
+    if head_hash is not None and head_hash != prev:
+        return broken(count, prev, last, f"last {noun} does not match the recorded head hash")
+    return VerifyResult(True, count, prev, subject=subject, noun=noun)
+
+
+def _event_content_hash(ev: ChainedEvent) -> str:
+    return event_hash(
+        seq=ev.seq,
+        at=ev.at,
+        actor=ev.actor,
+        action=ev.action,
+        object_type=ev.object_type,
+        object_id=ev.object_id,
+        details_json=ev.details_json,
+        prev_hash=ev.prev_hash,
+    )
 
 
 def verify_chain(
     events: Iterable[ChainedEvent], *, head_seq: int | None = None, head_hash: str | None = None
 ) -> VerifyResult:
-    """Check every link of the chain, in ``seq`` order.
+    """Check every link of the audit chain, in ``seq`` order.
 
     ``head_seq``/``head_hash`` are what the store recorded as the last event; passing them lets the
     check detect events deleted from, or appended past, the end of the chain.
     """
-    expected_seq = 1
-    prev = GENESIS_HASH
-    count = 0
-    for ev in events:
-        if ev.seq < expected_seq:
-            return VerifyResult(
-                False, count, prev, ev.seq, "sequence number repeats or goes back (reordered)"
-            )
-        if ev.seq > expected_seq:
-            missing = f"{expected_seq}" if ev.seq == expected_seq + 1 else f"{expected_seq}-{ev.seq - 1}"
-            return VerifyResult(False, count, prev, expected_seq, f"event(s) {missing} missing (deleted)")
-        if ev.prev_hash != prev:
-            return VerifyResult(
-                False,
-                count,
-                prev,
-                ev.seq,
-                "does not link to the event before it (an event was inserted, deleted or reordered)",
-            )
-        recomputed = event_hash(
-            seq=ev.seq,
-            at=ev.at,
-            actor=ev.actor,
-            action=ev.action,
-            object_type=ev.object_type,
-            object_id=ev.object_id,
-            details_json=ev.details_json,
-            prev_hash=ev.prev_hash,
-        )
-        if recomputed != ev.hash:
-            return VerifyResult(False, count, prev, ev.seq, "content does not match its hash (edited)")
-        prev = ev.hash
-        count += 1
-        expected_seq += 1
-    if head_seq is not None and head_seq != count:
-        if head_seq > count:
-            return VerifyResult(
-                False,
-                count,
-                prev,
-                count + 1,
-                f"the chain ends at {count} but {head_seq} were written (deleted)",
-            )
-        return VerifyResult(
-            False, count, prev, head_seq + 1, f"events past the recorded head {head_seq} (inserted)"
-        )
-    if head_hash is not None and head_hash != prev:
-        return VerifyResult(False, count, prev, count, "last event does not match the recorded head hash")
-    return VerifyResult(True, count, prev)
+    return verify_links(events, _event_content_hash, head_seq=head_seq, head_hash=head_hash)

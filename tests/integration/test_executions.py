@@ -1,0 +1,167 @@
+"""The execution record over real HTTP and the CLI, on SQLite and PostgreSQL: written only by a
+workspace's server (its token and its key), read by the project's custodians and admins, a chain per
+project that catches an edited record, a deleted last record, and concurrent appends that would fork."""
+
+from __future__ import annotations
+
+import threading
+
+from sqlalchemy import text
+from typer.testing import CliRunner
+
+from enclave.cli import app
+from enclave.domain.identity.accounts import Role, TokenKind
+from enclave.wiring import Services
+from tests.conftest import OPERATOR, LiveServer, make_account
+from tests.factories import make_project
+from tests.integration.test_api import assert_error
+
+SERVER_KEY = "X-Enclave-Server-Key"
+
+
+def workspace(services: Services, project: int) -> tuple[str, str]:
+    issued = services.identity.issue_token(OPERATOR, "lead", kind=TokenKind.WORKSPACE, project_id=project)
+    return issued.secret, services.keys.workspace_server_key(issued.token.id)
+
+
+def test_only_the_workspaces_server_writes_and_only_custodians_and_admins_read(services: Services) -> None:
+    project = make_project(services, "lead")
+    other = make_project(services, "omar")
+    token, key = workspace(services, project)
+    cell = {"kernel_id": "k-1", "kind": "cell", "code": "ws.run('demographics', count=True)"}
+    custodian = services.identity.issue_token(OPERATOR, "factory-custodian", name="desk").secret
+    admin = make_account(services, "ada", Role.ADMIN)
+    member = services.identity.issue_token(OPERATOR, "lead", name="laptop").secret
+    stranger = services.identity.issue_token(OPERATOR, "omar", name="laptop").secret
+    with LiveServer(services) as api, api.workspace_client(token) as inside, api.client() as outside:
+        assert_error(inside.post("/workspaces/executions", json=cell), 403, "permission_denied", "notebook")
+        first = inside.post("/workspaces/executions", json=cell, headers={SERVER_KEY: key})
+        assert first.status_code == 201, first.text
+        assert first.json()["seq"] == 1
+        second = inside.post(
+            "/workspaces/executions",
+            json={"kernel_id": "terminal 1", "kind": "terminal", "code": "ls -la"},
+            headers={SERVER_KEY: key},
+        )
+        assert second.json()["seq"] == 2
+        assert (
+            inside.post(
+                "/workspaces/executions", json={**cell, "kind": "shell"}, headers={SERVER_KEY: key}
+            ).status_code
+            == 422
+        )
+        # the reads are not on the workspace socket at all
+        assert inside.get(f"/projects/{project}/executions").status_code == 404
+
+        def read(secret: str, path: str = "") -> object:
+            return outside.get(
+                f"/projects/{project}/executions{path}", headers={"Authorization": f"Bearer {secret}"}
+            )
+
+        for reader in (custodian, admin.token):
+            listed = read(reader)
+            assert listed.status_code == 200, listed.text
+            assert [(r["seq"], r["kind"], r["code"], r["username"]) for r in listed.json()] == [
+                (1, "cell", cell["code"], "lead"),
+                (2, "terminal", "ls -la", "lead"),
+            ]
+            assert read(reader, "/verify").json()["ok"] is True
+        for refused in (member, stranger):
+            assert_error(read(refused), 404, "not_found", "execution record")
+        assert_error(read(token), 403, "permission_denied")
+        assert (
+            outside.get(
+                f"/projects/{other}/executions", headers={"Authorization": f"Bearer {custodian}"}
+            ).json()
+            == []
+        )
+    recorded = [e for e in services.audit.export(OPERATOR) if e.action == "workspace.code_recorded"]
+    assert [e.details["seq"] for e in recorded] == [1, 2]
+    assert all("ls -la" not in e.details_json for e in recorded)  # the audit log pins, never copies
+
+
+def _tamper(services: Services, statement: str) -> None:
+    """What a database owner could do: switch the append-only trigger off and change a row."""
+    with services.db.engine.begin() as conn:
+        if conn.dialect.name == "sqlite":
+            conn.execute(text("DROP TRIGGER execution_records_no_update"))
+            conn.execute(text("DROP TRIGGER execution_records_no_delete"))
+        else:
+            conn.execute(text("ALTER TABLE execution_records DISABLE TRIGGER execution_records_append_only"))
+        conn.execute(text(statement))
+
+
+def test_the_chain_catches_an_edit_and_a_deleted_last_record(services: Services) -> None:
+    project = make_project(services, "lead")
+    ws = services.identity.authenticate(workspace(services, project)[0])
+    for n in range(4):
+        services.executions.record(ws, "k-1", "cell", f"x = {n}")
+    assert services.executions.verify(OPERATOR, project).ok
+    # the table refuses edits as it stands
+    with services.db.engine.connect() as conn:
+        try:
+            conn.execute(text("UPDATE execution_records SET code = 'nothing to see' WHERE seq = 2"))
+            conn.commit()
+            raise AssertionError("the update went through")
+        except Exception as exc:
+            assert "append-only" in str(exc)
+    _tamper(services, "UPDATE execution_records SET code = 'nothing to see' WHERE seq = 2")
+    broken = services.executions.verify(OPERATOR, project)
+    assert not broken.ok
+    assert broken.failed_seq == 2
+    assert "edited" in broken.describe()
+
+
+def test_deleting_the_last_records_is_caught_by_the_audit_logs_pin(services: Services) -> None:
+    project = make_project(services, "lead")
+    ws = services.identity.authenticate(workspace(services, project)[0])
+    for n in range(3):
+        services.executions.record(ws, "k-1", "cell", f"x = {n}")
+    _tamper(services, "DELETE FROM execution_records WHERE seq = 3")
+    broken = services.executions.verify(OPERATOR, project)
+    assert not broken.ok
+    assert "deleted" in broken.describe()
+
+
+def test_concurrent_cells_never_fork_the_chain(services: Services) -> None:
+    project = make_project(services, "lead")
+    ws = services.identity.authenticate(workspace(services, project)[0])
+    errors: list[BaseException] = []
+
+    def cell(n: int) -> None:
+        try:
+            services.executions.record(ws, f"k-{n % 3}", "cell", f"print({n})")
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=cell, args=(n,)) for n in range(24)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    records = services.executions.page(OPERATOR, project, limit=1000)
+    assert [r.seq for r in records] == list(range(1, 25))
+    assert sorted(r.code for r in records) == sorted(f"print({n})" for n in range(24))
+    assert services.executions.verify(OPERATOR, project).ok
+
+
+def test_the_cli_lists_and_verifies(services: Services, monkeypatch: object) -> None:
+    project = make_project(services, "lead")
+    ws = services.identity.authenticate(workspace(services, project)[0])
+    services.executions.record(ws, "k-1", "cell", "print('[bold]not markup[/bold]')")
+    runner = CliRunner()
+    listed = runner.invoke(app, ["executions", "list", str(project)])
+    assert listed.exit_code == 0, listed.output
+    assert "print('[bold]not markup[/bold]')" in listed.output
+    assert "lead" in listed.output
+    verified = runner.invoke(app, ["executions", "verify", str(project)])
+    assert verified.exit_code == 0, verified.output
+    assert "execution record intact: 1 records verified" in verified.output
+    _tamper(services, "UPDATE execution_records SET code = 'x' WHERE seq = 1")
+    broken = runner.invoke(app, ["executions", "verify", str(project)])
+    assert broken.exit_code == 1
+    assert "broken at record 1" in broken.output
+    missing = runner.invoke(app, ["executions", "list", "999"])
+    assert missing.exit_code == 1
+    assert "no project 999" in missing.output
