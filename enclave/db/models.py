@@ -97,6 +97,25 @@ class AuditHeadRow(Base):
     hash: Mapped[str] = mapped_column(String(64))
 
 
+class ExecutionRecordRow(Base):
+    """The code run in a project's workspaces, a chain per project (append-only, like the audit log)."""
+
+    __tablename__ = "execution_records"
+    __table_args__ = (UniqueConstraint("project_id", "seq"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    project_id: Mapped[int] = mapped_column(Integer, index=True)
+    seq: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"))
+    at: Mapped[datetime]
+    username: Mapped[str] = mapped_column(String(64))
+    kernel_id: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(String(20))
+    code: Mapped[str] = mapped_column(Text)
+    truncated: Mapped[bool]
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64), unique=True)
+
+
 class UserRow(Base):
     __tablename__ = "users"
 
@@ -388,39 +407,3 @@ class ReleasedFileRow(Base):
     withdrawn_at: Mapped[datetime | None]
     withdrawn_by: Mapped[str | None] = mapped_column(String(200))
     withdrawal_reason: Mapped[str | None] = mapped_column(Text)
-
-
-class ExecutionHeadRow(Base):
-    """One row per project with an execution record: its last record (the project's writers lock
-    it, so its chain never forks) and how far it was purged. Never deleted, and only moves forward
-    (triggers), so deleting the newest records is found by the chain's verification."""
-
-    __tablename__ = "execution_heads"
-
-    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id"), primary_key=True, autoincrement=False)
-    seq: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"))
-    hash: Mapped[str] = mapped_column(String(64))
-    purged_seq: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"))
-    purged_hash: Mapped[str] = mapped_column(String(64))
-    purged_at: Mapped[datetime | None]
-
-
-class ExecutionRecordRow(Base):
-    """The code run in a project's workspaces, a hash chain per project: never updated, and deleted
-    only by a purge of the whole project up to its head's ``purged_seq`` (triggers). The primary key
-    (project, seq) is the unique rule and the index on the project alike."""
-
-    __tablename__ = "execution_records"
-
-    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id"), primary_key=True, autoincrement=False)
-    seq: Mapped[int] = mapped_column(
-        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=False
-    )
-    recorded_at: Mapped[datetime]
-    username: Mapped[str] = mapped_column(String(64))
-    kernel_id: Mapped[str] = mapped_column(String(200))
-    kind: Mapped[str] = mapped_column(String(20))
-    code: Mapped[str] = mapped_column(Text)
-    truncated: Mapped[bool] = mapped_column(Boolean)
-    prev_hash: Mapped[str] = mapped_column(String(64))
-    hash: Mapped[str] = mapped_column(String(64))

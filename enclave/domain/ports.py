@@ -11,8 +11,7 @@
 Rule (checked by ``tests/unit/test_ports.py``): every method of a repository that changes state takes
 an ``audit: AuditEvent`` keyword argument, and the implementation writes that event in the same
 transaction as the change. Read methods are named ``get_*``, ``list_*``, ``find_*``, ``count_*`` or
-``iter_*``. The only writers without an ``audit`` argument are :meth:`AuditLog.append` itself and
-:meth:`ExecutionLog.append`, a tamper-evident log of its own (see there).
+``iter_*``. The only writer without an ``audit`` argument is :meth:`AuditLog.append` itself.
 
 Uniqueness: a write that breaks a unique rule of the records (the same release fingerprint, the
 same reviewer's decision on a version, the same file released twice) raises
@@ -38,7 +37,7 @@ from enclave.domain.access.form import AccessRequestForm
 from enclave.domain.access.requests import AccessRequest, Part, Project, RequestQuery
 from enclave.domain.access.states import ProjectState, RequestState
 from enclave.domain.audit.chain import AuditEvent, ChainedEvent
-from enclave.domain.audit.executions import Execution, ExecutionHead, ExecutionRecord
+from enclave.domain.audit.executions import ExecutionRecord
 from enclave.domain.catalog.datasets import CatalogColumn, Dataset, DatasetVersion
 from enclave.domain.catalog.reports import IngestReport
 from enclave.domain.identity.accounts import ApiToken, Role, TokenKind, User
@@ -79,45 +78,22 @@ class AuditLog(Protocol):
         ``after_seq``. An ``action`` ending in ``.*`` matches every action of that area."""
         ...
 
+    # --- the execution record of workspaces: a chain per project (enclave.domain.audit.executions)
 
-class ExecutionLog(Protocol):
-    """The execution record of workspaces (``enclave.domain.audit.executions``): per project, a hash
-    chain of the code that ran, and its head (the last record, and how far it was purged).
-
-    Like the audit log, a tamper-evident log of its own, and like :meth:`AuditLog.append` its
-    :meth:`append` takes no audit event: an event per cell would write every cell twice and queue
-    every cell of every project on the audit head (see the module). Removing records is audited.
-    """
-
-    def append(self, execution: Execution) -> ExecutionRecord:
-        """Chain ``execution`` after its project's head (created with the project's first record),
-        in the caller's transaction. The head's row lock serialises the project's writers, so two
-        cells recorded at once never share a number or fork the chain."""
+    def get_execution_head(self, project_id: int) -> tuple[int, str]:
+        """The last record of the project (0 and the genesis hash when none), under the audit
+        head's lock."""
         ...
 
-    def get_head(self, project_id: int) -> ExecutionHead | None:
-        """The project's head, or None if nothing was ever recorded for it."""
+    def append_execution(self, record: ExecutionRecord, *, audit: AuditEvent) -> None:
+        """Store ``record`` and append ``audit`` (which pins it), in the caller's transaction."""
         ...
 
-    def iter_records(
-        self, project_id: int, after_seq: int = 0, limit: int | None = None
-    ) -> Generator[ExecutionRecord]:
-        """The project's records after ``after_seq``, oldest first."""
-        ...
+    def list_executions(
+        self, project_id: int, *, after_seq: int = 0, limit: int = 100, newest_first: bool = False
+    ) -> list[ExecutionRecord]: ...
 
-    def list_latest(self, project_id: int, limit: int) -> list[ExecutionRecord]:
-        """The project's ``limit`` newest records, oldest first."""
-        ...
-
-    def list_projects(self) -> list[int]:
-        """The projects with a chain (a head), whether or not its records were purged."""
-        ...
-
-    def purge(self, project_id: int, at: datetime, *, audit: AuditEvent) -> int:
-        """Remove every record of the project, marking its head purged up to its last record (the
-        head stays, so the chain still verifies and goes on from it); returns how many were removed.
-        The audit event's details get ``records``, ``through_seq`` and ``head_hash``."""
-        ...
+    def iter_executions(self, project_id: int) -> Generator[ExecutionRecord]: ...
 
 
 class UserRepository(Protocol):
@@ -494,9 +470,6 @@ class UnitOfWork(Protocol):
 
     @property
     def outputs(self) -> OutputRepository: ...
-
-    @property
-    def executions(self) -> ExecutionLog: ...
 
 
 class UnitOfWorkFactory(Protocol):

@@ -5,11 +5,11 @@ project that catches an edited record, a deleted last record, and concurrent app
 from __future__ import annotations
 
 import threading
+from typing import Any
 
+import pytest
 from sqlalchemy import text
-from typer.testing import CliRunner
 
-from enclave.cli import app
 from enclave.domain.identity.accounts import Role, TokenKind
 from enclave.wiring import Services
 from tests.conftest import OPERATOR, LiveServer, make_account
@@ -98,13 +98,8 @@ def test_the_chain_catches_an_edit_and_a_deleted_last_record(services: Services)
         services.executions.record(ws, "k-1", "cell", f"x = {n}")
     assert services.executions.verify(OPERATOR, project).ok
     # the table refuses edits as it stands
-    with services.db.engine.connect() as conn:
-        try:
-            conn.execute(text("UPDATE execution_records SET code = 'nothing to see' WHERE seq = 2"))
-            conn.commit()
-            raise AssertionError("the update went through")
-        except Exception as exc:
-            assert "append-only" in str(exc)
+    with services.db.engine.begin() as conn, pytest.raises(Exception, match="append-only"):
+        conn.execute(text("UPDATE execution_records SET code = 'nothing to see' WHERE seq = 2"))
     _tamper(services, "UPDATE execution_records SET code = 'nothing to see' WHERE seq = 2")
     broken = services.executions.verify(OPERATOR, project)
     assert not broken.ok
@@ -146,22 +141,19 @@ def test_concurrent_cells_never_fork_the_chain(services: Services) -> None:
     assert services.executions.verify(OPERATOR, project).ok
 
 
-def test_the_cli_lists_and_verifies(services: Services, monkeypatch: object) -> None:
+def test_the_cli_lists_and_verifies(services: Services, cli: Any) -> None:
     project = make_project(services, "lead")
     ws = services.identity.authenticate(workspace(services, project)[0])
     services.executions.record(ws, "k-1", "cell", "print('[bold]not markup[/bold]')")
-    runner = CliRunner()
-    listed = runner.invoke(app, ["executions", "list", str(project)])
-    assert listed.exit_code == 0, listed.output
-    assert "print('[bold]not markup[/bold]')" in listed.output
-    assert "lead" in listed.output
-    verified = runner.invoke(app, ["executions", "verify", str(project)])
-    assert verified.exit_code == 0, verified.output
-    assert "execution record intact: 1 records verified" in verified.output
+    listed = cli("executions", "list", str(project))
+    assert "print('[bold]not markup[/bold]')" in listed.stdout
+    assert "lead" in listed.stdout
+    verified = cli("executions", "verify", str(project))
+    assert "execution record intact: 1 records verified" in verified.stdout
     _tamper(services, "UPDATE execution_records SET code = 'x' WHERE seq = 1")
-    broken = runner.invoke(app, ["executions", "verify", str(project)])
+    broken = cli("executions", "verify", str(project), ok=False)
     assert broken.exit_code == 1
     assert "broken at record 1" in broken.output
-    missing = runner.invoke(app, ["executions", "list", "999"])
+    missing = cli("executions", "list", "999", ok=False)
     assert missing.exit_code == 1
     assert "no project 999" in missing.output
