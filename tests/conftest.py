@@ -8,6 +8,7 @@ cleared, so no test reads the developer's own settings.
 
 from __future__ import annotations
 
+import gc
 import os
 import shutil
 import socket
@@ -15,6 +16,7 @@ import tempfile
 import threading
 import time
 import uuid
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -250,7 +252,12 @@ class LiveServer:
         for server in self.servers:
             server.should_exit = True
         for thread in self.threads:
-            thread.join(timeout=10)
+            thread.join(timeout=60)
+        # uvicorn may leave an accepted keep-alive socket to the garbage collector when its loop
+        # ends; collect it here, where it belongs, rather than in whichever test runs next
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ResourceWarning)
+            gc.collect()
         self._dir.cleanup()
 
     def client(self, account: Account | None = None) -> httpx.Client:

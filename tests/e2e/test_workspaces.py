@@ -385,6 +385,7 @@ def test_in_the_browser_no_output_saves_a_file(enclave: Enclave, tmp_path: Path)
                 page.wait_for_timeout(200)
             assert len(downloads) == 2, f"the control downloaded {downloads}: the check could not fail"
             downloads.clear()
+            control_files = set(downloads_dir.iterdir())
 
             # a normal page load records nothing
             response = page.goto(f"{lab}/tree/plain.ipynb")
@@ -405,7 +406,22 @@ def test_in_the_browser_no_output_saves_a_file(enclave: Enclave, tmp_path: Path)
                 json=_notebook([*ATTACKS, "print('all cells ran')"], (MARKDOWN_ATTACK,)),
             )
             assert attack.status_code == 201, attack.text
+            # its kernel started ahead, so the page attaches to a running one (see the note on the
+            # proxy's EPIPE in docs/workspaces.md)
+            started = session.server_request(
+                "POST",
+                f"p{first}",
+                "api/sessions",
+                json={
+                    "path": "attack.ipynb",
+                    "name": "attack.ipynb",
+                    "type": "notebook",
+                    "kernel": {"name": "python3"},
+                },
+            )
+            assert started.status_code == 201, started.text
             page.goto(f"{lab}/tree/attack.ipynb")
+            page.get_by_text(re.compile(r"ipykernel\) \| Idle")).first.wait_for()
             page.get_by_text("all cells ran").first.wait_for()  # the source, once the notebook is open
             page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
             page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click()
@@ -420,6 +436,12 @@ def test_in_the_browser_no_output_saves_a_file(enclave: Enclave, tmp_path: Path)
             _inject_download(page)
             page.wait_for_timeout(3000)
             page.screenshot(path=str(tmp_path / "attack.png"))
+            # opening it again is no new attempt (each is audited once)
+            page.wait_for_timeout(3000)
+            after_reload = len(enclave.events("workspace.download_refused"))
+            page.reload()
+            page.get_by_text("all cells ran").first.wait_for()
+            page.wait_for_timeout(3000)
             # no print in the File menu
             page.locator(".lm-MenuBar-itemLabel", has_text="File").first.click()
             menu = page.locator(".lm-Menu-content").first
@@ -431,7 +453,7 @@ def test_in_the_browser_no_output_saves_a_file(enclave: Enclave, tmp_path: Path)
                 page.screenshot(path=str(tmp_path / "last.png"))
             browser.close()
     assert downloads == [], downloads
-    assert list(downloads_dir.iterdir()) == []
+    assert set(downloads_dir.iterdir()) == control_files  # nothing saved after the control
     refused = enclave.events("workspace.download_refused")[before:]
     reasons = [str(e["reason"]) for e in refused]
     for expected in (
@@ -443,7 +465,7 @@ def test_in_the_browser_no_output_saves_a_file(enclave: Enclave, tmp_path: Path)
         "notebook saved: removed a data: link",
     ):
         assert any(reason.startswith(expected) for reason in reasons), (expected, reasons)
-    assert len(reasons) == len(set(zip(reasons, [e["path"] for e in refused], strict=True))), reasons
+    assert after_reload == len(enclave.events("workspace.download_refused")), "a reload is no new attempt"
     assert {e["subject"] for e in refused} == {str(first)}
     session.stop(f"p{first}")
     session.close()
