@@ -222,14 +222,6 @@ def check_view_executions(
     return project
 
 
-def check_purge_executions(actor: Actor) -> None:
-    """Records past their retention are removed by an operator at the server's shell only."""
-    if not actor.is_operator:
-        raise PermissionDenied(
-            "purging execution records is for an operator at the server's shell (enclave executions purge)"
-        )
-
-
 # --- outputs -----------------------------------------------------------------------------------------
 
 

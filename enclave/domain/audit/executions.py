@@ -32,9 +32,9 @@ from enclave.domain.audit.chain import (
     verify_links,
 )
 from enclave.domain.clock import Clock, utcnow
-from enclave.domain.errors import InvalidInput, PermissionDenied
+from enclave.domain.errors import InvalidInput
 from enclave.domain.identity.accounts import Actor
-from enclave.domain.policy import check_view_executions
+from enclave.domain.policy import check_record_execution, check_view_executions
 
 if TYPE_CHECKING:  # the ports name this module's record
     from enclave.domain.ports import UnitOfWorkFactory
@@ -159,18 +159,16 @@ class ExecutionService:
     def record(self, actor: Actor, kernel_id: str, kind: Kind, code: str) -> ExecutionRecord:
         """Chain the code a workspace's server is about to run (the caller is that server: the
         route checks its key)."""
-        if actor.project_scope is None or actor.user is None:
-            raise PermissionDenied("only a workspace's server records the code that runs in it")
+        project_id, username = check_record_execution(actor)
         if kind not in ("cell", "terminal"):
             raise InvalidInput(f"kind must be 'cell' or 'terminal', not {kind!r}")
-        project_id = actor.project_scope
         with self._uow() as uow:
             head_seq, head_hash = uow.audit.get_execution_head(project_id)
             record = chain_record(
                 project_id=project_id,
                 seq=head_seq + 1,
                 at=self._clock(),
-                username=actor.user.username,
+                username=username,
                 kernel_id=kernel_id[:200],
                 kind=kind,
                 code=code,
