@@ -126,20 +126,7 @@ class SqlAuditLog:
         return (0, GENESIS_HASH) if row is None else (row.seq, row.hash)
 
     def append_execution(self, record: ExecutionRecord, *, audit: AuditEvent) -> None:
-        self._session.add(
-            ExecutionRecordRow(
-                project_id=record.project_id,
-                seq=record.seq,
-                at=record.at,
-                username=record.username,
-                kernel_id=record.kernel_id,
-                kind=record.kind,
-                code=record.code,
-                truncated=record.truncated,
-                prev_hash=record.prev_hash,
-                hash=record.hash,
-            )
-        )
+        self._session.add(ExecutionRecordRow(**dataclasses.asdict(record)))
         self.append(audit)
 
     def list_executions(
@@ -226,19 +213,11 @@ class SqlAuditLog:
         return [_chained(r) for r in rows]
 
 
+_EXECUTION_FIELDS = tuple(f.name for f in dataclasses.fields(ExecutionRecord))
+
+
 def _execution(row: ExecutionRecordRow) -> ExecutionRecord:
-    return ExecutionRecord(
-        project_id=row.project_id,
-        seq=row.seq,
-        at=row.at,
-        username=row.username,
-        kernel_id=row.kernel_id,
-        kind=row.kind,
-        code=row.code,
-        truncated=row.truncated,
-        prev_hash=row.prev_hash,
-        hash=row.hash,
-    )
+    return ExecutionRecord(**{name: getattr(row, name) for name in _EXECUTION_FIELDS})
 
 
 def _chained(row: AuditEventRow) -> ChainedEvent:

@@ -15,7 +15,6 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from enclave.api.deps import CurrentActor, ServicesDep, WorkspaceServerActor
 from enclave.api.schemas import AuditVerification
-from enclave.domain.audit.executions import ExecutionRecord
 
 router = APIRouter(tags=["workspaces"])
 ProjectId = Annotated[int, Path(ge=1, le=2**31 - 1)]
@@ -35,6 +34,8 @@ class Recorded(BaseModel):
 
 
 class ExecutionView(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
     seq: int
     at: datetime
     username: str
@@ -44,20 +45,6 @@ class ExecutionView(BaseModel):
     truncated: bool
     prev_hash: str
     hash: str
-
-    @classmethod
-    def of(cls, record: ExecutionRecord) -> ExecutionView:
-        return cls(
-            seq=record.seq,
-            at=record.at,
-            username=record.username,
-            kernel_id=record.kernel_id,
-            kind=record.kind,
-            code=record.code,
-            truncated=record.truncated,
-            prev_hash=record.prev_hash,
-            hash=record.hash,
-        )
 
 
 @router.post(
@@ -82,7 +69,7 @@ def list_executions(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[ExecutionView]:
     records = services.executions.page(actor, project_id, after_seq=after, limit=limit)
-    return [ExecutionView.of(r) for r in records]
+    return [ExecutionView.model_validate(r) for r in records]
 
 
 @router.get(

@@ -18,6 +18,7 @@ workspace token.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -59,31 +60,12 @@ class ExecutionRecord:
     hash: str
 
 
-def record_hash(
-    *,
-    project_id: int,
-    seq: int,
-    at: datetime,
-    username: str,
-    kernel_id: str,
-    kind: str,
-    code: str,
-    truncated: bool,
-    prev_hash: str,
-) -> str:
-    return digest(
-        {
-            "project_id": project_id,
-            "seq": seq,
-            "at": format_timestamp(at),
-            "username": username,
-            "kernel_id": kernel_id,
-            "kind": kind,
-            "code": code,
-            "truncated": truncated,
-            "prev_hash": prev_hash,
-        }
-    )
+def record_hash(record: ExecutionRecord) -> str:
+    """The hash of a record: its content and the hash before it (everything but its own hash)."""
+    fields = dataclasses.asdict(record)
+    del fields["hash"]
+    fields["at"] = format_timestamp(record.at)
+    return digest(fields)
 
 
 def chain_record(
@@ -97,44 +79,19 @@ def chain_record(
     code: str,
     prev_hash: str,
 ) -> ExecutionRecord:
-    truncated = len(code) > MAX_CODE_CHARS
-    code = code[:MAX_CODE_CHARS]
-    return ExecutionRecord(
+    unhashed = ExecutionRecord(
         project_id=project_id,
         seq=seq,
         at=at,
         username=username,
         kernel_id=kernel_id,
         kind=kind,
-        code=code,
-        truncated=truncated,
+        code=code[:MAX_CODE_CHARS],
+        truncated=len(code) > MAX_CODE_CHARS,
         prev_hash=prev_hash,
-        hash=record_hash(
-            project_id=project_id,
-            seq=seq,
-            at=at,
-            username=username,
-            kernel_id=kernel_id,
-            kind=kind,
-            code=code,
-            truncated=truncated,
-            prev_hash=prev_hash,
-        ),
+        hash="",
     )
-
-
-def _content_hash(record: ExecutionRecord) -> str:
-    return record_hash(
-        project_id=record.project_id,
-        seq=record.seq,
-        at=record.at,
-        username=record.username,
-        kernel_id=record.kernel_id,
-        kind=record.kind,
-        code=record.code,
-        truncated=record.truncated,
-        prev_hash=record.prev_hash,
-    )
+    return dataclasses.replace(unhashed, hash=record_hash(unhashed))
 
 
 def verify_records(
@@ -143,7 +100,7 @@ def verify_records(
     """Every link of one project's record, in order, against the head the audit log recorded."""
     return verify_links(
         records,
-        _content_hash,
+        record_hash,
         head_seq=head_seq,
         head_hash=head_hash,
         subject="execution record",
