@@ -384,8 +384,11 @@ def test_in_the_browser_no_output_saves_a_file(enclave: Enclave, tmp_path: Path)
             while len(downloads) < 2 and time.monotonic() < deadline:
                 page.wait_for_timeout(200)
             assert len(downloads) == 2, f"the control downloaded {downloads}: the check could not fail"
+            for download in downloads:  # the event comes at the start: wait for each file to be written
+                download.path()  # type: ignore[attr-defined]
             downloads.clear()
             control_files = set(downloads_dir.iterdir())
+            assert len(control_files) == 2, control_files
 
             # a normal page load records nothing
             response = page.goto(f"{lab}/tree/plain.ipynb")
