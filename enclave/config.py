@@ -102,8 +102,35 @@ class Settings(BaseSettings):
     workspace_poll_seconds: int = Field(
         10, ge=1, le=600, description="how often the hub checks that a running workspace's project is active"
     )
-    workspace_memory_mb: int = Field(4096, ge=256, description="data size limit of a workspace's processes")
-    workspace_processes: int = Field(256, ge=16, description="process limit of a workspace's account")
+    workspace_memory_mb: int = Field(
+        4096,
+        ge=256,
+        description="memory of a workspace: its processes and its /tmp and /dev/shm pages together (its"
+        " control group's limit; also each process's data size limit)",
+    )
+    workspace_processes: int = Field(
+        256,
+        ge=16,
+        description="processes and threads of a workspace (its control group's and its account's limit)",
+    )
+    workspace_cpus: float = Field(
+        1.0,
+        ge=0,
+        description="CPU time a workspace may use, in cores (its control group's quota); 0: no quota",
+    )
+    workspace_tmp_mb: int = Field(1024, ge=16, description="size of a workspace's /tmp")
+    workspace_shm_mb: int = Field(256, ge=16, description="size of a workspace's /dev/shm")
+    workspace_disk_mb: int = Field(
+        10240,
+        ge=0,
+        description="size of each workspace home (its own filesystem image); 0: no quota, refused in"
+        " production",
+    )
+    workspace_cgroup: str = Field(
+        "auto",
+        description="where workspaces' control groups are made: auto (the hub's own group, cgroup v2 or v1),"
+        " the path of a delegated cgroup v2 directory, or off (no control groups: refused in production)",
+    )
     proxy_command: str | None = Field(
         None, description="configurable-http-proxy executable (default: the one `make setup` installs)"
     )
@@ -180,6 +207,13 @@ class Settings(BaseSettings):
     def workspaces_dir(self) -> Path:
         """Workspace homes, one per (project, user); each owned by its workspace account."""
         return self.home_dir / "workspaces"
+
+    def workspace_home(self, project_id: int, username: str) -> Path:
+        return self.workspaces_dir / f"p{project_id}" / username
+
+    def workspace_disk(self, project_id: int, username: str) -> Path:
+        """The filesystem image of a workspace home (its quota), outside every home."""
+        return self.home_dir / "workspace-disks" / f"p{project_id}" / f"{username}.ext4"
 
     @property
     def hub_dir(self) -> Path:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import shutil
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -13,6 +15,8 @@ from urllib.parse import quote
 from enclave.config import Settings, load_settings
 from enclave.domain.errors import ConfigurationError
 from enclave.hub import runtime
+from enclave.hub.homes import quota_problems
+from enclave.hub.limits import CgroupTree, CgroupUnavailable, find_tree
 from enclave.hub.sandbox import sandbox_problems
 from enclave.wiring import build_services
 
@@ -140,6 +144,45 @@ def check_mode(settings: Settings) -> None:
         raise ConfigurationError("ENCLAVE_WORKSPACE_MODE=unsafe is refused in production mode")
 
 
+@dataclass(frozen=True)
+class HostLimits:
+    """What the host lets the hub bound a workspace with, and what it lacks."""
+
+    cgroups: CgroupTree | None
+    home_quotas: bool
+    missing: tuple[str, ...]
+
+
+def check_limits(settings: Settings, *, find: Callable[[str], CgroupTree] = find_tree) -> HostLimits:
+    """The control-group tree and home quotas sandboxed workspaces get. In production a workspace
+    that could starve the host is refused: the hub does not start without both. In development
+    each missing one is a warning in the hub's log, and workspaces run without it."""
+    if settings.workspace_mode != "sandbox":
+        return HostLimits(None, False, ())
+    missing: list[str] = []
+    cgroups: CgroupTree | None = None
+    if settings.workspace_cgroup == "off":
+        missing.append("control groups are off (ENCLAVE_WORKSPACE_CGROUP=off)")
+    else:
+        try:
+            cgroups = find(settings.workspace_cgroup)
+        except CgroupUnavailable as exc:
+            missing.append(str(exc))
+    if settings.workspace_disk_mb == 0:
+        missing.append("homes have no quota (ENCLAVE_WORKSPACE_DISK_MB=0)")
+        quotas = False
+    else:
+        problems = quota_problems()
+        missing += [f"homes have no quota: {problem}" for problem in problems]
+        quotas = not problems
+    if missing and settings.mode == "production":
+        raise ConfigurationError(
+            "refusing to start in production mode: a workspace could exhaust the host's memory, processes"
+            " or disk: " + "; ".join(missing)
+        )
+    return HostLimits(cgroups, quotas, tuple(missing))
+
+
 def configure(c: Any, settings: Settings | None = None) -> None:
     from enclave.hub.auth import EnclaveAuthenticator
     from enclave.hub.proxy import EnclaveProxy
@@ -147,6 +190,9 @@ def configure(c: Any, settings: Settings | None = None) -> None:
 
     settings = settings or load_settings()
     check_mode(settings)
+    limits = check_limits(settings)
+    for missing in limits.missing:  # before the hub's own logging exists: straight to its output
+        sys.stderr.write(f"[W enclave] workspaces are not bounded: {missing}\n")
     services = build_services(settings)
     hub_dir = settings.hub_dir
     hub_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -165,6 +211,8 @@ def configure(c: Any, settings: Settings | None = None) -> None:
             jupyter_config=jupyter_config,
             hub_socket=hub_socket,
             guard_secret=services.keys.workspace_guard_secret(),
+            cgroups=limits.cgroups,
+            home_quotas=limits.home_quotas,
         )
     )
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from enclave.config import Settings
+from enclave.hub.limits import CgroupTree
 from enclave.hub.sandbox import Account
 from enclave.wiring import Services
 
@@ -21,6 +22,8 @@ class Runtime:
     jupyter_config: Path
     hub_socket: Path
     guard_secret: str
+    cgroups: CgroupTree | None = None  # None: workspaces get no control group (development only)
+    home_quotas: bool = False  # False: homes on the host's disk (development only)
 
 
 _current: Runtime | None = None

@@ -10,6 +10,8 @@ sandbox's own: the hub, the proxy, PostgreSQL and every other port of the host a
 bubblewrap runs as root (so it can mount what the workspace account cannot read, such as a
 Python under ``/root``); ``setpriv`` then drops to the workspace account with no capabilities,
 no way to gain any (``no_new_privs``) and a process limit, before any workspace code runs.
+What the whole workspace may use of the host (its control group, its sized tmpfs, its home's
+quota) is :mod:`enclave.hub.limits` and :mod:`enclave.hub.homes`.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import enclave
+from enclave.hub.limits import Limits
 
 #: Paths inside every sandbox.
 HOME = Path("/home/workspace")
@@ -123,8 +126,7 @@ class SandboxSpec:
     api_socket: Path
     hub_socket: Path
     jupyter_config: Path  # root-owned, read-only inside
-    memory_bytes: int
-    processes: int
+    limits: Limits
     python_roots: Sequence[Path] = field(default_factory=python_roots)
     extra_env: dict[str, str] = field(default_factory=dict)
 
@@ -139,9 +141,12 @@ class SandboxSpec:
             "--ro-bind", "/usr", "/usr",
             "--symlink", "usr/lib", "/lib", "--symlink", "usr/lib64", "/lib64",
             "--symlink", "usr/bin", "/bin", "--symlink", "usr/sbin", "/sbin",
-            "--proc", "/proc", "--dev", "/dev", "--perms", "1777", "--tmpfs", "/tmp",
+            "--proc", "/proc", "--dev", "/dev",
+            # sized: a full /tmp or /dev/shm is the workspace's own problem ("No space left")
+            "--perms", "1777", "--size", str(self.limits.tmp_bytes), "--tmpfs", "/tmp",
+            "--perms", "1777", "--size", str(self.limits.shm_bytes), "--tmpfs", "/dev/shm",
         ]  # fmt: skip
-        made: set[Path] = {Path("/"), Path("/usr"), Path("/tmp"), Path("/proc"), Path("/dev")}
+        made = {Path("/"), Path("/usr"), Path("/tmp"), Path("/proc"), Path("/dev"), Path("/dev/shm")}
 
         def parents(target: Path) -> None:
             # bwrap makes missing parents 0700 root; the account must be able to traverse them
@@ -172,7 +177,7 @@ class SandboxSpec:
             cmd += ["--setenv", key, value]
         cmd += [
             "--",
-            "prlimit", f"--nproc={self.processes}", f"--data={self.memory_bytes}", "--",
+            "prlimit", f"--nproc={self.limits.processes}", f"--data={self.limits.memory_bytes}", "--",
             "setpriv", f"--reuid={self.account.uid}", f"--regid={self.account.gid}", "--clear-groups",
             "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs", "--",
         ]  # fmt: skip

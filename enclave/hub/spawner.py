@@ -26,11 +26,13 @@ from urllib.parse import quote, unquote
 from jupyterhub.spawner import Spawner
 from jupyterhub.utils import random_port
 from tornado import web
-from traitlets import Integer
+from traitlets import Integer, Unicode
 
 from enclave.domain.errors import EnclaveError
 from enclave.hub import runtime
 from enclave.hub.guard import SERVER_KEY_ENV
+from enclave.hub.homes import QuotaUnavailable, mount_home, unmount_home
+from enclave.hub.limits import Limits
 from enclave.hub.sandbox import (
     HOME,
     RUN,
@@ -83,6 +85,8 @@ def project_of(server_name: str) -> int:
 class EnclaveSpawner(Spawner):  # type: ignore[misc]
     pid = Integer(0)
     token_id = Integer(0)
+    account = Unicode("")  # the workspace account, which names its control group
+    oom_kills = Integer(0)  # the group's count when the hub last looked
 
     _proc: subprocess.Popen[bytes] | None = None
 
@@ -92,6 +96,7 @@ class EnclaveSpawner(Spawner):  # type: ignore[misc]
         super().load_state(state)
         self.pid = state.get("pid", 0)
         self.token_id = state.get("token_id", 0)
+        self.account = state.get("account", "")
 
     def get_state(self) -> dict[str, Any]:
         state: dict[str, Any] = super().get_state()
@@ -99,12 +104,16 @@ class EnclaveSpawner(Spawner):  # type: ignore[misc]
             state["pid"] = self.pid
         if self.token_id:
             state["token_id"] = self.token_id
+        if self.account:
+            state["account"] = self.account
         return state
 
     def clear_state(self) -> None:
         super().clear_state()
         self.pid = 0
         self.token_id = 0
+        self.account = ""
+        self.oom_kills = 0
 
     # --- start --------------------------------------------------------------------------------
 
@@ -138,7 +147,11 @@ class EnclaveSpawner(Spawner):  # type: ignore[misc]
         )
         argv = [str(Path(sys.prefix) / "bin" / "python"), "-I", "-m", "enclave.hub.singleuser"]
         if rt.settings.workspace_mode == "sandbox":
-            cmd, url = await asyncio.to_thread(self._sandbox, rt, grant.user.id, project_id, env, argv)
+            try:
+                cmd, url = await asyncio.to_thread(self._sandbox, rt, grant.user.id, project_id, env, argv)
+            except (QuotaUnavailable, OSError) as exc:
+                await self._closed("failed to start")
+                raise RuntimeError(f"cannot bound the workspace's resources: {exc}") from None
             # launched from the hub's own thread: bwrap's --die-with-parent follows the thread
             # that started it, and a worker thread may go away while the workspace runs
             self._launch(cmd, env=None)
@@ -173,9 +186,14 @@ class EnclaveSpawner(Spawner):  # type: ignore[misc]
         """Prepare the account and directories (blocking work, run in a thread) and build the
         sandbox's command line and the server's URL."""
         account = ensure_account(account_name(project_id, user_id))
-        home = rt.settings.workspaces_dir / f"p{project_id}" / self.user.name
+        self.account = account.name
+        limits = Limits.from_settings(rt.settings)
+        home = rt.settings.workspace_home(project_id, self.user.name)
         sockets = rt.settings.sockets_dir / "workspaces" / account.name
         prepare_directory(home.parent, runtime.ROOT)  # bound into the sandbox by root: stays 0700
+        if rt.home_quotas:
+            disk = rt.settings.workspace_disk(project_id, self.user.name)
+            mount_home(home, disk, limits.disk_bytes, account)
         prepare_directory(home, account)
         seed_examples(home, (account.uid, account.gid))
         prepare_directory(sockets, account)
@@ -192,17 +210,19 @@ class EnclaveSpawner(Spawner):  # type: ignore[misc]
             api_socket=rt.settings.api_socket,
             hub_socket=rt.hub_socket,
             jupyter_config=rt.jupyter_config,
-            memory_bytes=rt.settings.workspace_memory_mb * 2**20,
-            processes=rt.settings.workspace_processes,
+            limits=limits,
             extra_env=env,
         )
         args = [*argv, f"--ServerApp.sock={SERVER_SOCKET}", "--ServerApp.sock_mode=0600", *self.get_args()]
-        return spec.command(args), f"http+unix://{quote(str(sockets / SERVER_SOCKET.name), safe='')}"
+        command = spec.command(args)
+        if rt.cgroups is not None:  # last: nothing can fail after the group exists but the launch
+            command = rt.cgroups.create(account.name, limits).join(command)
+        return command, f"http+unix://{quote(str(sockets / SERVER_SOCKET.name), safe='')}"
 
     def _start_unsafe(
         self, rt: runtime.Runtime, project_id: int, env: dict[str, str], argv: list[str]
     ) -> tuple[str, int]:
-        home = rt.settings.workspaces_dir / f"p{project_id}" / self.user.name
+        home = rt.settings.workspace_home(project_id, self.user.name)
         home.mkdir(parents=True, exist_ok=True, mode=0o700)
         seed_examples(home)
         self.port = self.port or random_port()
@@ -260,6 +280,7 @@ class EnclaveSpawner(Spawner):  # type: ignore[misc]
             await self._closed("server exited")
             return 0
         rt = runtime.get()
+        await self._check_memory(rt)
         problem = await asyncio.to_thread(rt.services.workspaces.problem, self.user.name, self.project_id)
         if problem is not None:
             self.log.warning("stopping workspace %s/%s: %s", self.user.name, self.name, problem)
@@ -267,6 +288,21 @@ class EnclaveSpawner(Spawner):  # type: ignore[misc]
             await self._closed(f"stopped: {problem}")
             return 1
         return None
+
+    async def _check_memory(self, rt: runtime.Runtime) -> None:
+        """Audit each time the kernel ended a process of the workspace for its memory limit (the
+        server stays; JupyterLab tells the researcher their kernel died)."""
+        if rt.cgroups is None or not self.account:
+            return
+        # read and noted with no await between, so that two polls at once audit the kills once
+        kills = rt.cgroups.group(self.account).oom_kills()  # one small file of the kernel's
+        ended, self.oom_kills = kills - self.oom_kills, kills
+        if ended > 0:
+            detail = f"{ended} process(es) ended at the memory limit of {rt.settings.workspace_memory_mb} MiB"
+            self.log.warning("workspace %s/%s: %s", self.user.name, self.name, detail)
+            await asyncio.to_thread(
+                rt.services.workspaces.record_limit, self.user.name, self.project_id, "memory", detail
+            )
 
     async def stop(self, now: bool = False) -> None:
         await self._kill(grace=0 if now else 5)
@@ -291,6 +327,8 @@ class EnclaveSpawner(Spawner):  # type: ignore[misc]
             return
         token_id, self.token_id = self.token_id, 0
         rt = runtime.get()
+        await self._check_memory(rt)
+        await asyncio.to_thread(self._release, rt)
         await asyncio.to_thread(
             rt.services.workspaces.close, self.user.name, self.project_id, token_id, reason
         )
@@ -298,6 +336,17 @@ class EnclaveSpawner(Spawner):  # type: ignore[misc]
             self._proc.wait()  # reap it
         self._proc = None
         self.pid = 0
+
+    def _release(self, rt: runtime.Runtime) -> None:
+        """What the workspace held of the host: its control group (and any process left in it), and
+        its home's mount."""
+        if rt.cgroups is not None and self.account:
+            rt.cgroups.group(self.account).remove()
+        if rt.home_quotas:
+            try:
+                unmount_home(rt.settings.workspace_home(self.project_id, self.user.name))
+            except QuotaUnavailable as exc:
+                self.log.error("workspace %s/%s: %s", self.user.name, self.name, exc)
 
 
 def _accepts(host: str, port: int) -> bool:

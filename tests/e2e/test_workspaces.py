@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import re
 import shutil
 import socket
@@ -20,6 +21,7 @@ import pytest
 from enclave.domain.access.requests import ProjectState
 from enclave.domain.identity.accounts import Role
 from enclave.hub.config import HIDDEN_LAB_PLUGINS
+from enclave.hub.limits import find_tree
 from enclave.hub.sandbox import sandbox_problems
 from enclave.wiring import Services
 from tests.conftest import OPERATOR, REQUIRE_SANDBOX, Account, DatabaseFactory, make_account
@@ -36,6 +38,15 @@ pytestmark = [
 ]
 
 PASSWORD = "correct horse battery staple"
+#: Small bounds, so that the test fills each of them quickly.
+MIB = 2**20
+LIMITS = {
+    "ENCLAVE_WORKSPACE_MEMORY_MB": "1024",
+    "ENCLAVE_WORKSPACE_TMP_MB": "64",
+    "ENCLAVE_WORKSPACE_SHM_MB": "32",
+    "ENCLAVE_WORKSPACE_DISK_MB": "256",
+    "ENCLAVE_WORKSPACE_PROCESSES": "256",
+}
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +63,7 @@ def enclave(database_factory: DatabaseFactory, tmp_path_factory: pytest.TempPath
         services.identity.set_password(OPERATOR, "nina", PASSWORD)
         return projects
 
-    with running_enclave(database_factory, tmp_path_factory.mktemp("workspaces"), prepare) as running:
+    with running_enclave(database_factory, tmp_path_factory.mktemp("workspaces"), prepare, LIMITS) as running:
         yield running
 
 
@@ -471,4 +482,99 @@ def test_in_the_browser_no_output_saves_a_file(enclave: Enclave, tmp_path: Path)
     assert after_reload == len(enclave.events("workspace.download_refused")), "a reload is no new attempt"
     assert {e["subject"] for e in refused} == {str(first)}
     session.stop(f"p{first}")
+    session.close()
+
+
+FILL = (
+    "import os, json\n"
+    "def fill(path):\n"
+    "    n = 0\n"
+    "    try:\n"
+    "        with open(path, 'wb') as f:\n"
+    "            while True: f.write(b'x' * (1 << 20)); f.flush(); n += 1 << 20\n"
+    "    except OSError as exc: return n, exc.errno\n"
+    "    finally: os.remove(path)\n"
+    "print(json.dumps({p: fill(p) for p in ('/tmp/fill', '/dev/shm/fill', os.path.expanduser('~/fill'))}))"
+)
+FORK = (
+    "import subprocess\n"
+    "children = []\n"
+    "try:\n"
+    "    for _ in range(1000): children.append(subprocess.Popen(['sleep', '120']))\n"
+    "except OSError as exc: print('refused', len(children), exc.errno)\n"
+    "for child in children: child.kill(); child.wait()\n"
+)
+MEMORY = (
+    "import subprocess, sys\n"
+    "grab = 'import time; chunk = b\"x\" * (450 << 20); time.sleep(10)'\n"
+    "children = [subprocess.Popen([sys.executable, '-c', grab]) for _ in range(3)]\n"
+    "print([child.wait() for child in children])\n"
+)
+
+
+def _groups(project_id: int) -> list[Path]:
+    tree = find_tree("auto")
+    pattern = f"enclave-ews-p{project_id}-u*"
+    return sorted({p for parent in tree.parents.values() for p in parent.glob(pattern)})
+
+
+def test_a_workspace_cannot_starve_the_host(enclave: Enclave) -> None:
+    """Each bound filled from a notebook: /tmp, /dev/shm and the home refuse more than their size,
+    a fork bomb is refused at the process limit, memory beyond the limit ends the workspace's own
+    process (and is audited); the hub and the API answer throughout; stopping the workspace removes
+    its control group and unmounts its home."""
+    project = enclave.projects["second"]
+    session = enclave.session("rosa", PASSWORD)
+    session.start(f"p{project}")
+    home = enclave.settings.workspace_home(project, "rosa")
+    assert os.path.ismount(home), "the home is not its own filesystem"
+    groups = _groups(project)
+    assert groups, "the workspace has no control group"
+    host_free = shutil.disk_usage(enclave.settings.home_dir).free
+    kernel = session.kernel(f"p{project}")
+
+    filled = kernel.run(FILL, timeout=300)
+    assert filled.status == "ok", filled
+    sizes = json.loads(filled.stdout)
+    for path, limit in (("/tmp/fill", 64), ("/dev/shm/fill", 32), ("/home/workspace/fill", 256)):
+        written, errno = sizes[path]
+        assert errno == 28, (path, sizes)  # ENOSPC
+        assert written <= limit * MIB, (path, sizes)  # at its size
+        assert written > limit * MIB // 2, (path, sizes)  # and not much before
+    assert host_free - shutil.disk_usage(enclave.settings.home_dir).free < 256 * MIB
+
+    forked = kernel.run(FORK, timeout=300)
+    assert forked.stdout.startswith("refused"), forked
+    assert int(forked.stdout.split()[1]) < 256
+
+    grabbed = kernel.run(MEMORY, timeout=300)
+    assert grabbed.status == "ok", grabbed  # the kernel lives: the largest process was ended
+    assert "-9" in grabbed.stdout, grabbed
+    killed = grabbed.stdout.count("-9")
+
+    def audited() -> int:  # processes the hub audited as ended at the limit (it looks at each poll)
+        return sum(int(str(e["detail"]).split()[0]) for e in enclave.events("workspace.limit_reached"))
+
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and audited() < killed:
+        time.sleep(0.5)
+    time.sleep(5)  # two more polls: nothing is audited twice
+    reached = enclave.events("workspace.limit_reached")
+    assert audited() == killed, (reached, grabbed, enclave.output())
+    assert {e["limit"] for e in reached} == {"memory"}, reached
+    assert {e["subject"] for e in reached} == {str(project)}
+
+    # the host answered throughout
+    assert httpx.get(f"{enclave.api_url}/healthz", timeout=30).status_code == 200
+    assert httpx.get(f"{enclave.hub_url}/hub/login", timeout=30).status_code == 200
+    again = kernel.run("print('still here')")
+    assert again.stdout.strip() == "still here", again
+    kernel.close()
+
+    session.stop(f"p{project}")
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and (os.path.ismount(home) or any(g.exists() for g in groups)):
+        time.sleep(0.5)
+    assert not os.path.ismount(home), "the home stays mounted after the stop"
+    assert not any(g.exists() for g in groups), "the control group outlives the workspace"
     session.close()

@@ -271,16 +271,20 @@ def running_enclave(
     database_factory: DatabaseFactory,
     root: Path,
     prepare: Callable[[Services], dict[str, int]] | None = None,
+    env: dict[str, str] | None = None,
 ) -> Iterator[Enclave]:
     """A fresh database and home under ``root``; ``prepare`` fills them through the real services
     (accounts, datasets, projects: the names of the projects it returns are kept in
-    ``Enclave.projects``); then ``enclave serve`` and ``enclave hub`` run until the block ends. The
-    hub sandboxes workspaces (it refuses to start where it cannot); its poll is 2 s."""
+    ``Enclave.projects``); then ``enclave serve`` and ``enclave hub`` run, with ``env`` added to
+    their environment, until the block ends. The hub sandboxes workspaces (it refuses to start
+    where it cannot); its poll is 2 s."""
     root.mkdir(parents=True, exist_ok=True)
     url = database_factory.new(root / "home")
     api_port, hub_port = free_port(), free_port_pair()
+    extra = env or {}
     env = {k: v for k, v in os.environ.items() if not k.startswith("ENCLAVE_")}
     env.update(
+        **extra,
         ENCLAVE_HOME=str(root / "home"),
         ENCLAVE_DATABASE_URL=url,
         ENCLAVE_API_PORT=str(api_port),

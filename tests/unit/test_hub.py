@@ -12,6 +12,7 @@ from enclave.domain.errors import ConfigurationError
 from enclave.hub import config as hub_config
 from enclave.hub import sandbox
 from enclave.hub.guard import UnsafeBanner
+from enclave.hub.limits import Limits
 from enclave.hub.sandbox import Account, SandboxSpec, account_name
 from enclave.hub.spawner import EXAMPLES, project_of, seed_examples
 
@@ -24,8 +25,9 @@ def spec(tmp_path: Path) -> SandboxSpec:
         api_socket=tmp_path / "run" / "api.sock",
         hub_socket=tmp_path / "run" / "hub.sock",
         jupyter_config=tmp_path / "home" / "hub" / "jupyter-config",
-        memory_bytes=2**30,
-        processes=64,
+        limits=Limits(
+            memory_bytes=2**30, processes=64, cpus=1, tmp_bytes=64 * 2**20, shm_bytes=32 * 2**20, disk_bytes=0
+        ),
         extra_env={"ENCLAVE_API_TOKEN": "t0ken", "JPY_PARENT_PID": "1"},
     )
 
@@ -51,6 +53,10 @@ def test_the_sandbox_mounts_only_what_a_workspace_needs(tmp_path: Path) -> None:
     assert cmd.index("--") < drop < cmd.index("python")
     assert {"--reuid=2001", "--regid=2001", "--no-new-privs", "--bounding-set=-all"} <= set(cmd[drop:])
     assert "--nproc=64" in cmd
+    # sized tmpfs: /tmp and /dev/shm each have their size just before them
+    for size, target in ((64 * 2**20, "/tmp"), (32 * 2**20, "/dev/shm")):
+        at = cmd.index(target)
+        assert cmd[at - 3 : at] == ["--size", str(size), "--tmpfs"], cmd[at - 4 : at + 1]
     env = {cmd[i + 1]: cmd[i + 2] for i, a in enumerate(cmd) if a == "--setenv"}
     assert env["ENCLAVE_API_TOKEN"] == "t0ken"
     assert env["HOME"] == "/home/workspace"

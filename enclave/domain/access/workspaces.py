@@ -117,6 +117,11 @@ class WorkspaceService:
             "workspace.download_refused", username, project_id, {"path": what[:300], "reason": reason[:200]}
         )
 
+    def record_limit(self, username: str, project_id: int, limit: str, detail: str) -> None:
+        """A workspace reached one of its limits (the hub saw the kernel end a process for it)."""
+        details: dict[str, object] = {"limit": limit, "detail": detail[:200]}
+        self._record("workspace.limit_reached", username, project_id, details)
+
     def _record(self, action: str, username: str, project_id: int, details: dict[str, object]) -> None:
         with self._uow() as uow:
             uow.audit.append(AuditEvent(action, username, "project", str(project_id), details))
