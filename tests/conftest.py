@@ -45,6 +45,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default="postgresql" if _ENV_URL.startswith("postgresql") else "sqlite",
         help="metadata database backend for the tests (default: sqlite, or ENCLAVE_DATABASE_URL's)",
     )
+    parser.addoption(
+        "--all",
+        action="store_true",
+        help="with --db postgresql, also the tests that use no database (by default they run on SQLite only)",
+    )
 
 
 #: Read before the ENCLAVE_ variables are cleared (pytest_configure): CI sets it, so that a test
@@ -60,6 +65,20 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_report_header(config: pytest.Config) -> str:
     return f"enclave metadata database: {config.getoption('--db')}"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """On PostgreSQL, only the tests that use a database: the others ran once already, on SQLite
+    (`make test` runs both; ``--all`` keeps them when PostgreSQL is the only run)."""
+    if config.getoption("--db") != "postgresql" or config.getoption("--all"):
+        return
+    kept, independent = [], []
+    for item in items:
+        uses_db = "database_factory" in getattr(item, "fixturenames", ())
+        (kept if uses_db else independent).append(item)
+    if independent:
+        config.hook.pytest_deselected(items=independent)
+        items[:] = kept
 
 
 class DatabaseFactory:
