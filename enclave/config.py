@@ -99,6 +99,11 @@ class Settings(BaseSettings):
         description="whether personal tokens may run DP queries over the API's network port; default:"
         " off in production (queries are then a workspace's alone), on in development and the demo",
     )
+    execution_retention_days: int = Field(
+        3650,
+        ge=0,
+        description="how long after a project's end its execution record is kept before it may be purged",
+    )
     workspace_poll_seconds: int = Field(
         10, ge=1, le=600, description="how often the hub checks that a running workspace's project is active"
     )

@@ -117,6 +117,8 @@ def build_services(settings: Settings, *, migrate: bool = True, clock: Clock = u
             clock=clock,
         ),
         workspaces=WorkspaceService(db.unit_of_work, identity=identity, clock=clock),
-        executions=ExecutionService(db.unit_of_work, clock=clock),
+        executions=ExecutionService(
+            db.unit_of_work, clock=clock, retention_days=settings.execution_retention_days
+        ),
         outputs=airlock(settings, db, keys, research, clock=clock),
     )

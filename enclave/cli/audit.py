@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from enclave.cli.common import CliError, err, operator, out, run, services
 
@@ -72,7 +73,8 @@ def executions_list(
         if not records:
             err.print(f"no records in project {project} after {after}")
         for r in records:
-            out.rule(f"#{r.seq} {r.at:%Y-%m-%d %H:%M:%S} UTC  {r.username}  {r.kind} {r.kernel_id}")
+            heading = f"#{r.seq} {r.at:%Y-%m-%d %H:%M:%S} UTC  {r.username}  {r.kind} {r.kernel_id}"
+            out.rule(escape(heading))  # the kernel's name is the server's to choose: never markup
             out.print(r.code + ("\n[truncated]" if r.truncated else ""), markup=False, highlight=False)
 
     run(body)
@@ -88,5 +90,31 @@ def executions_verify(project: Annotated[int, typer.Argument(help="the project's
         if not result.ok:
             raise CliError(f"project {project}: {result.describe()}")
         out.print(f"project {project}: {result.describe()}", highlight=False)
+
+    run(body)
+
+
+@executions_app.command("purge")
+def executions_purge(
+    project: Annotated[int | None, typer.Argument(help="the project's number")] = None,
+    due: Annotated[bool, typer.Option("--due", help="every project whose retention is over")] = False,
+) -> None:
+    """Delete a project's record once its retention is over (the project ended, and its end date
+    plus ENCLAVE_EXECUTION_RETENTION_DAYS past); the purge itself is kept and audited."""
+
+    def body() -> None:
+        if (project is None) == (not due):
+            raise CliError("name one project, or --due for every project whose retention is over")
+        with services() as s:
+            projects = s.executions.due(operator()) if due else [project]
+            if due and not projects:
+                out.print("no execution record is due for purging", highlight=False)
+            for number in projects:
+                assert number is not None
+                purge = s.executions.purge(operator(), number)
+                out.print(
+                    f"project {number}: purged {purge.records} record(s), through #{purge.through_seq}",
+                    highlight=False,
+                )
 
     run(body)

@@ -116,6 +116,22 @@ class ExecutionRecordRow(Base):
     hash: Mapped[str] = mapped_column(String(64), unique=True)
 
 
+class ExecutionPurgeRow(Base):
+    """A project's execution record purged at the end of its retention, up to ``through_seq``
+    (append-only: the database lets a record go only once a purge reaches it)."""
+
+    __tablename__ = "execution_purges"
+    __table_args__ = (UniqueConstraint("project_id", "through_seq"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    project_id: Mapped[int] = mapped_column(Integer)
+    through_seq: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"))
+    head_hash: Mapped[str] = mapped_column(String(64))
+    records: Mapped[int] = mapped_column(Integer)
+    at: Mapped[datetime]
+    actor: Mapped[str] = mapped_column(String(200))
+
+
 class UserRow(Base):
     __tablename__ = "users"
 

@@ -28,6 +28,7 @@ from enclave.db.models import (
     BudgetEntryRow,
     DatasetRow,
     DatasetVersionRow,
+    ExecutionPurgeRow,
     ExecutionRecordRow,
     OptOutRow,
     OutputFileRow,
@@ -44,7 +45,7 @@ from enclave.domain.access.form import AccessRequestForm
 from enclave.domain.access.requests import AccessRequest, Part, Project, RequestQuery, relations
 from enclave.domain.access.states import ProjectState, RequestState
 from enclave.domain.audit.chain import GENESIS_HASH, AuditEvent, ChainedEvent, chain_event
-from enclave.domain.audit.executions import ExecutionRecord
+from enclave.domain.audit.executions import ExecutionPurge, ExecutionRecord
 from enclave.domain.catalog.datasets import CatalogColumn, Dataset, DatasetVersion
 from enclave.domain.clock import utcnow
 from enclave.domain.errors import Conflict, InternalError, InvalidState, NotFound
@@ -123,7 +124,10 @@ class SqlAuditLog:
             .order_by(ExecutionRecordRow.seq.desc())
             .limit(1)
         ).scalar_one_or_none()
-        return (0, GENESIS_HASH) if row is None else (row.seq, row.hash)
+        if row is not None:
+            return row.seq, row.hash
+        purge = self.get_execution_purge(project_id)
+        return (0, GENESIS_HASH) if purge is None else (purge.through_seq, purge.head_hash)
 
     def append_execution(self, record: ExecutionRecord, *, audit: AuditEvent) -> None:
         self._session.add(ExecutionRecordRow(**dataclasses.asdict(record)))
@@ -151,6 +155,28 @@ class SqlAuditLog:
                 yield _execution(row)
         finally:
             result.close()
+
+    def get_execution_purge(self, project_id: int) -> ExecutionPurge | None:
+        row = self._session.execute(
+            select(ExecutionPurgeRow)
+            .where(ExecutionPurgeRow.project_id == project_id)
+            .order_by(ExecutionPurgeRow.through_seq.desc())
+            .limit(1)
+        ).scalar_one_or_none()
+        if row is None:
+            return None
+        return ExecutionPurge(**{name: getattr(row, name) for name in _PURGE_FIELDS})
+
+    def purge_executions(self, purge: ExecutionPurge, *, audit: AuditEvent) -> None:
+        self._session.add(ExecutionPurgeRow(**dataclasses.asdict(purge)))
+        _flush(self._session)  # the database lets the records go only once the purge is there
+        self._session.execute(
+            delete(ExecutionRecordRow).where(
+                ExecutionRecordRow.project_id == purge.project_id,
+                ExecutionRecordRow.seq <= purge.through_seq,
+            )
+        )
+        self.append(audit)
 
     def get_head(self) -> tuple[int, str]:
         head = self._session.get(AuditHeadRow, HEAD_ID)
@@ -214,6 +240,7 @@ class SqlAuditLog:
 
 
 _EXECUTION_FIELDS = tuple(f.name for f in dataclasses.fields(ExecutionRecord))
+_PURGE_FIELDS = tuple(f.name for f in dataclasses.fields(ExecutionPurge))
 
 
 def _execution(row: ExecutionRecordRow) -> ExecutionRecord:

@@ -190,6 +190,14 @@ def check_record_execution(actor: Actor) -> tuple[int, str]:
     return actor.project_scope, actor.user.username
 
 
+def check_purge_executions(actor: Actor) -> None:
+    """A record whose retention is over is purged by an operator, or an admin with a personal token."""
+    if actor.is_operator:
+        return
+    if actor.project_scope is not None or not actor.has_role(Role.ADMIN):
+        raise PermissionDenied("only an admin or an operator purges an execution record")
+
+
 def can_view_executions(actor: Actor, project: Project, custodian_ids: Collection[int]) -> bool:
     """What ran in a project's workspaces is read by those who oversee the project: the custodians of
     the datasets in its scope and admins, with a personal token, and operators. Never with a workspace

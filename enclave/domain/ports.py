@@ -37,7 +37,7 @@ from enclave.domain.access.form import AccessRequestForm
 from enclave.domain.access.requests import AccessRequest, Part, Project, RequestQuery
 from enclave.domain.access.states import ProjectState, RequestState
 from enclave.domain.audit.chain import AuditEvent, ChainedEvent
-from enclave.domain.audit.executions import ExecutionRecord
+from enclave.domain.audit.executions import ExecutionPurge, ExecutionRecord
 from enclave.domain.catalog.datasets import CatalogColumn, Dataset, DatasetVersion
 from enclave.domain.catalog.reports import IngestReport
 from enclave.domain.identity.accounts import ApiToken, Role, TokenKind, User
@@ -81,8 +81,8 @@ class AuditLog(Protocol):
     # --- the execution record of workspaces: a chain per project (enclave.domain.audit.executions)
 
     def get_execution_head(self, project_id: int) -> tuple[int, str]:
-        """The last record of the project (0 and the genesis hash when none), under the audit
-        head's lock."""
+        """The last record of the project (after a purge of all of them, the purge's last; 0 and the
+        genesis hash when none), under the audit head's lock."""
         ...
 
     def append_execution(self, record: ExecutionRecord, *, audit: AuditEvent) -> None:
@@ -94,6 +94,14 @@ class AuditLog(Protocol):
     ) -> list[ExecutionRecord]: ...
 
     def iter_executions(self, project_id: int) -> Generator[ExecutionRecord]: ...
+
+    def get_execution_purge(self, project_id: int) -> ExecutionPurge | None:
+        """The project's latest purge, or None."""
+        ...
+
+    def purge_executions(self, purge: ExecutionPurge, *, audit: AuditEvent) -> None:
+        """Record ``purge`` and delete the project's records up to its ``through_seq``."""
+        ...
 
 
 class UserRepository(Protocol):

@@ -26,6 +26,7 @@ from enclave.api.schemas import MAX_INT, NAME_PATTERN
 from enclave.domain.access.form import LegalBasis
 from enclave.domain.access.requests import AccessRequest, Decision, Part, Project
 from enclave.domain.access.states import PROJECT_MACHINE, Party, ProjectState, RequestState
+from enclave.domain.audit.executions import ExecutionRecord
 from enclave.domain.errors import EnclaveError, NotFound
 from enclave.domain.identity.accounts import Actor, Role
 from enclave.portal.forms import DateFields, FormErrors, refusal_sentence, text_field
@@ -470,6 +471,45 @@ def project_page(
         project=project,
         state=state,
         actions=_actions(state),
+        executions=_recent_executions(services, actor, project_id),
+    )
+
+
+#: How many of the newest records the project page shows; the record's own page has them all.
+RECENT_EXECUTIONS = 5
+EXECUTIONS_PAGE = 50
+
+
+def _recent_executions(services: Services, actor: Actor, project_id: int) -> list[ExecutionRecord] | None:
+    """The newest records, or None where the policy keeps the record from this custodian (a member
+    of the project does not oversee their own work)."""
+    try:
+        return services.executions.latest(actor, project_id, limit=RECENT_EXECUTIONS)
+    except NotFound:
+        return None
+
+
+@router.get("/custodian/projects/{project_id}/executions", response_class=HTMLResponse)
+def executions_page(
+    request: Request,
+    project_id: Id,
+    services: ServicesDep,
+    actor: CustodianPage,
+    after: Annotated[int, Query(ge=0, le=MAX_INT)] = 0,
+) -> HTMLResponse:
+    """The project's execution record, oldest first, a page at a time, with the chain's check."""
+    project = _project_for(services, actor, project_id)
+    records = services.executions.page(actor, project_id, after_seq=after, limit=EXECUTIONS_PAGE + 1)
+    return _render(
+        request,
+        "requests/executions.html",
+        title=f"Code run in the workspaces of project {project.id}",
+        project=project,
+        records=records[:EXECUTIONS_PAGE],
+        next_after=records[EXECUTIONS_PAGE - 1].seq if len(records) > EXECUTIONS_PAGE else None,
+        after=after,
+        check=services.executions.verify(actor, project_id),
+        kept_until=services.executions.kept_until(project),
     )
 
 

@@ -18,6 +18,7 @@ import pytest
 
 from enclave.domain.access.requests import Decision
 from enclave.domain.access.states import ProjectState, RequestState
+from enclave.domain.identity.accounts import TokenKind
 from enclave.wiring import Services
 from tests.conftest import OPERATOR, Account, LiveServer
 from tests.helpers.portal import HOSTILE, check_page, new_page, sign_in, sign_in_http
@@ -182,6 +183,32 @@ def test_a_custodian_decides_on_requests_and_suspends_a_project(
     check_page(page, "custodian-project")
     assert "Active" in page.inner_text("main")
     assert "year_of_birth, sex, region" in page.inner_text("main")
+
+    # The code run in its workspaces: recorded by a workspace's server, shown here as text
+    assert "No code has been run in this project's workspaces yet" in page.inner_text("main")
+    member = next(iter(project.members))
+    issued = world.identity.issue_token(OPERATOR, member, kind=TokenKind.WORKSPACE, project_id=project.id)
+    workspace = world.identity.authenticate(issued.secret)
+    hostile_code = f"print('{HOSTILE}')\n# </pre><a href=x>a link</a>"
+    for code in ("import enclave.client\nws = enclave.client.connect()", hostile_code):
+        world.executions.record(workspace, "k-1", "cell", code)
+    page.reload()
+    check_page(page, "custodian-project-code")
+    assert page.locator(".enclave-execution").count() == 2
+    assert page.locator('.enclave-execution[data-seq="2"] pre').inner_text() == hostile_code
+    assert page.locator(".enclave-execution a").count() == 0  # the code's markup is text
+    assert page.locator("main img").count() == 0
+    assert page.title() != "owned"
+    assert f"Run by {member}" in page.inner_text(".enclave-execution >> nth=0")
+    page.get_by_role("link", name="See all the code run in this project").click()
+    page.wait_for_url(f"**/custodian/projects/{project.id}/executions")
+    check_page(page, "custodian-project-code-all")
+    assert page.locator('[data-check="intact"]').count() == 1
+    assert "2 records checked" in page.inner_text("main")
+    assert [
+        int(n) for n in page.locator(".enclave-execution").evaluate_all("es => es.map(e => e.dataset.seq)")
+    ] == [1, 2]
+    page.goto(f"{server.url}/portal/custodian/projects/{project.id}")
     page.get_by_role("link", name="Suspend the project").click()
     page.wait_for_url(f"**/custodian/projects/{project.id}/suspend")
     check_page(page, "custodian-project-suspend")

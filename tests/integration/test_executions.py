@@ -4,23 +4,28 @@ project that catches an edited record, a deleted last record, and concurrent app
 
 from __future__ import annotations
 
+import re
 import threading
+from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
 import pytest
 from sqlalchemy import text
 
+from enclave.domain.audit.executions import ExecutionService
+from enclave.domain.errors import InvalidState, PermissionDenied
 from enclave.domain.identity.accounts import Role, TokenKind
 from enclave.wiring import Services
-from tests.conftest import OPERATOR, LiveServer, make_account
+from tests.conftest import OPERATOR, Account, LiveServer, make_account
 from tests.factories import make_project
+from tests.helpers.portal import sign_in_http
 from tests.integration.test_api import assert_error
 
 SERVER_KEY = "X-Enclave-Server-Key"
 
 
-def workspace(services: Services, project: int) -> tuple[str, str]:
-    issued = services.identity.issue_token(OPERATOR, "lead", kind=TokenKind.WORKSPACE, project_id=project)
+def workspace(services: Services, project: int, member: str = "lead") -> tuple[str, str]:
+    issued = services.identity.issue_token(OPERATOR, member, kind=TokenKind.WORKSPACE, project_id=project)
     return issued.secret, services.keys.workspace_server_key(issued.token.id)
 
 
@@ -87,7 +92,7 @@ def _tamper(services: Services, statement: str) -> None:
             conn.execute(text("DROP TRIGGER execution_records_no_update"))
             conn.execute(text("DROP TRIGGER execution_records_no_delete"))
         else:
-            conn.execute(text("ALTER TABLE execution_records DISABLE TRIGGER execution_records_append_only"))
+            conn.execute(text("ALTER TABLE execution_records DISABLE TRIGGER USER"))
         conn.execute(text(statement))
 
 
@@ -157,3 +162,98 @@ def test_the_cli_lists_and_verifies(services: Services, cli: Any) -> None:
     missing = cli("executions", "list", "999", ok=False)
     assert missing.exit_code == 1
     assert "no project 999" in missing.output
+
+
+def _later(services: Services, days_after_end: int, project: int) -> ExecutionService:
+    """The execution service as it will be ``days_after_end`` days after the project's end, with a
+    retention of 30 days."""
+    with services.db.unit_of_work(write=False) as uow:
+        found = uow.access.get_project(project)
+    assert found is not None
+    then = datetime.combine(found.end_date + timedelta(days=days_after_end), time(12), tzinfo=UTC)
+    return ExecutionService(services.db.unit_of_work, clock=lambda: then, retention_days=30)
+
+
+def test_a_record_is_purged_only_after_its_retention_and_the_purge_is_kept(
+    services: Services, cli: Any
+) -> None:
+    project = make_project(services, "lead")
+    other = make_project(services, "omar")
+    ws = services.identity.authenticate(workspace(services, project)[0])
+    for n in range(3):
+        services.executions.record(ws, "k-1", "cell", f"x = {n}")
+    omar = services.identity.authenticate(workspace(services, other, "omar")[0])
+    services.executions.record(omar, "k", "cell", "y")
+    with pytest.raises(InvalidState, match="is active: its execution record is kept until"):
+        services.executions.purge(OPERATOR, project)
+    with pytest.raises(InvalidState, match="kept until"):
+        _later(services, 30, project).purge(OPERATOR, project)  # the last day of its retention
+    custodian = services.identity.authenticate(
+        services.identity.issue_token(OPERATOR, "factory-custodian", name="desk").secret
+    )
+    later = _later(services, 31, project)
+    with pytest.raises(PermissionDenied, match="admin or an operator"):
+        later.purge(custodian, project)
+    assert set(later.due(OPERATOR)) == {project, other}
+
+    purge = later.purge(OPERATOR, project)
+    assert (purge.records, purge.through_seq) == (3, 3)
+    assert services.executions.page(OPERATOR, project) == []
+    checked = services.executions.verify(OPERATOR, project)
+    assert checked.ok, checked.describe()
+    assert checked.verified == 0
+    assert set(later.due(OPERATOR)) == {other}
+    with pytest.raises(InvalidState, match="nothing to purge"):
+        later.purge(OPERATOR, project)
+    purged = [e for e in services.audit.export(OPERATOR) if e.action == "workspace.code_purged"]
+    assert [(e.object_id, e.details["records"]) for e in purged] == [(str(project), 3)]
+    # the database itself refuses to delete a record no purge reaches, or the purge
+    for statement in (
+        f"DELETE FROM execution_records WHERE project_id = {other}",
+        "DELETE FROM execution_purges",
+        "UPDATE execution_purges SET records = 0",
+    ):
+        with services.db.engine.begin() as conn, pytest.raises(Exception, match="append-only"):
+            conn.execute(text(statement))
+    # a record after the purge (the project reopened) carries on from the purged head
+    after = services.executions.record(ws, "k-2", "cell", "z = 1")
+    assert (after.seq, after.prev_hash) == (4, purge.head_hash)
+    assert services.executions.verify(OPERATOR, project).verified == 1
+    # the operator's sweep, from the command line (the CLI's services have today's clock: nothing due)
+    assert "no execution record is due" in cli("executions", "purge", "--due").stdout
+    refused = cli("executions", "purge", str(other), ok=False)
+    assert refused.exit_code == 1
+    assert "kept until" in refused.output
+    assert "name one project" in cli("executions", "purge", ok=False).output
+
+
+def test_the_custodians_portal_pages_the_record_and_shows_a_broken_chain(services: Services) -> None:
+    project = make_project(services, "lead")
+    ws = services.identity.authenticate(workspace(services, project)[0])
+    for n in range(53):
+        services.executions.record(ws, "k-1", "cell", f"x = {n}")
+    custodian = Account("factory-custodian", "pw-factory-custodian-long-enough", "")
+    make_account(services, "cleo", Role.CUSTODIAN)  # a custodian of no dataset of the project
+    other = Account("cleo", "pw-cleo-long-enough", "")
+    path = f"/portal/custodian/projects/{project}/executions"
+    with LiveServer(services) as api, api.client() as web:
+        assert sign_in_http(web, custodian).status_code == 303
+        first = web.get(path)
+        assert first.status_code == 200, first.text
+        assert first.text.count('class="enclave-execution"') == 50
+        assert 'data-check="intact"' in first.text
+        assert "53 records checked" in first.text
+        assert f"{path}?after=50" in first.text
+        rest = web.get(f"{path}?after=50")
+        assert [int(n) for n in re.findall(r'data-seq="(\d+)"', rest.text)] == [51, 52, 53]
+        assert "?after=" not in rest.text  # no later page
+        assert web.get(f"{path}?after=-1").status_code == 404  # a malformed address: no such page
+        _tamper(services, "UPDATE execution_records SET code = 'x = 0 # nothing to see' WHERE seq = 7")
+        broken = web.get(path)
+        assert 'data-check="broken"' in broken.text
+        assert "broken at record 7" in broken.text
+        assert "content does not match its hash (edited)" in broken.text
+    with LiveServer(services) as api, api.client() as web:
+        assert sign_in_http(web, other).status_code == 303
+        assert web.get(path).status_code == 404
+        assert web.get(f"/portal/custodian/projects/{project}").status_code == 404
