@@ -14,6 +14,7 @@ import sys
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from enclave.cli.common import CliError, err, operator, out, run, services
@@ -168,13 +169,21 @@ def hub() -> None:
     """
 
     def body() -> None:
-        from enclave.hub.config import check_mode, proxy_command, write_hub_config
+        from enclave.hub.config import check_limits, check_mode, proxy_command, write_hub_config
 
         settings = load_settings()
         check_mode(settings)
+        limits = check_limits(settings)  # production: refused here, in one line, when unbounded
         proxy_command(settings)
         config = write_hub_config(settings)
         err.print(f"workspace hub at {settings.hub_url} ({settings.workspace_mode} mode)", highlight=False)
+        if limits.cgroups is not None:
+            where = ", ".join(sorted({str(p) for p in limits.cgroups.parents.values()}))
+            err.print(
+                f"workspace control groups: cgroup v{limits.cgroups.version} under {where}", highlight=False
+            )
+        for missing in limits.missing:
+            err.print(f"[yellow]warning[/yellow]: workspaces are not bounded: {escape(missing)}")
         os.execv(sys.executable, [sys.executable, "-m", "jupyterhub", "-f", str(config)])  # noqa: S606
 
     run(body)

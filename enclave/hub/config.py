@@ -190,9 +190,7 @@ def configure(c: Any, settings: Settings | None = None) -> None:
 
     settings = settings or load_settings()
     check_mode(settings)
-    limits = check_limits(settings)
-    for missing in limits.missing:  # before the hub's own logging exists: straight to its output
-        sys.stderr.write(f"[W enclave] workspaces are not bounded: {missing}\n")
+    limits = check_limits(settings)  # `enclave hub` has said what is missing
     services = build_services(settings)
     hub_dir = settings.hub_dir
     hub_dir.mkdir(parents=True, exist_ok=True, mode=0o700)

@@ -15,7 +15,7 @@ import pytest
 
 from enclave.hub.homes import mount_home, quota_problems, unmount_home
 from enclave.hub.limits import Cgroup, CgroupTree, CgroupUnavailable, Limits, find_tree
-from enclave.hub.sandbox import Account
+from enclave.hub.sandbox import Account, sandbox_problems
 from tests.conftest import REQUIRE_SANDBOX
 
 MIB = 2**20
@@ -211,3 +211,27 @@ def test_a_home_is_its_own_filesystem_of_the_set_size(quotas: None, tmp_path: Pa
         assert _fill(home) > 40 * MIB
     finally:
         unmount_home(home)
+
+
+def test_the_hub_refuses_to_run_unbounded_workspaces_in_production(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from enclave.cli import app
+
+    if sandbox_problems() and not REQUIRE_SANDBOX:
+        pytest.skip("sandboxing needs root and bubblewrap")
+    for key, value in {
+        "ENCLAVE_HOME": str(tmp_path),
+        "ENCLAVE_MODE": "production",
+        "ENCLAVE_WORKSPACE_CGROUP": "off",
+        "ENCLAVE_WORKSPACE_DISK_MB": "0",
+    }.items():
+        monkeypatch.setenv(key, value)
+    refused = CliRunner().invoke(app, ["hub"])
+    assert refused.exit_code == 1, refused.output
+    assert "refusing to start in production mode" in refused.output
+    assert "ENCLAVE_WORKSPACE_CGROUP=off" in refused.output
+    assert "ENCLAVE_WORKSPACE_DISK_MB=0" in refused.output
+    assert "Traceback" not in refused.output
