@@ -156,7 +156,7 @@ class HostLimits:
 def check_limits(settings: Settings, *, find: Callable[[str], CgroupTree] = find_tree) -> HostLimits:
     """The control-group tree and home quotas sandboxed workspaces get. In production a workspace
     that could starve the host is refused: the hub does not start without both. In development
-    each missing one is a warning in the hub's log, and workspaces run without it."""
+    each missing one is a warning (`enclave hub` prints them), and workspaces run without it."""
     if settings.workspace_mode != "sandbox":
         return HostLimits(None, False, ())
     missing: list[str] = []

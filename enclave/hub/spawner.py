@@ -97,6 +97,7 @@ class EnclaveSpawner(Spawner):  # type: ignore[misc]
         self.pid = state.get("pid", 0)
         self.token_id = state.get("token_id", 0)
         self.account = state.get("account", "")
+        self.oom_kills = state.get("oom_kills", 0)  # a restarted hub audits no kill twice
 
     def get_state(self) -> dict[str, Any]:
         state: dict[str, Any] = super().get_state()
@@ -106,6 +107,8 @@ class EnclaveSpawner(Spawner):  # type: ignore[misc]
             state["token_id"] = self.token_id
         if self.account:
             state["account"] = self.account
+        if self.oom_kills:
+            state["oom_kills"] = self.oom_kills
         return state
 
     def clear_state(self) -> None:
