@@ -80,13 +80,19 @@ def test_tmpfs_pages_count_against_the_memory_limit(make_group: object, tmp_path
     group = make_group(limits(memory_bytes=64 * MIB))  # type: ignore[operator]
     writer = (
         "import os\n"
-        "with open('/tmp/fill', 'wb') as f:\n"
+        "import sys\n"
+        "with open(sys.argv[1] + '/fill', 'wb') as f:\n"
         "    for _ in range(192): f.write(os.urandom(1 << 20)); f.flush()\n"
         "print('wrote all')"
     )
-    command = ["bwrap", "--dev-bind", "/", "/", "--size", str(512 * MIB), "--tmpfs", "/tmp", "--"]
+    mount = tmp_path / "tmpfs"  # not /tmp: the interpreter may live under it (a checkout in /tmp)
+    mount.mkdir()
+    command = ["bwrap", "--dev-bind", "/", "/", "--size", str(512 * MIB), "--tmpfs", str(mount), "--"]
     done = subprocess.run(
-        group.join([*command, sys.executable, "-c", writer]), capture_output=True, text=True, timeout=120
+        group.join([*command, sys.executable, "-c", writer, str(mount)]),
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert "wrote all" not in done.stdout, done
     assert done.returncode == 128 + 9, (done.returncode, done.stderr[-500:])  # bwrap: its child was killed
