@@ -11,16 +11,18 @@ start until its secrets are set explicitly (:meth:`Settings.check_safe_to_start`
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import os
 import secrets
 import stat
 import tempfile
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import (
     BaseSettings,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
@@ -99,6 +101,11 @@ class Settings(BaseSettings):
         description="whether personal tokens may run DP queries over the API's network port; default:"
         " off in production (queries are then a workspace's alone), on in development and the demo",
     )
+    trusted_proxies: Annotated[tuple[str, ...], NoDecode] = Field(
+        (),
+        description="addresses or networks of the reverse proxies in front of the API (comma-separated);"
+        " from them, the audit log takes the client's address from X-Forwarded-For",
+    )
     execution_retention_days: int = Field(
         3650,
         ge=0,
@@ -162,6 +169,23 @@ class Settings(BaseSettings):
     @classmethod
     def _blank_is_default(cls, value: str | None) -> str | None:
         return value or None
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _networks(cls, value: object) -> tuple[str, ...]:
+        items = value.split(",") if isinstance(value, str) else list(value)  # type: ignore[call-overload]
+        networks = []
+        for item in (str(i).strip() for i in items):
+            if item:
+                try:
+                    networks.append(str(ipaddress.ip_network(item, strict=False)))
+                except ValueError:
+                    raise ValueError(f"{item!r} is not an address or a network such as 10.0.0.0/8") from None
+        return tuple(networks)
+
+    @property
+    def trusted_proxy_networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+        return tuple(ipaddress.ip_network(n) for n in self.trusted_proxies)
 
     # --- derived paths ---------------------------------------------------------------------
 

@@ -229,7 +229,7 @@ class LiveServer:
     into workspaces, which alone takes workspace tokens)."""
 
     def __init__(self, services: Services) -> None:
-        from enclave.api.app import create_app, create_workspace_app
+        from enclave.api.app import create_app, create_workspace_app, server_config
 
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -237,21 +237,11 @@ class LiveServer:
         self.socket = str(Path(self._dir.name) / "api.sock")
         self.servers = [
             uvicorn.Server(
-                uvicorn.Config(
-                    create_app(services),
-                    host="127.0.0.1",
-                    port=self.port,
-                    log_level="warning",
-                    access_log=False,
-                )
+                server_config(create_app(services), host="127.0.0.1", port=self.port, log_level="warning")
             ),
             uvicorn.Server(
-                uvicorn.Config(
-                    create_workspace_app(services),
-                    uds=self.socket,
-                    log_level="warning",
-                    access_log=False,
-                    lifespan="off",
+                server_config(
+                    create_workspace_app(services), uds=self.socket, log_level="warning", lifespan="off"
                 )
             ),
         ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import uvicorn
 from fastapi import APIRouter, FastAPI
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
@@ -150,3 +151,11 @@ def create_workspace_app(services: Services) -> FastAPI:
     served.routes.extend(route for router in ROUTERS for route in router.routes if workspace_route(route))
     app.include_router(served)
     return app
+
+
+def server_config(app: FastAPI, **options: Any) -> uvicorn.Config:
+    """How uvicorn serves an Enclave application. Its own reading of ``X-Forwarded-For`` is off
+    (it would trust any loopback peer, so a local client could choose the address the audit log
+    records); the address comes from ``enclave.api.deps.client_address``, which trusts only
+    ``ENCLAVE_TRUSTED_PROXIES``. No access log: the audit log records what matters."""
+    return uvicorn.Config(app, proxy_headers=False, access_log=False, **options)

@@ -8,6 +8,7 @@ route and checks it refuses callers without what it declares.
 from __future__ import annotations
 
 import hmac
+import ipaddress
 from typing import Annotated
 
 from fastapi import Depends, Header, Request
@@ -29,6 +30,42 @@ def get_services(request: Request) -> Services:
 
 
 ServicesDep = Annotated[Services, Depends(get_services)]
+
+
+def client_address(request: Request) -> str | None:
+    """The caller's address, for the audit log (none over the Unix socket). Behind a reverse proxy
+    listed in ``ENCLAVE_TRUSTED_PROXIES`` it is the last address of ``X-Forwarded-For`` that is not
+    itself a trusted proxy (the addresses before it are the client's own claim); from anyone else
+    the header is ignored, so a client cannot choose the address it is recorded under."""
+    peer = request.client.host if request.client is not None and request.client.host else None
+    services: Services = request.app.state.services
+    trusted = services.settings.trusted_proxy_networks
+    if peer is None or not trusted or not _within(peer, trusted):
+        return peer
+    hops = [h.strip() for h in ",".join(request.headers.getlist("x-forwarded-for")).split(",") if h.strip()]
+    for hop in reversed(hops):
+        if not _within(hop, trusted):
+            return hop if _is_address(hop) else peer
+    return peer
+
+
+def _is_address(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _within(address: str, networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in network for network in networks)
+
+
+ClientAddress = Annotated[str | None, Depends(client_address)]
 
 
 def authenticate(

@@ -96,7 +96,7 @@ def _serve(settings: Settings, s: Services, host: str, port: int) -> None:
 
     import uvicorn
 
-    from enclave.api.app import create_app, create_workspace_app
+    from enclave.api.app import create_app, create_workspace_app, server_config
 
     class SocketServer(uvicorn.Server):
         # the TCP server handles the signals and stops this one when it stops
@@ -104,11 +104,9 @@ def _serve(settings: Settings, s: Services, host: str, port: int) -> None:
         def capture_signals(self) -> Iterator[None]:
             yield
 
-    network = uvicorn.Server(uvicorn.Config(create_app(s), log_level=settings.log_level, access_log=False))
+    network = uvicorn.Server(server_config(create_app(s), log_level=settings.log_level))
     workspaces = SocketServer(
-        uvicorn.Config(
-            create_workspace_app(s), log_level=settings.log_level, access_log=False, lifespan="off"
-        )
+        server_config(create_workspace_app(s), log_level=settings.log_level, lifespan="off")
     )
     try:
         tcp = listen_tcp(host, port)

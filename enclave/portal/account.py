@@ -8,8 +8,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse
 from starlette.responses import RedirectResponse, Response
 
-from enclave.api.deps import ServicesDep
-from enclave.api.routes.auth import client_address
+from enclave.api.deps import ServicesDep, client_address
 from enclave.domain.errors import AuthenticationFailed
 from enclave.domain.identity.accounts import Actor, TokenKind
 from enclave.portal.forms import FormErrors

@@ -96,8 +96,40 @@ def test_refusals_come_from_the_plan_and_the_schema(
     """Scope and type refusals happen before planning, with a sentence, and spend nothing."""
     project = make_project(services, "lead")
     with pytest.raises(error, match=message):
-        services.queries.run(member(services), project, plan(**changes))
+        services.queries.run(member(services), project, plan(**changes), client="192.0.2.7")
     assert spent(services, project) == 0
+    refused = [e for e in services.audit.export(OPERATOR) if e.action == "query.refused"]
+    assert len(refused) == 1
+    assert refused[0].object_id == str(project)
+    assert refused[0].details["client"] == "192.0.2.7"
+    assert message in str(refused[0].details["detail"])
+
+
+def test_a_refused_query_over_http_is_audited_with_the_callers_address(services: Services) -> None:
+    """Budget, scope and access refusals are audited with the address the server saw; a client's
+    own X-Forwarded-For is ignored when no trusted proxy is configured."""
+    project = make_project(services, "lead")
+    make_project(services, "other", title="Another test project on demographics")
+    lead = services.identity.issue_token(OPERATOR, "lead", name="laptop").secret
+    stranger = services.identity.issue_token(OPERATOR, "other", name="laptop").secret
+    body = plan().model_dump(mode="json")
+    spoof = {"X-Forwarded-For": "203.0.113.9"}
+    with LiveServer(services) as api, api.client() as c:
+        for secret, changes, status in (
+            (lead, {"epsilon": "5"}, 409),
+            (lead, {"group_by": ["postcode_area"]}, 403),
+            (stranger, {}, 404),
+        ):
+            r = c.post(
+                f"/projects/{project}/queries",
+                json={**body, **changes},
+                headers={"Authorization": f"Bearer {secret}", **spoof},
+            )
+            assert r.status_code == status, r.text
+    refused = [e for e in services.audit.export(OPERATOR) if e.action == "query.refused"]
+    assert [e.details["error"] for e in refused] == ["budget_exceeded", "permission_denied", "not_found"]
+    assert {e.details["client"] for e in refused} == {"127.0.0.1"}
+    assert [e.actor for e in refused] == ["lead", "lead", "other"]
 
 
 def test_who_may_query(services: Services) -> None:

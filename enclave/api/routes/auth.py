@@ -2,9 +2,9 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends
 
-from enclave.api.deps import CurrentActor, ServicesDep, requires
+from enclave.api.deps import ClientAddress, CurrentActor, ServicesDep, requires
 from enclave.api.schemas import LoginRequest, TokenIssued, TokenPublic, UserPublic
 from enclave.domain.identity.accounts import Actor
 
@@ -13,8 +13,8 @@ me_router = APIRouter(tags=["auth"])
 
 
 @router.post("/login", summary="Exchange a username and password for a session token (public)")
-def login(body: LoginRequest, request: Request, services: ServicesDep) -> TokenIssued:
-    issued = services.identity.login(body.username, body.password, client=client_address(request))
+def login(body: LoginRequest, client: ClientAddress, services: ServicesDep) -> TokenIssued:
+    issued = services.identity.login(body.username, body.password, client=client)
     return TokenIssued(token=issued.secret, **TokenPublic.of(issued.token).model_dump())
 
 
@@ -27,11 +27,6 @@ def logout(actor: CurrentActor, services: ServicesDep) -> None:
 def _me(actor: Actor) -> UserPublic:
     assert actor.user is not None
     return UserPublic.of(actor.user)
-
-
-def client_address(request: Request) -> str | None:
-    """The caller's address as the server saw it (none over the Unix socket), for the audit log."""
-    return request.client.host if request.client is not None and request.client.host else None
 
 
 WorkspaceOrPersonal = Annotated[Actor, Depends(requires(workspace=True))]

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Query, Response, status
 from fastapi import Path as PathParam
 from pydantic import BaseModel, ConfigDict, Field
 
-from enclave.api.deps import ServicesDep, requires
+from enclave.api.deps import ClientAddress, ServicesDep, requires
 from enclave.api.schemas import MAX_INT
 from enclave.domain.identity.accounts import Actor, Role
 from enclave.domain.queries.cohorts import Definition
@@ -53,9 +53,14 @@ def preview(project_id: ProjectId, plan: QueryPlan, actor: Member, services: Ser
     status_code=status.HTTP_201_CREATED,
 )
 def run(
-    project_id: ProjectId, plan: QueryPlan, actor: Querier, services: ServicesDep, response: Response
+    project_id: ProjectId,
+    plan: QueryPlan,
+    actor: Querier,
+    services: ServicesDep,
+    response: Response,
+    client: ClientAddress,
 ) -> dict[str, Any]:
-    release, recorded = services.queries.run(actor, project_id, plan)
+    release, recorded = services.queries.run(actor, project_id, plan, client=client)
     if recorded:
         response.status_code = status.HTTP_200_OK
     return release_view(release, recorded=recorded)
@@ -85,9 +90,15 @@ def sql_preview(
     status_code=status.HTTP_201_CREATED,
 )
 def sql_run(
-    project_id: ProjectId, body: SqlQuery, actor: Querier, services: ServicesDep, response: Response
+    project_id: ProjectId,
+    body: SqlQuery,
+    actor: Querier,
+    services: ServicesDep,
+    response: Response,
+    client: ClientAddress,
 ) -> dict[str, Any]:
-    release, recorded = services.queries.run(actor, project_id, parse_sql(body.sql, body.epsilon, body.delta))
+    plan = parse_sql(body.sql, body.epsilon, body.delta)
+    release, recorded = services.queries.run(actor, project_id, plan, client=client)
     if recorded:
         response.status_code = status.HTTP_200_OK
     return release_view(release, recorded=recorded)

@@ -24,7 +24,14 @@ from enclave.domain.access.requests import Project
 from enclave.domain.audit.chain import AuditEvent
 from enclave.domain.catalog.datasets import PERSON_COLUMN
 from enclave.domain.clock import Clock, utcnow
-from enclave.domain.errors import Conflict, InternalError, NotFound
+from enclave.domain.errors import (
+    Conflict,
+    InternalError,
+    InvalidInput,
+    InvalidState,
+    NotFound,
+    PermissionDenied,
+)
 from enclave.domain.identity.accounts import Actor
 from enclave.domain.policy import check_dataset_in_scope, check_query_access
 from enclave.domain.ports import (
@@ -186,8 +193,28 @@ class QueryService:
             }
         return preview
 
-    def run(self, actor: Actor, project_id: int, plan: QueryPlan) -> tuple[Release, bool]:
-        """Release the plan's answer; returns (release, whether it was already recorded)."""
+    def run(
+        self, actor: Actor, project_id: int, plan: QueryPlan, *, client: str | None = None
+    ) -> tuple[Release, bool]:
+        """Release the plan's answer; returns (release, whether it was already recorded). A refusal
+        (no access to the project, a column out of scope, the budget exhausted, ...) is audited as
+        ``query.refused`` with its reason and the caller's address before it reaches the caller."""
+        try:
+            return self._run(actor, project_id, plan)
+        except (PermissionDenied, NotFound, InvalidInput, InvalidState) as exc:
+            where = {"client": client} if client else {}
+            details: dict[str, object] = {
+                "error": exc.code,
+                "detail": exc.detail[:300],
+                "dataset": plan.dataset,
+                "epsilon": str(plan.epsilon),
+                **where,
+            }
+            with self._uow() as uow:
+                uow.audit.append(AuditEvent("query.refused", actor.name, "project", str(project_id), details))
+            raise
+
+    def _run(self, actor: Actor, project_id: int, plan: QueryPlan) -> tuple[Release, bool]:
         prepared = self._prepare(actor, project_id, plan)
         fingerprint = plan.fingerprint(prepared.dataset_version, derived=prepared.derived)
         with self._uow(write=False) as uow:
