@@ -40,6 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from enclave.client import build_plan
 from tests.conftest import free_port
+from tests.helpers.hub import wait_for
 
 ENCLAVE = [sys.executable, "-m", "enclave.cli"]
 YEARS = range(1900, 2027)
@@ -93,20 +94,6 @@ async def load(
     }
 
 
-def wait(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float = 300) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            if httpx.get(url, timeout=5).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    raise SystemExit(f"{url} did not come up in {timeout:.0f} s:\n{log.read_text()[-3000:]}")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -133,7 +120,7 @@ def main() -> None:
             api = subprocess.Popen([*ENCLAVE, "serve"], env=env, stdout=out, stderr=out)  # noqa: S603
         try:
             base = f"http://127.0.0.1:{port}"
-            wait(f"{base}/healthz", api, log)
+            wait_for(f"{base}/healthz", api, log)
             login = httpx.post(f"{base}/auth/login", json={"username": "researcher", "password": password})
             token = login.json()["token"]
             results = asyncio.run(run_levels(base, token, levels, args.seconds))

@@ -23,35 +23,19 @@ import tempfile
 import time
 from pathlib import Path
 
-import httpx
-
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests.conftest import free_port, free_port_pair
-from tests.helpers.hub import HubSession
+from tests.helpers.hub import HubSession, wait_for
 
 ENCLAVE = [sys.executable, "-m", "enclave.cli"]
-
-
-def wait(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float = 300) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            if httpx.get(url, timeout=5).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    raise SystemExit(f"{url} did not come up in {timeout:.0f} s:\n{log.read_text()[-3000:]}")
 
 
 def measure(env: dict[str, str], hub_port: int, password: str, repeat: int, log: Path) -> dict[str, float]:
     with log.open("ab") as out:
         hub = subprocess.Popen([*ENCLAVE, "hub"], env=env, stdout=out, stderr=out)  # noqa: S603
     try:
-        wait(f"http://127.0.0.1:{hub_port}/hub/login", hub, log)
+        wait_for(f"http://127.0.0.1:{hub_port}/hub/login", hub, log)
         session = HubSession(f"http://127.0.0.1:{hub_port}", "researcher")
         session.login(password)
         spawn, first, later = [], [], []
@@ -108,7 +92,7 @@ def main() -> None:
         with log.open("ab") as out:
             api = subprocess.Popen([*ENCLAVE, "serve"], env=env, stdout=out, stderr=out)  # noqa: S603
         try:
-            wait(f"http://127.0.0.1:{api_port}/healthz", api, log)
+            wait_for(f"http://127.0.0.1:{api_port}/healthz", api, log)
             sandboxed = measure(env, hub_port, password, args.repeat, log)
             unsafe = measure(
                 {**env, "ENCLAVE_WORKSPACE_MODE": "unsafe"}, hub_port, password, args.repeat, log
